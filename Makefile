@@ -1,0 +1,45 @@
+# flashd build, test and run targets. `make help` lists them.
+GO        ?= go
+BIN       := bin
+PROTOS    := $(wildcard rpc/proto/flashd/v1/*.proto) fsm/fsmpb/command.proto
+GOFLAGS_STATIC := CGO_ENABLED=0
+
+.PHONY: help build test test-short fmt-check vet proto proto-check demo tools bench clean
+
+help:
+	@grep -E '^[a-z-]+:.*## ' Makefile | sed 's/:.*## /\t/'
+
+build: ## build bin/flashd and bin/flashctl (static)
+	$(GOFLAGS_STATIC) $(GO) build -o $(BIN)/flashd ./cmd/flashd
+	$(GOFLAGS_STATIC) $(GO) build -o $(BIN)/flashctl ./cmd/flashctl
+
+test: fmt-check vet proto-check build ## run every test (what CI runs)
+	$(GO) test -count=1 -timeout 20m ./...
+
+test-short: ## the fast tiers only
+	$(GO) test -count=1 -short ./...
+
+fmt-check: ## fail if gofmt would change a file
+	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '\.pb\.go$$') 2>/dev/null); \
+	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+vet:
+	$(GO) vet ./...
+
+tools: ## install protoc (Debian's protobuf-compiler) if missing
+	@command -v protoc >/dev/null || (apt-get update -qq && apt-get install -y -qq protobuf-compiler)
+
+proto: tools ## regenerate the protobuf and gRPC code
+	PATH="$$(pwd)/$(BIN)/tools:$$PATH" ./deploy/gen-proto.sh
+
+proto-check: tools ## fail if the committed generated code is stale
+	@PATH="$$(pwd)/$(BIN)/tools:$$PATH" ./deploy/gen-proto.sh --check
+
+demo: build ## start a local 3-node cluster and show its status
+	./deploy/local/demo.sh
+
+bench: ## go test benchmarks (FSM apply, ClaimBatch end to end)
+	$(GO) test -run '^$$' -bench . -benchmem ./fsm/ ./raftnode/
+
+clean:
+	rm -rf $(BIN)

@@ -1,0 +1,137 @@
+package fsm
+
+import "time"
+
+// Reason says why a command or a claim was refused; ReasonOK is success.
+// Business refusals are normal results, never errors or panics. The numbers
+// equal flashdpb.Reason's, so the API converts with a cast.
+type Reason uint8
+
+const (
+	ReasonOK Reason = iota
+	ReasonSoldOut
+	ReasonLimitReached
+	ReasonNotEligible      // the user's entry wave is not open yet
+	ReasonCampaignClosed   // not open, not started, or ended
+	ReasonCampaignNotFound //
+	ReasonItemNotFound
+	ReasonClaimNotFound
+	ReasonInvalidArgument
+	ReasonAlreadyExists
+	ReasonInsufficientStock // stock removal larger than available
+	ReasonAlreadySettled
+	ReasonAlreadyReleased
+	ReasonRequestIDReused // same request ID, different payload
+	ReasonWrongCampaignKind
+)
+
+// Campaign is a read-only view of a campaign.
+type Campaign struct {
+	ID             string
+	Kind           CampaignKind
+	Name           string
+	Start          time.Time
+	End            time.Time // zero: no end
+	PerUserLimit   uint32
+	WaveCount      uint32
+	WaveInterval   time.Duration
+	ReservationTTL time.Duration // zero: reservations never expire
+	State          CampaignState
+}
+
+type CampaignKind uint8
+
+const (
+	KindUnknown CampaignKind = iota
+	KindFlashSale
+	KindCardCollect
+)
+
+type CampaignState uint8
+
+const (
+	StateUnknown CampaignState = iota
+	StateDraft
+	StateOpen
+	StateClosed
+)
+
+// Item is a read-only view of an item's stock counters.
+// Invariant: Available + Reserved + Sold == Total.
+type Item struct {
+	CampaignID   string
+	ID           string
+	Total        uint64
+	Available    uint64
+	Reserved     uint64
+	Sold         uint64
+	PerUserLimit uint32 // effective: the item's own, else the campaign's default
+}
+
+type ClaimState uint8
+
+const (
+	ClaimUnknown ClaimState = iota
+	ClaimReserved
+	ClaimSettled
+	ClaimReleased
+)
+
+// Claim is a read-only view of one claim.
+type Claim struct {
+	ID         uint64 // dense, from 1, assigned in log order
+	CampaignID string
+	ItemID     string
+	UserID     string
+	Quantity   uint32
+	State      ClaimState
+	Created    time.Time
+	Deadline   time.Time // zero: never expires
+	RequestID  string
+}
+
+// Node is a cluster member's metadata replicated through the log (Raft's own
+// configuration carries only ID, address and suffrage).
+type Node struct {
+	ID       string
+	Region   string
+	GRPCAddr string
+	HTTPAddr string
+}
+
+// FrontDoorConfig is the replicated funnel configuration every front door
+// follows. Version increases by one with every change.
+type FrontDoorConfig struct {
+	Version      uint64
+	GlobalRate   float64
+	PerUserRate  float64
+	PerIPRate    float64
+	DegradeLevel uint32
+	DropFraction float64
+	DegradeAuto  bool
+}
+
+// Result is what applying one log entry returns (through raft's
+// ApplyFuture.Response). A claim batch has one Outcome per claim, in order;
+// every other command has exactly one Outcome, and sets the view it touched.
+type Result struct {
+	Outcomes []Outcome
+	Campaign *Campaign
+	Item     *Item
+	Config   *FrontDoorConfig
+}
+
+// Outcome is the result of one claim or one operation.
+type Outcome struct {
+	Reason  Reason
+	Message string // detail for a refusal, for people
+	Claim   Claim  // set for a granted claim, settle and release
+}
+
+// Stats counts what the state machine holds.
+type Stats struct {
+	Campaigns          int
+	Items              int
+	Claims             int
+	IdempotencyRecords int
+}
