@@ -1190,8 +1190,11 @@ type SnapshotHeader struct {
 	NextClaimId         uint64                 `protobuf:"varint,7,opt,name=next_claim_id,json=nextClaimId,proto3" json:"next_claim_id,omitempty"`
 	LastCommandUnixNano int64                  `protobuf:"varint,8,opt,name=last_command_unix_nano,json=lastCommandUnixNano,proto3" json:"last_command_unix_nano,omitempty"`
 	FrontDoorConfig     *FrontDoorConfig       `protobuf:"bytes,9,opt,name=front_door_config,json=frontDoorConfig,proto3" json:"front_door_config,omitempty"`
-	unknownFields       protoimpl.UnknownFields
-	sizeCache           protoimpl.SizeCache
+	// applied_index is the Raft index of the last entry the state reflects:
+	// Restore cannot see the snapshot's metadata, so the state carries it.
+	AppliedIndex  uint64 `protobuf:"varint,10,opt,name=applied_index,json=appliedIndex,proto3" json:"applied_index,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *SnapshotHeader) Reset() {
@@ -1285,6 +1288,13 @@ func (x *SnapshotHeader) GetFrontDoorConfig() *FrontDoorConfig {
 		return x.FrontDoorConfig
 	}
 	return nil
+}
+
+func (x *SnapshotHeader) GetAppliedIndex() uint64 {
+	if x != nil {
+		return x.AppliedIndex
+	}
+	return 0
 }
 
 type CampaignRecord struct {
@@ -1779,7 +1789,7 @@ const file_command_proto_rawDesc = "" +
 	"\vper_ip_rate\x18\x04 \x01(\x01R\tperIpRate\x12#\n" +
 	"\rdegrade_level\x18\x05 \x01(\rR\fdegradeLevel\x12#\n" +
 	"\rdrop_fraction\x18\x06 \x01(\x01R\fdropFraction\x12!\n" +
-	"\fdegrade_auto\x18\a \x01(\bR\vdegradeAuto\"\xef\x02\n" +
+	"\fdegrade_auto\x18\a \x01(\bR\vdegradeAuto\"\x94\x03\n" +
 	"\x0eSnapshotHeader\x12%\n" +
 	"\x0eformat_version\x18\x01 \x01(\rR\rformatVersion\x12\x1c\n" +
 	"\tcampaigns\x18\x02 \x01(\x04R\tcampaigns\x12\x14\n" +
@@ -1789,7 +1799,9 @@ const file_command_proto_rawDesc = "" +
 	"\x05nodes\x18\x06 \x01(\x04R\x05nodes\x12\"\n" +
 	"\rnext_claim_id\x18\a \x01(\x04R\vnextClaimId\x123\n" +
 	"\x16last_command_unix_nano\x18\b \x01(\x03R\x13lastCommandUnixNano\x12J\n" +
-	"\x11front_door_config\x18\t \x01(\v2\x1e.flashd.fsm.v1.FrontDoorConfigR\x0ffrontDoorConfig\"\x7f\n" +
+	"\x11front_door_config\x18\t \x01(\v2\x1e.flashd.fsm.v1.FrontDoorConfigR\x0ffrontDoorConfig\x12#\n" +
+	"\rapplied_index\x18\n" +
+	" \x01(\x04R\fappliedIndex\"\x7f\n" +
 	"\x0eCampaignRecord\x129\n" +
 	"\bcampaign\x18\x01 \x01(\v2\x1d.flashd.fsm.v1.CreateCampaignR\bcampaign\x122\n" +
 	"\x05state\x18\x02 \x01(\x0e2\x1c.flashd.fsm.v1.CampaignStateR\x05state\"\xd0\x01\n" +
