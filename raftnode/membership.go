@@ -189,7 +189,7 @@ func (n *Node) Snapshot() (uint64, error) {
 
 // Status is this node's own view of itself and the cluster.
 type Status struct {
-	ID, Region, State, LeaderID    string
+	ID, Region, State, LeaderID     string
 	Term, LastLogIndex, CommitIndex uint64
 	AppliedIndex                    uint64
 	LastContact                     time.Time // zero on the leader

@@ -292,6 +292,9 @@ func (n *Node) Raft() *raft.Raft { return n.raft }
 // ID is this node's ID.
 func (n *Node) ID() string { return n.cfg.ID }
 
+// RaftAddr is the address this node's raft transport is reached at.
+func (n *Node) RaftAddr() string { return string(n.transport.LocalAddr()) }
+
 // Region is this node's region label.
 func (n *Node) Region() string { return n.cfg.Region }
 
@@ -361,6 +364,9 @@ func (n *Node) applyError(err error) error {
 	}
 	return fmt.Errorf("propose: %w", err)
 }
+
+// NotLeader is the error for a request that needs the leader, with the hint.
+func (n *Node) NotLeader() error { return n.notLeader() }
 
 func (n *Node) notLeader() error {
 	addr, id := n.raft.LeaderWithID()

@@ -13,13 +13,14 @@ import (
 // AdminServer serves flashd.v1.Admin on a store node.
 type AdminServer struct {
 	pb.UnimplementedAdminServer
-	node  *raftnode.Node
-	peers *peerDialer
+	node       *raftnode.Node
+	peers      *peerDialer
+	frontDoors *frontDoorRegistry
 }
 
 // NewAdminServer returns the Admin service of node.
-func NewAdminServer(node *raftnode.Node) *AdminServer {
-	return &AdminServer{node: node, peers: &peerDialer{}}
+func NewAdminServer(node *raftnode.Node, doors *frontDoorRegistry) *AdminServer {
+	return &AdminServer{node: node, peers: &peerDialer{}, frontDoors: doors}
 }
 
 // CreateCampaign creates a campaign in state DRAFT.
@@ -34,7 +35,7 @@ func (s *AdminServer) CreateCampaign(ctx context.Context, req *pb.CreateCampaign
 			CampaignId: c.GetId(), Kind: fsmpb.CampaignKind(c.GetKind()), Name: c.GetName(),
 			StartUnixNano: unixNano(c.GetStart()), EndUnixNano: unixNano(c.GetEnd()),
 			PerUserLimit: c.GetPerUserLimit(), WaveCount: c.GetWaveCount(),
-			WaveIntervalNanos: c.GetWaveInterval().AsDuration().Nanoseconds(),
+			WaveIntervalNanos:   c.GetWaveInterval().AsDuration().Nanoseconds(),
 			ReservationTtlNanos: c.GetReservationTtl().AsDuration().Nanoseconds(),
 		},
 	})

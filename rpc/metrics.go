@@ -33,7 +33,7 @@ func newStoreMetrics(reg prometheus.Registerer, nodeID string) (*storeMetrics, e
 		}),
 		applyLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Namespace: "flashd", Subsystem: "store", Name: "apply_seconds", ConstLabels: labels,
-			Help: "Time from proposing a claim batch to its result (commit + apply).",
+			Help:    "Time from proposing a claim batch to its result (commit + apply).",
 			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16),
 		}),
 	}

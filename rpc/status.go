@@ -44,6 +44,7 @@ func (s *AdminServer) ClusterStatus(ctx context.Context, _ *pb.ClusterStatusRequ
 	out := &pb.ClusterStatusResponse{
 		LeaderId: leaderID, LeaderRegion: leaderMeta.Region, LeaderGrpcAddr: leaderMeta.GRPCAddr,
 		FrontDoorConfig: configToPB(s.node.FSM().FrontDoorConfig()),
+		FrontDoors:      s.frontDoors.live(), // empty unless this node leads
 	}
 	out.Members = make([]*pb.Member, len(members))
 	var wg sync.WaitGroup

@@ -21,13 +21,14 @@ const watchMinInterval = 20 * time.Millisecond
 // StoreServer serves flashd.v1.Store on a store node.
 type StoreServer struct {
 	pb.UnimplementedStoreServer
-	node    *raftnode.Node
-	metrics *storeMetrics
+	node       *raftnode.Node
+	metrics    *storeMetrics
+	frontDoors *frontDoorRegistry
 }
 
 // NewStoreServer returns the Store service of node.
-func NewStoreServer(node *raftnode.Node, m *storeMetrics) *StoreServer {
-	return &StoreServer{node: node, metrics: m}
+func NewStoreServer(node *raftnode.Node, m *storeMetrics, doors *frontDoorRegistry) *StoreServer {
+	return &StoreServer{node: node, metrics: m, frontDoors: doors}
 }
 
 // ClaimBatch validates every claim, proposes the valid ones as one log

@@ -692,6 +692,7 @@ type ClusterStatusResponse struct {
 	LeaderGrpcAddr  string                 `protobuf:"bytes,3,opt,name=leader_grpc_addr,json=leaderGrpcAddr,proto3" json:"leader_grpc_addr,omitempty"`
 	Members         []*Member              `protobuf:"bytes,4,rep,name=members,proto3" json:"members,omitempty"`
 	FrontDoorConfig *FrontDoorConfig       `protobuf:"bytes,5,opt,name=front_door_config,json=frontDoorConfig,proto3" json:"front_door_config,omitempty"`
+	FrontDoors      []*FrontDoorPresence   `protobuf:"bytes,6,rep,name=front_doors,json=frontDoors,proto3" json:"front_doors,omitempty"` // live front doors, as the leader sees them
 	unknownFields   protoimpl.UnknownFields
 	sizeCache       protoimpl.SizeCache
 }
@@ -757,6 +758,13 @@ func (x *ClusterStatusResponse) GetMembers() []*Member {
 func (x *ClusterStatusResponse) GetFrontDoorConfig() *FrontDoorConfig {
 	if x != nil {
 		return x.FrontDoorConfig
+	}
+	return nil
+}
+
+func (x *ClusterStatusResponse) GetFrontDoors() []*FrontDoorPresence {
+	if x != nil {
+		return x.FrontDoors
 	}
 	return nil
 }
@@ -1309,7 +1317,7 @@ var File_flashd_v1_admin_proto protoreflect.FileDescriptor
 
 const file_flashd_v1_admin_proto_rawDesc = "" +
 	"\n" +
-	"\x15flashd/v1/admin.proto\x12\tflashd.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x15flashd/v1/types.proto\"g\n" +
+	"\x15flashd/v1/admin.proto\x12\tflashd.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x15flashd/v1/types.proto\x1a\x15flashd/v1/store.proto\"g\n" +
 	"\x15CreateCampaignRequest\x12/\n" +
 	"\bcampaign\x18\x01 \x01(\v2\x13.flashd.v1.CampaignR\bcampaign\x12\x1d\n" +
 	"\n" +
@@ -1363,13 +1371,15 @@ const file_flashd_v1_admin_proto_rawDesc = "" +
 	"\x05voter\x18\x05 \x01(\bR\x05voter\x12\x16\n" +
 	"\x06leader\x18\x06 \x01(\bR\x06leader\x125\n" +
 	"\x06status\x18\a \x01(\v2\x1d.flashd.v1.NodeStatusResponseR\x06status\x12\x14\n" +
-	"\x05error\x18\b \x01(\tR\x05error\"\xf8\x01\n" +
+	"\x05error\x18\b \x01(\tR\x05error\"\xb7\x02\n" +
 	"\x15ClusterStatusResponse\x12\x1b\n" +
 	"\tleader_id\x18\x01 \x01(\tR\bleaderId\x12#\n" +
 	"\rleader_region\x18\x02 \x01(\tR\fleaderRegion\x12(\n" +
 	"\x10leader_grpc_addr\x18\x03 \x01(\tR\x0eleaderGrpcAddr\x12+\n" +
 	"\amembers\x18\x04 \x03(\v2\x11.flashd.v1.MemberR\amembers\x12F\n" +
-	"\x11front_door_config\x18\x05 \x01(\v2\x1a.flashd.v1.FrontDoorConfigR\x0ffrontDoorConfig\"\x13\n" +
+	"\x11front_door_config\x18\x05 \x01(\v2\x1a.flashd.v1.FrontDoorConfigR\x0ffrontDoorConfig\x12=\n" +
+	"\vfront_doors\x18\x06 \x03(\v2\x1c.flashd.v1.FrontDoorPresenceR\n" +
+	"frontDoors\"\x13\n" +
 	"\x11NodeStatusRequest\"\x93\x03\n" +
 	"\x12NodeStatusResponse\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
@@ -1462,7 +1472,8 @@ var file_flashd_v1_admin_proto_goTypes = []any{
 	(Consistency)(0),                   // 25: flashd.v1.Consistency
 	(*Item)(nil),                       // 26: flashd.v1.Item
 	(*FrontDoorConfig)(nil),            // 27: flashd.v1.FrontDoorConfig
-	(*durationpb.Duration)(nil),        // 28: google.protobuf.Duration
+	(*FrontDoorPresence)(nil),          // 28: flashd.v1.FrontDoorPresence
+	(*durationpb.Duration)(nil),        // 29: google.protobuf.Duration
 }
 var file_flashd_v1_admin_proto_depIdxs = []int32{
 	22, // 0: flashd.v1.CreateCampaignRequest.campaign:type_name -> flashd.v1.Campaign
@@ -1477,39 +1488,40 @@ var file_flashd_v1_admin_proto_depIdxs = []int32{
 	13, // 9: flashd.v1.Member.status:type_name -> flashd.v1.NodeStatusResponse
 	10, // 10: flashd.v1.ClusterStatusResponse.members:type_name -> flashd.v1.Member
 	27, // 11: flashd.v1.ClusterStatusResponse.front_door_config:type_name -> flashd.v1.FrontDoorConfig
-	24, // 12: flashd.v1.NodeStatusResponse.last_contact:type_name -> google.protobuf.Timestamp
-	28, // 13: flashd.v1.NodeStatusResponse.uptime:type_name -> google.protobuf.Duration
-	0,  // 14: flashd.v1.Admin.CreateCampaign:input_type -> flashd.v1.CreateCampaignRequest
-	1,  // 15: flashd.v1.Admin.UpdateCampaign:input_type -> flashd.v1.UpdateCampaignRequest
-	2,  // 16: flashd.v1.Admin.ListCampaigns:input_type -> flashd.v1.ListCampaignsRequest
-	4,  // 17: flashd.v1.Admin.AddItem:input_type -> flashd.v1.AddItemRequest
-	5,  // 18: flashd.v1.Admin.ListItems:input_type -> flashd.v1.ListItemsRequest
-	7,  // 19: flashd.v1.Admin.AdjustStock:input_type -> flashd.v1.AdjustStockRequest
-	8,  // 20: flashd.v1.Admin.SetFrontDoorConfig:input_type -> flashd.v1.SetFrontDoorConfigRequest
-	9,  // 21: flashd.v1.Admin.ClusterStatus:input_type -> flashd.v1.ClusterStatusRequest
-	12, // 22: flashd.v1.Admin.NodeStatus:input_type -> flashd.v1.NodeStatusRequest
-	14, // 23: flashd.v1.Admin.Join:input_type -> flashd.v1.JoinRequest
-	16, // 24: flashd.v1.Admin.Remove:input_type -> flashd.v1.RemoveRequest
-	18, // 25: flashd.v1.Admin.TransferLeadership:input_type -> flashd.v1.TransferLeadershipRequest
-	20, // 26: flashd.v1.Admin.Snapshot:input_type -> flashd.v1.SnapshotRequest
-	22, // 27: flashd.v1.Admin.CreateCampaign:output_type -> flashd.v1.Campaign
-	22, // 28: flashd.v1.Admin.UpdateCampaign:output_type -> flashd.v1.Campaign
-	3,  // 29: flashd.v1.Admin.ListCampaigns:output_type -> flashd.v1.ListCampaignsResponse
-	26, // 30: flashd.v1.Admin.AddItem:output_type -> flashd.v1.Item
-	6,  // 31: flashd.v1.Admin.ListItems:output_type -> flashd.v1.ListItemsResponse
-	26, // 32: flashd.v1.Admin.AdjustStock:output_type -> flashd.v1.Item
-	27, // 33: flashd.v1.Admin.SetFrontDoorConfig:output_type -> flashd.v1.FrontDoorConfig
-	11, // 34: flashd.v1.Admin.ClusterStatus:output_type -> flashd.v1.ClusterStatusResponse
-	13, // 35: flashd.v1.Admin.NodeStatus:output_type -> flashd.v1.NodeStatusResponse
-	15, // 36: flashd.v1.Admin.Join:output_type -> flashd.v1.JoinResponse
-	17, // 37: flashd.v1.Admin.Remove:output_type -> flashd.v1.RemoveResponse
-	19, // 38: flashd.v1.Admin.TransferLeadership:output_type -> flashd.v1.TransferLeadershipResponse
-	21, // 39: flashd.v1.Admin.Snapshot:output_type -> flashd.v1.SnapshotResponse
-	27, // [27:40] is the sub-list for method output_type
-	14, // [14:27] is the sub-list for method input_type
-	14, // [14:14] is the sub-list for extension type_name
-	14, // [14:14] is the sub-list for extension extendee
-	0,  // [0:14] is the sub-list for field type_name
+	28, // 12: flashd.v1.ClusterStatusResponse.front_doors:type_name -> flashd.v1.FrontDoorPresence
+	24, // 13: flashd.v1.NodeStatusResponse.last_contact:type_name -> google.protobuf.Timestamp
+	29, // 14: flashd.v1.NodeStatusResponse.uptime:type_name -> google.protobuf.Duration
+	0,  // 15: flashd.v1.Admin.CreateCampaign:input_type -> flashd.v1.CreateCampaignRequest
+	1,  // 16: flashd.v1.Admin.UpdateCampaign:input_type -> flashd.v1.UpdateCampaignRequest
+	2,  // 17: flashd.v1.Admin.ListCampaigns:input_type -> flashd.v1.ListCampaignsRequest
+	4,  // 18: flashd.v1.Admin.AddItem:input_type -> flashd.v1.AddItemRequest
+	5,  // 19: flashd.v1.Admin.ListItems:input_type -> flashd.v1.ListItemsRequest
+	7,  // 20: flashd.v1.Admin.AdjustStock:input_type -> flashd.v1.AdjustStockRequest
+	8,  // 21: flashd.v1.Admin.SetFrontDoorConfig:input_type -> flashd.v1.SetFrontDoorConfigRequest
+	9,  // 22: flashd.v1.Admin.ClusterStatus:input_type -> flashd.v1.ClusterStatusRequest
+	12, // 23: flashd.v1.Admin.NodeStatus:input_type -> flashd.v1.NodeStatusRequest
+	14, // 24: flashd.v1.Admin.Join:input_type -> flashd.v1.JoinRequest
+	16, // 25: flashd.v1.Admin.Remove:input_type -> flashd.v1.RemoveRequest
+	18, // 26: flashd.v1.Admin.TransferLeadership:input_type -> flashd.v1.TransferLeadershipRequest
+	20, // 27: flashd.v1.Admin.Snapshot:input_type -> flashd.v1.SnapshotRequest
+	22, // 28: flashd.v1.Admin.CreateCampaign:output_type -> flashd.v1.Campaign
+	22, // 29: flashd.v1.Admin.UpdateCampaign:output_type -> flashd.v1.Campaign
+	3,  // 30: flashd.v1.Admin.ListCampaigns:output_type -> flashd.v1.ListCampaignsResponse
+	26, // 31: flashd.v1.Admin.AddItem:output_type -> flashd.v1.Item
+	6,  // 32: flashd.v1.Admin.ListItems:output_type -> flashd.v1.ListItemsResponse
+	26, // 33: flashd.v1.Admin.AdjustStock:output_type -> flashd.v1.Item
+	27, // 34: flashd.v1.Admin.SetFrontDoorConfig:output_type -> flashd.v1.FrontDoorConfig
+	11, // 35: flashd.v1.Admin.ClusterStatus:output_type -> flashd.v1.ClusterStatusResponse
+	13, // 36: flashd.v1.Admin.NodeStatus:output_type -> flashd.v1.NodeStatusResponse
+	15, // 37: flashd.v1.Admin.Join:output_type -> flashd.v1.JoinResponse
+	17, // 38: flashd.v1.Admin.Remove:output_type -> flashd.v1.RemoveResponse
+	19, // 39: flashd.v1.Admin.TransferLeadership:output_type -> flashd.v1.TransferLeadershipResponse
+	21, // 40: flashd.v1.Admin.Snapshot:output_type -> flashd.v1.SnapshotResponse
+	28, // [28:41] is the sub-list for method output_type
+	15, // [15:28] is the sub-list for method input_type
+	15, // [15:15] is the sub-list for extension type_name
+	15, // [15:15] is the sub-list for extension extendee
+	0,  // [0:15] is the sub-list for field type_name
 }
 
 func init() { file_flashd_v1_admin_proto_init() }
@@ -1518,6 +1530,7 @@ func file_flashd_v1_admin_proto_init() {
 		return
 	}
 	file_flashd_v1_types_proto_init()
+	file_flashd_v1_store_proto_init()
 	file_flashd_v1_admin_proto_msgTypes[1].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{

@@ -11,6 +11,8 @@ package flashdpb
 import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	durationpb "google.golang.org/protobuf/types/known/durationpb"
+	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
 	unsafe "unsafe"
@@ -895,11 +897,208 @@ func (x *WatchEvent) GetFrontDoorConfig() *FrontDoorConfig {
 	return nil
 }
 
+type AnnounceFrontDoorRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	FrontDoor     *FrontDoorPresence     `protobuf:"bytes,1,opt,name=front_door,json=frontDoor,proto3" json:"front_door,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AnnounceFrontDoorRequest) Reset() {
+	*x = AnnounceFrontDoorRequest{}
+	mi := &file_flashd_v1_store_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AnnounceFrontDoorRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AnnounceFrontDoorRequest) ProtoMessage() {}
+
+func (x *AnnounceFrontDoorRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_flashd_v1_store_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AnnounceFrontDoorRequest.ProtoReflect.Descriptor instead.
+func (*AnnounceFrontDoorRequest) Descriptor() ([]byte, []int) {
+	return file_flashd_v1_store_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *AnnounceFrontDoorRequest) GetFrontDoor() *FrontDoorPresence {
+	if x != nil {
+		return x.FrontDoor
+	}
+	return nil
+}
+
+// FrontDoorPresence is what a front door reports of itself.
+type FrontDoorPresence struct {
+	state             protoimpl.MessageState `protogen:"open.v1"`
+	Id                string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Region            string                 `protobuf:"bytes,2,opt,name=region,proto3" json:"region,omitempty"`
+	GrpcAddr          string                 `protobuf:"bytes,3,opt,name=grpc_addr,json=grpcAddr,proto3" json:"grpc_addr,omitempty"`
+	Weight            float64                `protobuf:"fixed64,4,opt,name=weight,proto3" json:"weight,omitempty"`                                                  // share weight; 0 means 1
+	DegradeLevel      uint32                 `protobuf:"varint,5,opt,name=degrade_level,json=degradeLevel,proto3" json:"degrade_level,omitempty"`                   // the level it applies now (auto may raise it)
+	AdmittedPerSecond float64                `protobuf:"fixed64,6,opt,name=admitted_per_second,json=admittedPerSecond,proto3" json:"admitted_per_second,omitempty"` // claims admitted over the last interval
+	LastSeen          *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=last_seen,json=lastSeen,proto3" json:"last_seen,omitempty"`                                // set by the leader
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
+}
+
+func (x *FrontDoorPresence) Reset() {
+	*x = FrontDoorPresence{}
+	mi := &file_flashd_v1_store_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FrontDoorPresence) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FrontDoorPresence) ProtoMessage() {}
+
+func (x *FrontDoorPresence) ProtoReflect() protoreflect.Message {
+	mi := &file_flashd_v1_store_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FrontDoorPresence.ProtoReflect.Descriptor instead.
+func (*FrontDoorPresence) Descriptor() ([]byte, []int) {
+	return file_flashd_v1_store_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *FrontDoorPresence) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *FrontDoorPresence) GetRegion() string {
+	if x != nil {
+		return x.Region
+	}
+	return ""
+}
+
+func (x *FrontDoorPresence) GetGrpcAddr() string {
+	if x != nil {
+		return x.GrpcAddr
+	}
+	return ""
+}
+
+func (x *FrontDoorPresence) GetWeight() float64 {
+	if x != nil {
+		return x.Weight
+	}
+	return 0
+}
+
+func (x *FrontDoorPresence) GetDegradeLevel() uint32 {
+	if x != nil {
+		return x.DegradeLevel
+	}
+	return 0
+}
+
+func (x *FrontDoorPresence) GetAdmittedPerSecond() float64 {
+	if x != nil {
+		return x.AdmittedPerSecond
+	}
+	return 0
+}
+
+func (x *FrontDoorPresence) GetLastSeen() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LastSeen
+	}
+	return nil
+}
+
+type AnnounceFrontDoorResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Live          []*FrontDoorPresence   `protobuf:"bytes,1,rep,name=live,proto3" json:"live,omitempty"` // every live front door, this one included
+	Config        *FrontDoorConfig       `protobuf:"bytes,2,opt,name=config,proto3" json:"config,omitempty"`
+	Ttl           *durationpb.Duration   `protobuf:"bytes,3,opt,name=ttl,proto3" json:"ttl,omitempty"` // a front door unseen this long is dead
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AnnounceFrontDoorResponse) Reset() {
+	*x = AnnounceFrontDoorResponse{}
+	mi := &file_flashd_v1_store_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AnnounceFrontDoorResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AnnounceFrontDoorResponse) ProtoMessage() {}
+
+func (x *AnnounceFrontDoorResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_flashd_v1_store_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AnnounceFrontDoorResponse.ProtoReflect.Descriptor instead.
+func (*AnnounceFrontDoorResponse) Descriptor() ([]byte, []int) {
+	return file_flashd_v1_store_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *AnnounceFrontDoorResponse) GetLive() []*FrontDoorPresence {
+	if x != nil {
+		return x.Live
+	}
+	return nil
+}
+
+func (x *AnnounceFrontDoorResponse) GetConfig() *FrontDoorConfig {
+	if x != nil {
+		return x.Config
+	}
+	return nil
+}
+
+func (x *AnnounceFrontDoorResponse) GetTtl() *durationpb.Duration {
+	if x != nil {
+		return x.Ttl
+	}
+	return nil
+}
+
 var File_flashd_v1_store_proto protoreflect.FileDescriptor
 
 const file_flashd_v1_store_proto_rawDesc = "" +
 	"\n" +
-	"\x15flashd/v1/store.proto\x12\tflashd.v1\x1a\x15flashd/v1/types.proto\"\x9c\x01\n" +
+	"\x15flashd/v1/store.proto\x12\tflashd.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x15flashd/v1/types.proto\"\x9c\x01\n" +
 	"\fClaimRequest\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tR\trequestId\x12\x1f\n" +
@@ -961,7 +1160,22 @@ const file_flashd_v1_store_proto_rawDesc = "" +
 	"\x05index\x18\x01 \x01(\x04R\x05index\x12#\n" +
 	"\x04item\x18\x02 \x01(\v2\x0f.flashd.v1.ItemR\x04item\x12/\n" +
 	"\bcampaign\x18\x03 \x01(\v2\x13.flashd.v1.CampaignR\bcampaign\x12F\n" +
-	"\x11front_door_config\x18\x04 \x01(\v2\x1a.flashd.v1.FrontDoorConfigR\x0ffrontDoorConfig2\xe9\x03\n" +
+	"\x11front_door_config\x18\x04 \x01(\v2\x1a.flashd.v1.FrontDoorConfigR\x0ffrontDoorConfig\"W\n" +
+	"\x18AnnounceFrontDoorRequest\x12;\n" +
+	"\n" +
+	"front_door\x18\x01 \x01(\v2\x1c.flashd.v1.FrontDoorPresenceR\tfrontDoor\"\xfe\x01\n" +
+	"\x11FrontDoorPresence\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
+	"\x06region\x18\x02 \x01(\tR\x06region\x12\x1b\n" +
+	"\tgrpc_addr\x18\x03 \x01(\tR\bgrpcAddr\x12\x16\n" +
+	"\x06weight\x18\x04 \x01(\x01R\x06weight\x12#\n" +
+	"\rdegrade_level\x18\x05 \x01(\rR\fdegradeLevel\x12.\n" +
+	"\x13admitted_per_second\x18\x06 \x01(\x01R\x11admittedPerSecond\x127\n" +
+	"\tlast_seen\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\blastSeen\"\xae\x01\n" +
+	"\x19AnnounceFrontDoorResponse\x120\n" +
+	"\x04live\x18\x01 \x03(\v2\x1c.flashd.v1.FrontDoorPresenceR\x04live\x122\n" +
+	"\x06config\x18\x02 \x01(\v2\x1a.flashd.v1.FrontDoorConfigR\x06config\x12+\n" +
+	"\x03ttl\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\x03ttl2\xc9\x04\n" +
 	"\x05Store\x12I\n" +
 	"\n" +
 	"ClaimBatch\x12\x1c.flashd.v1.ClaimBatchRequest\x1a\x1d.flashd.v1.ClaimBatchResponse\x12=\n" +
@@ -971,7 +1185,8 @@ const file_flashd_v1_store_proto_rawDesc = "" +
 	"\vGetCampaign\x12\x1d.flashd.v1.GetCampaignRequest\x1a\x1e.flashd.v1.GetCampaignResponse\x12I\n" +
 	"\n" +
 	"ListClaims\x12\x1c.flashd.v1.ListClaimsRequest\x1a\x1d.flashd.v1.ListClaimsResponse\x129\n" +
-	"\x05Watch\x12\x17.flashd.v1.WatchRequest\x1a\x15.flashd.v1.WatchEvent0\x01B'Z%github.com/flashd/flashd/rpc/flashdpbb\x06proto3"
+	"\x05Watch\x12\x17.flashd.v1.WatchRequest\x1a\x15.flashd.v1.WatchEvent0\x01\x12^\n" +
+	"\x11AnnounceFrontDoor\x12#.flashd.v1.AnnounceFrontDoorRequest\x1a$.flashd.v1.AnnounceFrontDoorResponseB'Z%github.com/flashd/flashd/rpc/flashdpbb\x06proto3"
 
 var (
 	file_flashd_v1_store_proto_rawDescOnce sync.Once
@@ -985,67 +1200,79 @@ func file_flashd_v1_store_proto_rawDescGZIP() []byte {
 	return file_flashd_v1_store_proto_rawDescData
 }
 
-var file_flashd_v1_store_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
+var file_flashd_v1_store_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
 var file_flashd_v1_store_proto_goTypes = []any{
-	(*ClaimRequest)(nil),        // 0: flashd.v1.ClaimRequest
-	(*ClaimBatchRequest)(nil),   // 1: flashd.v1.ClaimBatchRequest
-	(*ClaimOutcome)(nil),        // 2: flashd.v1.ClaimOutcome
-	(*ClaimBatchResponse)(nil),  // 3: flashd.v1.ClaimBatchResponse
-	(*SettleRequest)(nil),       // 4: flashd.v1.SettleRequest
-	(*SettleResponse)(nil),      // 5: flashd.v1.SettleResponse
-	(*ReleaseRequest)(nil),      // 6: flashd.v1.ReleaseRequest
-	(*ReleaseResponse)(nil),     // 7: flashd.v1.ReleaseResponse
-	(*GetItemRequest)(nil),      // 8: flashd.v1.GetItemRequest
-	(*GetItemResponse)(nil),     // 9: flashd.v1.GetItemResponse
-	(*GetCampaignRequest)(nil),  // 10: flashd.v1.GetCampaignRequest
-	(*GetCampaignResponse)(nil), // 11: flashd.v1.GetCampaignResponse
-	(*ListClaimsRequest)(nil),   // 12: flashd.v1.ListClaimsRequest
-	(*ListClaimsResponse)(nil),  // 13: flashd.v1.ListClaimsResponse
-	(*WatchRequest)(nil),        // 14: flashd.v1.WatchRequest
-	(*WatchEvent)(nil),          // 15: flashd.v1.WatchEvent
-	(Reason)(0),                 // 16: flashd.v1.Reason
-	(*Claim)(nil),               // 17: flashd.v1.Claim
-	(Consistency)(0),            // 18: flashd.v1.Consistency
-	(*Item)(nil),                // 19: flashd.v1.Item
-	(*Campaign)(nil),            // 20: flashd.v1.Campaign
-	(*FrontDoorConfig)(nil),     // 21: flashd.v1.FrontDoorConfig
+	(*ClaimRequest)(nil),              // 0: flashd.v1.ClaimRequest
+	(*ClaimBatchRequest)(nil),         // 1: flashd.v1.ClaimBatchRequest
+	(*ClaimOutcome)(nil),              // 2: flashd.v1.ClaimOutcome
+	(*ClaimBatchResponse)(nil),        // 3: flashd.v1.ClaimBatchResponse
+	(*SettleRequest)(nil),             // 4: flashd.v1.SettleRequest
+	(*SettleResponse)(nil),            // 5: flashd.v1.SettleResponse
+	(*ReleaseRequest)(nil),            // 6: flashd.v1.ReleaseRequest
+	(*ReleaseResponse)(nil),           // 7: flashd.v1.ReleaseResponse
+	(*GetItemRequest)(nil),            // 8: flashd.v1.GetItemRequest
+	(*GetItemResponse)(nil),           // 9: flashd.v1.GetItemResponse
+	(*GetCampaignRequest)(nil),        // 10: flashd.v1.GetCampaignRequest
+	(*GetCampaignResponse)(nil),       // 11: flashd.v1.GetCampaignResponse
+	(*ListClaimsRequest)(nil),         // 12: flashd.v1.ListClaimsRequest
+	(*ListClaimsResponse)(nil),        // 13: flashd.v1.ListClaimsResponse
+	(*WatchRequest)(nil),              // 14: flashd.v1.WatchRequest
+	(*WatchEvent)(nil),                // 15: flashd.v1.WatchEvent
+	(*AnnounceFrontDoorRequest)(nil),  // 16: flashd.v1.AnnounceFrontDoorRequest
+	(*FrontDoorPresence)(nil),         // 17: flashd.v1.FrontDoorPresence
+	(*AnnounceFrontDoorResponse)(nil), // 18: flashd.v1.AnnounceFrontDoorResponse
+	(Reason)(0),                       // 19: flashd.v1.Reason
+	(*Claim)(nil),                     // 20: flashd.v1.Claim
+	(Consistency)(0),                  // 21: flashd.v1.Consistency
+	(*Item)(nil),                      // 22: flashd.v1.Item
+	(*Campaign)(nil),                  // 23: flashd.v1.Campaign
+	(*FrontDoorConfig)(nil),           // 24: flashd.v1.FrontDoorConfig
+	(*timestamppb.Timestamp)(nil),     // 25: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),       // 26: google.protobuf.Duration
 }
 var file_flashd_v1_store_proto_depIdxs = []int32{
 	0,  // 0: flashd.v1.ClaimBatchRequest.claims:type_name -> flashd.v1.ClaimRequest
-	16, // 1: flashd.v1.ClaimOutcome.reason:type_name -> flashd.v1.Reason
-	17, // 2: flashd.v1.ClaimOutcome.claim:type_name -> flashd.v1.Claim
+	19, // 1: flashd.v1.ClaimOutcome.reason:type_name -> flashd.v1.Reason
+	20, // 2: flashd.v1.ClaimOutcome.claim:type_name -> flashd.v1.Claim
 	2,  // 3: flashd.v1.ClaimBatchResponse.outcomes:type_name -> flashd.v1.ClaimOutcome
-	17, // 4: flashd.v1.SettleResponse.claim:type_name -> flashd.v1.Claim
-	17, // 5: flashd.v1.ReleaseResponse.claim:type_name -> flashd.v1.Claim
-	18, // 6: flashd.v1.GetItemRequest.consistency:type_name -> flashd.v1.Consistency
-	19, // 7: flashd.v1.GetItemResponse.item:type_name -> flashd.v1.Item
-	18, // 8: flashd.v1.GetCampaignRequest.consistency:type_name -> flashd.v1.Consistency
-	20, // 9: flashd.v1.GetCampaignResponse.campaign:type_name -> flashd.v1.Campaign
-	19, // 10: flashd.v1.GetCampaignResponse.items:type_name -> flashd.v1.Item
-	18, // 11: flashd.v1.ListClaimsRequest.consistency:type_name -> flashd.v1.Consistency
-	17, // 12: flashd.v1.ListClaimsResponse.claims:type_name -> flashd.v1.Claim
-	19, // 13: flashd.v1.WatchEvent.item:type_name -> flashd.v1.Item
-	20, // 14: flashd.v1.WatchEvent.campaign:type_name -> flashd.v1.Campaign
-	21, // 15: flashd.v1.WatchEvent.front_door_config:type_name -> flashd.v1.FrontDoorConfig
-	1,  // 16: flashd.v1.Store.ClaimBatch:input_type -> flashd.v1.ClaimBatchRequest
-	4,  // 17: flashd.v1.Store.Settle:input_type -> flashd.v1.SettleRequest
-	6,  // 18: flashd.v1.Store.Release:input_type -> flashd.v1.ReleaseRequest
-	8,  // 19: flashd.v1.Store.GetItem:input_type -> flashd.v1.GetItemRequest
-	10, // 20: flashd.v1.Store.GetCampaign:input_type -> flashd.v1.GetCampaignRequest
-	12, // 21: flashd.v1.Store.ListClaims:input_type -> flashd.v1.ListClaimsRequest
-	14, // 22: flashd.v1.Store.Watch:input_type -> flashd.v1.WatchRequest
-	3,  // 23: flashd.v1.Store.ClaimBatch:output_type -> flashd.v1.ClaimBatchResponse
-	5,  // 24: flashd.v1.Store.Settle:output_type -> flashd.v1.SettleResponse
-	7,  // 25: flashd.v1.Store.Release:output_type -> flashd.v1.ReleaseResponse
-	9,  // 26: flashd.v1.Store.GetItem:output_type -> flashd.v1.GetItemResponse
-	11, // 27: flashd.v1.Store.GetCampaign:output_type -> flashd.v1.GetCampaignResponse
-	13, // 28: flashd.v1.Store.ListClaims:output_type -> flashd.v1.ListClaimsResponse
-	15, // 29: flashd.v1.Store.Watch:output_type -> flashd.v1.WatchEvent
-	23, // [23:30] is the sub-list for method output_type
-	16, // [16:23] is the sub-list for method input_type
-	16, // [16:16] is the sub-list for extension type_name
-	16, // [16:16] is the sub-list for extension extendee
-	0,  // [0:16] is the sub-list for field type_name
+	20, // 4: flashd.v1.SettleResponse.claim:type_name -> flashd.v1.Claim
+	20, // 5: flashd.v1.ReleaseResponse.claim:type_name -> flashd.v1.Claim
+	21, // 6: flashd.v1.GetItemRequest.consistency:type_name -> flashd.v1.Consistency
+	22, // 7: flashd.v1.GetItemResponse.item:type_name -> flashd.v1.Item
+	21, // 8: flashd.v1.GetCampaignRequest.consistency:type_name -> flashd.v1.Consistency
+	23, // 9: flashd.v1.GetCampaignResponse.campaign:type_name -> flashd.v1.Campaign
+	22, // 10: flashd.v1.GetCampaignResponse.items:type_name -> flashd.v1.Item
+	21, // 11: flashd.v1.ListClaimsRequest.consistency:type_name -> flashd.v1.Consistency
+	20, // 12: flashd.v1.ListClaimsResponse.claims:type_name -> flashd.v1.Claim
+	22, // 13: flashd.v1.WatchEvent.item:type_name -> flashd.v1.Item
+	23, // 14: flashd.v1.WatchEvent.campaign:type_name -> flashd.v1.Campaign
+	24, // 15: flashd.v1.WatchEvent.front_door_config:type_name -> flashd.v1.FrontDoorConfig
+	17, // 16: flashd.v1.AnnounceFrontDoorRequest.front_door:type_name -> flashd.v1.FrontDoorPresence
+	25, // 17: flashd.v1.FrontDoorPresence.last_seen:type_name -> google.protobuf.Timestamp
+	17, // 18: flashd.v1.AnnounceFrontDoorResponse.live:type_name -> flashd.v1.FrontDoorPresence
+	24, // 19: flashd.v1.AnnounceFrontDoorResponse.config:type_name -> flashd.v1.FrontDoorConfig
+	26, // 20: flashd.v1.AnnounceFrontDoorResponse.ttl:type_name -> google.protobuf.Duration
+	1,  // 21: flashd.v1.Store.ClaimBatch:input_type -> flashd.v1.ClaimBatchRequest
+	4,  // 22: flashd.v1.Store.Settle:input_type -> flashd.v1.SettleRequest
+	6,  // 23: flashd.v1.Store.Release:input_type -> flashd.v1.ReleaseRequest
+	8,  // 24: flashd.v1.Store.GetItem:input_type -> flashd.v1.GetItemRequest
+	10, // 25: flashd.v1.Store.GetCampaign:input_type -> flashd.v1.GetCampaignRequest
+	12, // 26: flashd.v1.Store.ListClaims:input_type -> flashd.v1.ListClaimsRequest
+	14, // 27: flashd.v1.Store.Watch:input_type -> flashd.v1.WatchRequest
+	16, // 28: flashd.v1.Store.AnnounceFrontDoor:input_type -> flashd.v1.AnnounceFrontDoorRequest
+	3,  // 29: flashd.v1.Store.ClaimBatch:output_type -> flashd.v1.ClaimBatchResponse
+	5,  // 30: flashd.v1.Store.Settle:output_type -> flashd.v1.SettleResponse
+	7,  // 31: flashd.v1.Store.Release:output_type -> flashd.v1.ReleaseResponse
+	9,  // 32: flashd.v1.Store.GetItem:output_type -> flashd.v1.GetItemResponse
+	11, // 33: flashd.v1.Store.GetCampaign:output_type -> flashd.v1.GetCampaignResponse
+	13, // 34: flashd.v1.Store.ListClaims:output_type -> flashd.v1.ListClaimsResponse
+	15, // 35: flashd.v1.Store.Watch:output_type -> flashd.v1.WatchEvent
+	18, // 36: flashd.v1.Store.AnnounceFrontDoor:output_type -> flashd.v1.AnnounceFrontDoorResponse
+	29, // [29:37] is the sub-list for method output_type
+	21, // [21:29] is the sub-list for method input_type
+	21, // [21:21] is the sub-list for extension type_name
+	21, // [21:21] is the sub-list for extension extendee
+	0,  // [0:21] is the sub-list for field type_name
 }
 
 func init() { file_flashd_v1_store_proto_init() }
@@ -1060,7 +1287,7 @@ func file_flashd_v1_store_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_flashd_v1_store_proto_rawDesc), len(file_flashd_v1_store_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   16,
+			NumMessages:   19,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

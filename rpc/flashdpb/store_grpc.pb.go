@@ -21,13 +21,14 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	Store_ClaimBatch_FullMethodName  = "/flashd.v1.Store/ClaimBatch"
-	Store_Settle_FullMethodName      = "/flashd.v1.Store/Settle"
-	Store_Release_FullMethodName     = "/flashd.v1.Store/Release"
-	Store_GetItem_FullMethodName     = "/flashd.v1.Store/GetItem"
-	Store_GetCampaign_FullMethodName = "/flashd.v1.Store/GetCampaign"
-	Store_ListClaims_FullMethodName  = "/flashd.v1.Store/ListClaims"
-	Store_Watch_FullMethodName       = "/flashd.v1.Store/Watch"
+	Store_ClaimBatch_FullMethodName        = "/flashd.v1.Store/ClaimBatch"
+	Store_Settle_FullMethodName            = "/flashd.v1.Store/Settle"
+	Store_Release_FullMethodName           = "/flashd.v1.Store/Release"
+	Store_GetItem_FullMethodName           = "/flashd.v1.Store/GetItem"
+	Store_GetCampaign_FullMethodName       = "/flashd.v1.Store/GetCampaign"
+	Store_ListClaims_FullMethodName        = "/flashd.v1.Store/ListClaims"
+	Store_Watch_FullMethodName             = "/flashd.v1.Store/Watch"
+	Store_AnnounceFrontDoor_FullMethodName = "/flashd.v1.Store/AnnounceFrontDoor"
 )
 
 // StoreClient is the client API for Store service.
@@ -47,6 +48,12 @@ type StoreClient interface {
 	// Watch streams item and configuration changes. The first messages are the
 	// current state of everything watched; then one message per change.
 	Watch(ctx context.Context, in *WatchRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchEvent], error)
+	// AnnounceFrontDoor is a front door's heartbeat to the leader. The leader
+	// keeps the set of live front doors in memory only (soft state, never in
+	// the log; a new leader relearns it within one heartbeat interval) and
+	// answers with it, so every front door can compute its share of the
+	// global rate limit: global_rate x its weight / sum of live weights.
+	AnnounceFrontDoor(ctx context.Context, in *AnnounceFrontDoorRequest, opts ...grpc.CallOption) (*AnnounceFrontDoorResponse, error)
 }
 
 type storeClient struct {
@@ -136,6 +143,16 @@ func (c *storeClient) Watch(ctx context.Context, in *WatchRequest, opts ...grpc.
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Store_WatchClient = grpc.ServerStreamingClient[WatchEvent]
 
+func (c *storeClient) AnnounceFrontDoor(ctx context.Context, in *AnnounceFrontDoorRequest, opts ...grpc.CallOption) (*AnnounceFrontDoorResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(AnnounceFrontDoorResponse)
+	err := c.cc.Invoke(ctx, Store_AnnounceFrontDoor_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // StoreServer is the server API for Store service.
 // All implementations must embed UnimplementedStoreServer
 // for forward compatibility.
@@ -153,6 +170,12 @@ type StoreServer interface {
 	// Watch streams item and configuration changes. The first messages are the
 	// current state of everything watched; then one message per change.
 	Watch(*WatchRequest, grpc.ServerStreamingServer[WatchEvent]) error
+	// AnnounceFrontDoor is a front door's heartbeat to the leader. The leader
+	// keeps the set of live front doors in memory only (soft state, never in
+	// the log; a new leader relearns it within one heartbeat interval) and
+	// answers with it, so every front door can compute its share of the
+	// global rate limit: global_rate x its weight / sum of live weights.
+	AnnounceFrontDoor(context.Context, *AnnounceFrontDoorRequest) (*AnnounceFrontDoorResponse, error)
 	mustEmbedUnimplementedStoreServer()
 }
 
@@ -183,6 +206,9 @@ func (UnimplementedStoreServer) ListClaims(context.Context, *ListClaimsRequest) 
 }
 func (UnimplementedStoreServer) Watch(*WatchRequest, grpc.ServerStreamingServer[WatchEvent]) error {
 	return status.Error(codes.Unimplemented, "method Watch not implemented")
+}
+func (UnimplementedStoreServer) AnnounceFrontDoor(context.Context, *AnnounceFrontDoorRequest) (*AnnounceFrontDoorResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method AnnounceFrontDoor not implemented")
 }
 func (UnimplementedStoreServer) mustEmbedUnimplementedStoreServer() {}
 func (UnimplementedStoreServer) testEmbeddedByValue()               {}
@@ -324,6 +350,24 @@ func _Store_Watch_Handler(srv interface{}, stream grpc.ServerStream) error {
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Store_WatchServer = grpc.ServerStreamingServer[WatchEvent]
 
+func _Store_AnnounceFrontDoor_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(AnnounceFrontDoorRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(StoreServer).AnnounceFrontDoor(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Store_AnnounceFrontDoor_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(StoreServer).AnnounceFrontDoor(ctx, req.(*AnnounceFrontDoorRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Store_ServiceDesc is the grpc.ServiceDesc for Store service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -354,6 +398,10 @@ var Store_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListClaims",
 			Handler:    _Store_ListClaims_Handler,
+		},
+		{
+			MethodName: "AnnounceFrontDoor",
+			Handler:    _Store_AnnounceFrontDoor_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
