@@ -101,4 +101,3 @@ func (e *Endpoints) Stop() {
 		e.httpSrv.Shutdown(ctx)
 	}
 }
-
