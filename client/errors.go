@@ -96,7 +96,7 @@ func outcomeError(o *flashdpb.ClaimOutcome) *Error {
 	switch o.GetReason() {
 	case flashdpb.Reason_REASON_CAMPAIGN_NOT_FOUND, flashdpb.Reason_REASON_ITEM_NOT_FOUND, flashdpb.Reason_REASON_CLAIM_NOT_FOUND:
 		code = codes.NotFound
-	case flashdpb.Reason_REASON_INVALID_ARGUMENT:
+	case flashdpb.Reason_REASON_INVALID_ARGUMENT, flashdpb.Reason_REASON_WRONG_CAMPAIGN_KIND:
 		code = codes.InvalidArgument
 	case flashdpb.Reason_REASON_ALREADY_EXISTS:
 		code = codes.AlreadyExists

@@ -176,8 +176,12 @@ func withInfo(code codes.Code, msg, reason string, meta map[string]string) error
 }
 
 func overloaded(retryAfter time.Duration) error {
-	st, err := status.New(codes.ResourceExhausted, "claim queue full").WithDetails(
-		&errdetails.ErrorInfo{Reason: "OVERLOADED", Domain: "flashd"},
+	return retryLater(codes.ResourceExhausted, "OVERLOADED", retryAfter)
+}
+
+func retryLater(code codes.Code, reason string, retryAfter time.Duration) error {
+	st, err := status.New(code, "come back later").WithDetails(
+		&errdetails.ErrorInfo{Reason: reason, Domain: "flashd"},
 		&errdetails.RetryInfo{RetryDelay: durationpb.New(retryAfter)},
 	)
 	if err != nil {

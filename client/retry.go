@@ -48,8 +48,9 @@ func (s *Store) do(ctx context.Context, r route, call func(context.Context, *end
 		}
 
 		var pause time.Duration
-		if e.Code == codes.ResourceExhausted {
-			// Overloaded: the same node, once the server's hint has passed.
+		if e.Code == codes.ResourceExhausted || e.RetryAfter > 0 && e.leaderHint() == "" {
+			// Overloaded, or a leader not ready yet: the same node, once
+			// the server's hint has passed.
 			pause = afterHint(max(e.RetryAfter, s.backoff(rounds)))
 			rounds++
 		} else {

@@ -287,12 +287,26 @@ func TestServerDeadlineExceededIsRetriedWhileTheCallLives(t *testing.T) {
 	assertOneRequestID(t, requestIDs(a, b))
 }
 
-func TestOverloadWaitsForTheHintOnTheSameNode(t *testing.T) {
+func TestRetryInfoWaitsForTheHintOnTheSameNode(t *testing.T) {
+	tests := []struct {
+		name string
+		err  error
+	}{
+		{"overloaded", overloaded(retryAfter)},
+		{"leader not ready", retryLater(codes.Unavailable, "LEADER_NOT_READY", retryAfter)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) { testRetryAfter(t, tt.err) })
+	}
+}
+
+const retryAfter = 40 * time.Millisecond
+
+func testRetryAfter(t *testing.T, refusal error) {
 	a, b := startFakeNode(t), startFakeNode(t)
-	const retryAfter = 40 * time.Millisecond
 	a.script(func(_ context.Context, c fakeCall) error {
 		if len(a.recorded()) == 1 {
-			return overloaded(retryAfter)
+			return refusal
 		}
 		return nil
 	})
