@@ -1,6 +1,9 @@
 package fsm
 
-import "time"
+import (
+	"strconv"
+	"time"
+)
 
 // Reason says why a command or a claim was refused; ReasonOK is success.
 // Business refusals are normal results, never errors or panics. The numbers
@@ -24,6 +27,35 @@ const (
 	ReasonRequestIDReused // same request ID, different payload
 	ReasonWrongCampaignKind
 )
+
+// reasonNames are the API's names (flashdpb.Reason without its prefix), so
+// logs and messages read the same on both sides.
+var reasonNames = [...]string{
+	ReasonOK:                "OK",
+	ReasonSoldOut:           "SOLD_OUT",
+	ReasonLimitReached:      "LIMIT_REACHED",
+	ReasonNotEligible:       "NOT_ELIGIBLE",
+	ReasonCampaignClosed:    "CAMPAIGN_CLOSED",
+	ReasonCampaignNotFound:  "CAMPAIGN_NOT_FOUND",
+	ReasonItemNotFound:      "ITEM_NOT_FOUND",
+	ReasonClaimNotFound:     "CLAIM_NOT_FOUND",
+	ReasonInvalidArgument:   "INVALID_ARGUMENT",
+	ReasonAlreadyExists:     "ALREADY_EXISTS",
+	ReasonInsufficientStock: "INSUFFICIENT_STOCK",
+	ReasonAlreadySettled:    "ALREADY_SETTLED",
+	ReasonAlreadyReleased:   "ALREADY_RELEASED",
+	ReasonRequestIDReused:   "REQUEST_ID_REUSED",
+	ReasonWrongCampaignKind: "WRONG_CAMPAIGN_KIND",
+}
+
+// String returns the reason's API name, or "Reason(n)" for a number this
+// version does not know.
+func (r Reason) String() string {
+	if int(r) < len(reasonNames) {
+		return reasonNames[r]
+	}
+	return "Reason(" + strconv.Itoa(int(r)) + ")"
+}
 
 // Campaign is a read-only view of a campaign.
 type Campaign struct {
@@ -119,6 +151,7 @@ type Result struct {
 	Campaign *Campaign
 	Item     *Item
 	Config   *FrontDoorConfig
+	Expired  int // reservations an Expire command released
 }
 
 // Outcome is the result of one claim or one operation.

@@ -1,0 +1,257 @@
+package fsm
+
+import (
+	"container/heap"
+	"fmt"
+
+	"github.com/flashd/flashd/fsm/fsmpb"
+)
+
+// applyClaimBatch applies each claim of a batch in order, each on its own.
+// The whole entry is decoded before the first claim is applied, so a
+// malformed entry stops the node before it changes anything.
+func (f *FSM) applyClaimBatch(bodies [][]byte) *Result {
+	claims, err := decodeClaims(bodies, f.claimScratch[:0])
+	if err != nil {
+		panic(fmt.Sprintf("fsm: claim batch does not decode: %v", err))
+	}
+	res := &Result{Outcomes: make([]Outcome, len(claims))}
+	for i := range claims {
+		res.Outcomes[i] = f.s.applyClaim(&claims[i])
+	}
+	clear(claims) // drop the references into the log entry
+	f.claimScratch = claims[:0]
+	return res
+}
+
+// applyClaim applies one claim. The checks run in a fixed order, so the
+// reason a refused claim gets is the same on every node.
+func (s *state) applyClaim(r *claimRequest) Outcome {
+	if !validID(r.requestID) {
+		return Outcome{Reason: ReasonInvalidArgument, Message: msgBadRequestID}
+	}
+	hash := claimPayloadHash(r.campaignID, r.itemID, r.userID, r.quantity)
+	if rec, ok := findRecord(s.idempotency, r.requestID); ok {
+		if rec.payloadHash != hash {
+			return Outcome{Reason: ReasonRequestIDReused, Message: msgRequestIDReused}
+		}
+		return s.replayOutcome(rec)
+	}
+	out := s.claim(r)
+	if out.Reason != ReasonOK {
+		s.idempotency.add(idempotencyRecord{
+			requestID: string(r.requestID), payloadHash: hash, time: s.clock, reason: out.Reason,
+		})
+	}
+	return out
+}
+
+// claim checks a claim against the state and reserves its stock.
+func (s *state) claim(r *claimRequest) Outcome {
+	switch {
+	case !validID(r.campaignID):
+		return Outcome{Reason: ReasonInvalidArgument, Message: msgBadCampaignID}
+	case !validID(r.itemID):
+		return Outcome{Reason: ReasonInvalidArgument, Message: msgBadItemID}
+	case !validID(r.userID):
+		return Outcome{Reason: ReasonInvalidArgument, Message: msgBadUserID}
+	case r.quantity == 0:
+		return Outcome{Reason: ReasonInvalidArgument, Message: msgZeroQuantity}
+	}
+	c := s.campaigns[string(r.campaignID)]
+	switch {
+	case c == nil:
+		return Outcome{Reason: ReasonCampaignNotFound, Message: msgCampaignNotFound}
+	case c.kind != KindFlashSale:
+		return Outcome{Reason: ReasonWrongCampaignKind, Message: msgNotFlashSale}
+	case !c.openAt(s.clock):
+		return Outcome{Reason: ReasonCampaignClosed, Message: msgCampaignClosed}
+	case s.clock < c.waveOpensAt(entryWave(r.userID, c.waveCount)):
+		return Outcome{Reason: ReasonNotEligible, Message: msgNotEligible}
+	}
+	it := c.items[string(r.itemID)]
+	if it == nil {
+		return Outcome{Reason: ReasonItemNotFound, Message: msgItemNotFound}
+	}
+	limit := it.limit()
+	if r.quantity > limit {
+		return Outcome{Reason: ReasonInvalidArgument, Message: fmt.Sprintf("quantity %d is above the per-user limit %d", r.quantity, limit)}
+	}
+	latest, _ := findRef(s.users, r.userID)
+	switch {
+	case s.liveQuantity(latest, it)+uint64(r.quantity) > uint64(limit):
+		return Outcome{Reason: ReasonLimitReached, Message: msgLimitReached}
+	case it.available < uint64(r.quantity):
+		return Outcome{Reason: ReasonSoldOut, Message: msgSoldOut}
+	}
+	return Outcome{Claim: s.claimView(s.reserve(r, it, latest))}
+}
+
+// reserve moves the claim's quantity from available to reserved and records
+// the claim, and its request ID as the claim's idempotency record.
+func (s *state) reserve(r *claimRequest, it *item, latest uint64) uint64 {
+	q := uint64(r.quantity)
+	it.available = subCounter(it.available, q)
+	it.reserved = addCounter(it.reserved, q)
+	keys := string(r.requestID) + string(r.userID) // one allocation for both
+	id := s.claims.add(claimRecord{
+		item: it, keys: keys, created: s.clock, prevByUser: latest,
+		quantity: r.quantity, requestLen: uint8(len(r.requestID)), state: ClaimReserved,
+	})
+	s.users.put(keys[len(r.requestID):], id)
+	if it.campaign.reservationTTL != 0 {
+		it.campaign.expiring.push(id)
+	}
+	s.idempotency.addClaim(id)
+	s.changed = true
+	return id
+}
+
+// applySettle confirms a reservation: reserved → sold. Settling a settled
+// claim again is a success that changes nothing.
+func (s *state) applySettle(b *fsmpb.Settle) *Result {
+	id := b.GetClaimId()
+	c := s.claims.get(id)
+	switch {
+	case c == nil:
+		return refusal(ReasonClaimNotFound, msgClaimNotFound)
+	case c.state == ClaimReleased:
+		return s.claimResult(ReasonAlreadyReleased, "claim was released", id)
+	case c.state == ClaimReserved:
+		s.settle(id)
+	}
+	return s.claimResult(ReasonOK, "", id)
+}
+
+// applyRelease undoes a reservation: reserved → available, and the claim no
+// longer counts against the user's limit. Releasing a released claim again
+// is a success that changes nothing.
+func (s *state) applyRelease(b *fsmpb.Release) *Result {
+	id := b.GetClaimId()
+	c := s.claims.get(id)
+	switch {
+	case c == nil:
+		return refusal(ReasonClaimNotFound, msgClaimNotFound)
+	case c.state == ClaimSettled:
+		return s.claimResult(ReasonAlreadySettled, "claim was settled", id)
+	case c.state == ClaimReserved:
+		s.release(id)
+	}
+	return s.claimResult(ReasonOK, "", id)
+}
+
+func (s *state) claimResult(r Reason, msg string, id uint64) *Result {
+	return &Result{Outcomes: []Outcome{{Reason: r, Message: msg, Claim: s.claimView(id)}}}
+}
+
+func (s *state) settle(id uint64) {
+	c := s.claims.mutable(id)
+	q := uint64(c.quantity)
+	c.item.reserved = subCounter(c.item.reserved, q)
+	c.item.sold = addCounter(c.item.sold, q)
+	c.state = ClaimSettled
+	s.changed = true
+	s.dropSettledFront(c.item.campaign)
+}
+
+func (s *state) release(id uint64) {
+	c := s.claims.mutable(id)
+	q := uint64(c.quantity)
+	c.item.reserved = subCounter(c.item.reserved, q)
+	c.item.available = addCounter(c.item.available, q)
+	c.state = ClaimReleased
+	s.changed = true
+	s.dropSettledFront(c.item.campaign)
+}
+
+// dropSettledFront pops the claims that are no longer reserved off the front
+// of the campaign's expiry queue. Without it, a sale whose reservations all
+// settle in time would never run Expire, and the queue would keep every
+// claim ID it ever saw; with it, the queue spans no more than the oldest
+// open reservation.
+func (s *state) dropSettledFront(c *campaign) {
+	for c.expiring.len() > 0 && s.claims.get(c.expiring.front()).state != ClaimReserved {
+		c.expiring.pop()
+	}
+}
+
+// applyExpire releases every reservation whose deadline is before the
+// command time. Each campaign's queue is in deadline order, so this touches
+// only the expired claims and one more per campaign.
+func (s *state) applyExpire() *Result {
+	n := 0
+	for _, c := range s.campaignOrder {
+		for c.expiring.len() > 0 {
+			id := c.expiring.front()
+			rec := s.claims.get(id)
+			if rec.state != ClaimReserved {
+				c.expiring.pop()
+				continue
+			}
+			if rec.deadline() >= s.clock {
+				break
+			}
+			s.release(id) // pops it, and the settled claims behind it
+			n++
+		}
+	}
+	return &Result{
+		Outcomes: []Outcome{{Message: fmt.Sprintf("released %d expired reservations", n)}},
+		Expired:  n,
+	}
+}
+
+// reservationsByDeadline returns the IDs of up to limit reservations with a
+// deadline, earliest first (ties by claim ID), merging the campaigns' queues.
+func (s *state) reservationsByDeadline(limit int) []uint64 {
+	var cursors deadlineHeap
+	for _, c := range s.campaignOrder {
+		if c.expiring.len() > 0 {
+			cursors = append(cursors, s.deadlineCursor(c, c.expiring.popped))
+		}
+	}
+	heap.Init(&cursors)
+	var out []uint64
+	for len(out) < limit && len(cursors) > 0 {
+		cur := cursors[0]
+		if s.claims.get(cur.id).state == ClaimReserved {
+			out = append(out, cur.id)
+		}
+		if next := cur.pos + 1; next < cur.campaign.expiring.popped+uint64(cur.campaign.expiring.len()) {
+			cursors[0] = s.deadlineCursor(cur.campaign, next)
+			heap.Fix(&cursors, 0)
+		} else {
+			heap.Pop(&cursors)
+		}
+	}
+	return out
+}
+
+// deadlineCursor points at position pos of a campaign's expiry queue.
+type deadlineCursor struct {
+	campaign *campaign
+	pos      uint64 // absolute index in campaign.expiring
+	id       uint64
+	deadline int64
+}
+
+func (s *state) deadlineCursor(c *campaign, pos uint64) deadlineCursor {
+	id := c.expiring.at(pos)
+	return deadlineCursor{campaign: c, pos: pos, id: id, deadline: s.claims.get(id).deadline()}
+}
+
+// deadlineHeap orders cursors by deadline, then claim ID.
+type deadlineHeap []deadlineCursor
+
+func (h deadlineHeap) Len() int { return len(h) }
+func (h deadlineHeap) Less(i, j int) bool {
+	return h[i].deadline < h[j].deadline || (h[i].deadline == h[j].deadline && h[i].id < h[j].id)
+}
+func (h deadlineHeap) Swap(i, j int) { h[i], h[j] = h[j], h[i] }
+func (h *deadlineHeap) Push(x any)   { *h = append(*h, x.(deadlineCursor)) }
+func (h *deadlineHeap) Pop() any {
+	old := *h
+	last := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return last
+}

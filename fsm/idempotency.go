@@ -1,0 +1,226 @@
+package fsm
+
+import (
+	"math"
+
+	"github.com/flashd/flashd/fsm/fsmpb"
+)
+
+// sideRef marks a ref into idempotencyStore.side; a ref without it is the ID
+// of a granted claim, whose record is the claim itself.
+const sideRef = uint64(1) << 63
+
+// idempotencyRecord is the first result of a request ID.
+type idempotencyRecord struct {
+	requestID   string
+	payloadHash uint64
+	time        int64 // command time, Unix nanoseconds
+	claimID     uint64
+	reason      Reason
+}
+
+// idempotencyStore keeps the first result of every request ID for a
+// retention window by command time and up to a maximum count, evicting the
+// oldest first. A granted claim is most of the records, and the claim record
+// already holds its request ID, time and payload, so its idempotency record
+// is just its ID in the queue; the side queue holds every other record in
+// full. See DESIGN.md.
+type idempotencyStore struct {
+	order      fifo[uint64]            // every record's ref, oldest first
+	side       fifo[idempotencyRecord] // records that are not a granted claim, oldest first
+	index      *refIndex               // request ID → ref
+	claims     *claimTable
+	retention  int64 // nanoseconds
+	maxRecords int
+}
+
+func newIdempotencyStore(claims *claimTable, cfg Config) *idempotencyStore {
+	st := &idempotencyStore{claims: claims, retention: int64(cfg.IdempotencyRetention), maxRecords: cfg.IdempotencyMaxRecords}
+	st.index = newRefIndex(st.requestIDOf)
+	return st
+}
+
+func (st *idempotencyStore) len() int { return st.order.len() }
+
+func (st *idempotencyStore) requestIDOf(ref uint64) string {
+	if ref&sideRef != 0 {
+		return st.side.at(ref &^ sideRef).requestID
+	}
+	return st.claims.get(ref).requestID()
+}
+
+func (st *idempotencyStore) timeOf(ref uint64) int64 {
+	if ref&sideRef != 0 {
+		return st.side.at(ref &^ sideRef).time
+	}
+	return st.claims.get(ref).created
+}
+
+// record returns the record ref names.
+func (st *idempotencyStore) record(ref uint64) idempotencyRecord {
+	if ref&sideRef != 0 {
+		return st.side.at(ref &^ sideRef)
+	}
+	c := st.claims.get(ref)
+	return idempotencyRecord{
+		requestID: c.requestID(), payloadHash: claimPayloadHash(c.item.campaign.id, c.item.id, c.userID(), c.quantity),
+		time: c.created, claimID: ref, reason: ReasonOK,
+	}
+}
+
+// findRecord returns the live record of requestID.
+func findRecord[K text](st *idempotencyStore, requestID K) (idempotencyRecord, bool) {
+	ref, ok := findRef(st.index, requestID)
+	if !ok {
+		return idempotencyRecord{}, false
+	}
+	return st.record(ref), true
+}
+
+// addClaim records granted claim id as the first result of its request ID.
+func (st *idempotencyStore) addClaim(id uint64) {
+	st.makeRoom()
+	st.order.push(id)
+	st.index.put(st.claims.get(id).requestID(), id)
+}
+
+// add records rec, which is not a granted claim.
+func (st *idempotencyStore) add(rec idempotencyRecord) {
+	st.makeRoom()
+	ref := st.side.push(rec) | sideRef
+	st.order.push(ref)
+	st.index.put(rec.requestID, ref)
+}
+
+// expire evicts the records older than the retention window at command time
+// now (never the wall clock, so every replica evicts the same ones).
+func (st *idempotencyStore) expire(now int64) {
+	cutoff := now - st.retention // command time is never negative, so this cannot wrap
+	for st.order.len() > 0 && st.timeOf(st.order.front()) < cutoff {
+		st.evictOldest()
+	}
+}
+
+func (st *idempotencyStore) makeRoom() {
+	for st.order.len() >= st.maxRecords {
+		st.evictOldest()
+	}
+}
+
+func (st *idempotencyStore) evictOldest() {
+	ref := st.order.front()
+	st.index.remove(st.requestIDOf(ref), ref)
+	st.order.pop()
+	if ref&sideRef != 0 {
+		if ref&^sideRef != st.side.popped {
+			panic("fsm: invariant broken: idempotency queues out of step")
+		}
+		st.side.pop()
+	}
+}
+
+// each calls fn on every record, oldest first.
+func (st *idempotencyStore) each(fn func(idempotencyRecord)) {
+	st.order.each(func(ref uint64) bool {
+		fn(st.record(ref))
+		return true
+	})
+}
+
+// Payload hashes: FNV-1a 64 over the command type and the body's fields, in
+// a fixed order, each string preceded by its length. Stored in snapshots, so
+// the recipe must not change.
+
+func hashUint(h, v uint64) uint64 {
+	for range 8 {
+		h ^= v & 0xff
+		h *= fnv64Prime
+		v >>= 8
+	}
+	return h
+}
+
+func hashText[K text](h uint64, s K) uint64 {
+	h = hashUint(h, uint64(len(s)))
+	for i := 0; i < len(s); i++ {
+		h ^= uint64(s[i])
+		h *= fnv64Prime
+	}
+	return h
+}
+
+func hashBool(h uint64, b bool) uint64 {
+	if b {
+		return hashUint(h, 1)
+	}
+	return hashUint(h, 0)
+}
+
+func claimPayloadHash[K text](campaignID, itemID, userID K, quantity uint32) uint64 {
+	h := hashUint(fnv64Offset, uint64(fsmpb.CommandType_COMMAND_TYPE_CLAIM_BATCH))
+	h = hashText(h, campaignID)
+	h = hashText(h, itemID)
+	h = hashText(h, userID)
+	return hashUint(h, uint64(quantity))
+}
+
+// commandPayloadHash hashes a single-operation command: its type and the
+// fields of its body (a front-door config's version is the state machine's,
+// so it is left out).
+func commandPayloadHash(cmd *fsmpb.Command) uint64 {
+	h := hashUint(fnv64Offset, uint64(cmd.GetType()))
+	switch cmd.GetType() {
+	case fsmpb.CommandType_COMMAND_TYPE_CREATE_CAMPAIGN:
+		b := cmd.GetCreateCampaign()
+		h = hashText(h, b.GetCampaignId())
+		h = hashUint(h, uint64(b.GetKind()))
+		h = hashText(h, b.GetName())
+		h = hashUint(h, uint64(b.GetStartUnixNano()))
+		h = hashUint(h, uint64(b.GetEndUnixNano()))
+		h = hashUint(h, uint64(b.GetPerUserLimit()))
+		h = hashUint(h, uint64(b.GetWaveCount()))
+		h = hashUint(h, uint64(b.GetWaveIntervalNanos()))
+		h = hashUint(h, uint64(b.GetReservationTtlNanos()))
+	case fsmpb.CommandType_COMMAND_TYPE_UPDATE_CAMPAIGN:
+		b := cmd.GetUpdateCampaign()
+		h = hashText(h, b.GetCampaignId())
+		h = hashBool(h, b.State != nil)
+		h = hashUint(h, uint64(b.GetState()))
+		h = hashBool(h, b.StartUnixNano != nil)
+		h = hashUint(h, uint64(b.GetStartUnixNano()))
+		h = hashBool(h, b.EndUnixNano != nil)
+		h = hashUint(h, uint64(b.GetEndUnixNano()))
+	case fsmpb.CommandType_COMMAND_TYPE_ADD_ITEM:
+		b := cmd.GetAddItem()
+		h = hashText(h, b.GetCampaignId())
+		h = hashText(h, b.GetItemId())
+		h = hashUint(h, b.GetStock())
+		h = hashUint(h, uint64(b.GetPerUserLimit()))
+	case fsmpb.CommandType_COMMAND_TYPE_ADJUST_STOCK:
+		b := cmd.GetAdjustStock()
+		h = hashText(h, b.GetCampaignId())
+		h = hashText(h, b.GetItemId())
+		h = hashUint(h, uint64(b.GetDelta()))
+	case fsmpb.CommandType_COMMAND_TYPE_SETTLE:
+		h = hashUint(h, cmd.GetSettle().GetClaimId())
+	case fsmpb.CommandType_COMMAND_TYPE_RELEASE:
+		h = hashUint(h, cmd.GetRelease().GetClaimId())
+	case fsmpb.CommandType_COMMAND_TYPE_REGISTER_NODE:
+		b := cmd.GetRegisterNode()
+		h = hashText(h, b.GetNodeId())
+		h = hashText(h, b.GetRegion())
+		h = hashText(h, b.GetGrpcAddr())
+		h = hashText(h, b.GetHttpAddr())
+		h = hashBool(h, b.GetRemoved())
+	case fsmpb.CommandType_COMMAND_TYPE_SET_FRONT_DOOR_CONFIG:
+		c := cmd.GetSetFrontDoorConfig().GetConfig()
+		h = hashBool(h, c != nil)
+		h = hashUint(h, math.Float64bits(c.GetGlobalRate()))
+		h = hashUint(h, math.Float64bits(c.GetPerUserRate()))
+		h = hashUint(h, math.Float64bits(c.GetPerIpRate()))
+		h = hashUint(h, uint64(c.GetDegradeLevel()))
+		h = hashUint(h, math.Float64bits(c.GetDropFraction()))
+		h = hashBool(h, c.GetDegradeAuto())
+	}
+	return h
+}
