@@ -9,10 +9,10 @@ const fifoChunkLen = 1024
 // and never again: pop only moves the front. That is what lets a snapshot
 // read a view of the queue while later applies push and pop.
 type fifo[T any] struct {
-	chunks [][]T   // each of capacity fifoChunkLen; only the last one has room
-	head   int     // index of the front element in chunks[0]
-	n      int     // elements queued
-	popped uint64  // elements ever popped: the absolute index of the front
+	chunks [][]T  // each of capacity fifoChunkLen; only the last one has room
+	head   int    // index of the front element in chunks[0]
+	n      int    // elements queued
+	popped uint64 // elements ever popped: the absolute index of the front
 }
 
 func (q *fifo[T]) len() int { return q.n }
