@@ -51,10 +51,10 @@ const (
 // Key signs or verifies tokens. An HS256 key does both; an Ed25519 key made
 // from a private key does both, from a public key only verifies.
 type Key struct {
-	method     jwt.SigningMethod
-	signKey    any // []byte or ed25519.PrivateKey; nil: verify only
-	verifyKey  any // []byte or ed25519.PublicKey
-	options    []jwt.ParserOption
+	method    jwt.SigningMethod
+	signKey   any // []byte or ed25519.PrivateKey; nil: verify only
+	verifyKey any // []byte or ed25519.PublicKey
+	options   []jwt.ParserOption
 }
 
 // NewHMACKey returns an HS256 key for secret (at least 32 bytes).
