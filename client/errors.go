@@ -51,7 +51,6 @@ var (
 const (
 	errorDomain      = "flashd"
 	reasonNotLeader  = "NOT_LEADER"
-	metaLeaderID     = "leader_id"
 	metaLeaderAddr   = "leader_addr"
 	reasonEnumPrefix = "REASON_"
 )

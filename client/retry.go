@@ -57,7 +57,7 @@ func (s *Store) do(ctx context.Context, r route, call func(context.Context, *end
 			next := s.hinted(ep, e)
 			if next == nil {
 				s.doubtLeader(ep)
-				next, _ = s.after(ep)
+				next = s.after(ep)
 			}
 			ep = next
 			if hops++; hops >= s.endpointCount() {

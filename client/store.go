@@ -155,17 +155,16 @@ func (s *Store) first(r route) (*endpoint, error) {
 	return ep, nil
 }
 
-// after returns the endpoint that follows ep in the list, and how many
-// endpoints there are.
-func (s *Store) after(ep *endpoint) (*endpoint, int) {
+// after returns the endpoint that follows ep in the list.
+func (s *Store) after(ep *endpoint) *endpoint {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for i, e := range s.endpoints {
 		if e == ep {
-			return s.endpoints[(i+1)%len(s.endpoints)], len(s.endpoints)
+			return s.endpoints[(i+1)%len(s.endpoints)]
 		}
 	}
-	return s.endpoints[0], len(s.endpoints)
+	return s.endpoints[0]
 }
 
 // followHint returns the endpoint at a leader address learnt from a
