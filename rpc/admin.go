@@ -42,7 +42,7 @@ func (s *AdminServer) CreateCampaign(ctx context.Context, req *pb.CreateCampaign
 	if err != nil {
 		return nil, err
 	}
-	return s.campaignResult(res.Campaign, c.GetId())
+	return s.campaignResult(res, c.GetId())
 }
 
 // UpdateCampaign opens or closes a campaign or moves its times.
@@ -66,7 +66,7 @@ func (s *AdminServer) UpdateCampaign(ctx context.Context, req *pb.UpdateCampaign
 	if err != nil {
 		return nil, err
 	}
-	return s.campaignResult(res.Campaign, req.GetCampaignId())
+	return s.campaignResult(res, req.GetCampaignId())
 }
 
 // campaignResult prefers the view the command returned, else reads the
