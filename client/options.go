@@ -10,7 +10,7 @@ import (
 // Defaults for the retry policy.
 const (
 	defaultMaxAttempts    = 10
-	defaultBackoffBase    = 50 * time.Millisecond
+	defaultBackoffBase    = 100 * time.Millisecond
 	defaultBackoffMax     = time.Second
 	defaultCallTimeout    = 30 * time.Second // for a ctx without a deadline
 	discoveredEndpointMax = 16               // leader addresses learnt from hints
@@ -61,7 +61,7 @@ func WithMaxAttempts(n int) Option {
 
 // WithBackoff sets the pause after a round in which every endpoint failed:
 // it starts at base, doubles each round up to max, and is jittered
-// (default 50ms to 1s).
+// (default 100ms to 1s).
 func WithBackoff(base, max time.Duration) Option {
 	return func(o *options) { o.backoffBase, o.backoffMax = base, max }
 }

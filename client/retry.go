@@ -23,9 +23,8 @@ func (s *Store) do(ctx context.Context, r route, call func(context.Context, *end
 		return err
 	}
 	var (
-		last   *Error // the latest failure not caused by ctx ending
-		hops   int    // moves to another node since the last pause
-		rounds int    // pauses so far
+		last  *Error // the latest failure not caused by ctx ending
+		state retryState
 	)
 	for attempt := 1; ; attempt++ {
 		err := s.attempt(ctx, ep, call)
@@ -46,26 +45,8 @@ func (s *Store) do(ctx context.Context, r route, call func(context.Context, *end
 		if attempt >= s.opts.maxAttempts {
 			return fmt.Errorf("gave up after %d attempts: %w", attempt, e)
 		}
-
 		var pause time.Duration
-		if e.Code == codes.ResourceExhausted || e.RetryAfter > 0 && e.leaderHint() == "" {
-			// Overloaded, or a leader not ready yet: the same node, once
-			// the server's hint has passed.
-			pause = afterHint(max(e.RetryAfter, s.backoff(rounds)))
-			rounds++
-		} else {
-			next := s.hinted(ep, e)
-			if next == nil {
-				s.doubtLeader(ep)
-				next = s.after(ep)
-			}
-			ep = next
-			if hops++; hops >= s.endpointCount() {
-				pause = jittered(s.backoff(rounds))
-				hops = 0
-				rounds++
-			}
-		}
+		ep, pause = s.retryAfter(&state, ep, e)
 		if pause == 0 {
 			continue
 		}
@@ -76,6 +57,52 @@ func (s *Store) do(ctx context.Context, r route, call func(context.Context, *end
 			return giveUp(ctx, attempt, e, last)
 		}
 	}
+}
+
+// retryState is what one call has learnt from its failed attempts.
+type retryState struct {
+	down   []*endpoint // nodes that failed other than by refusing as followers
+	hops   int         // moves to another node since the last pause
+	rounds int         // pauses so far
+}
+
+// retryAfter decides, after attempt failure e on ep, which node the next
+// attempt goes to and how long to pause first.
+func (s *Store) retryAfter(st *retryState, ep *endpoint, e *Error) (*endpoint, time.Duration) {
+	var pause time.Duration
+	notLeader := e.Reason == reasonNotLeader
+	switch {
+	case e.Code == codes.ResourceExhausted || e.RetryAfter > 0 && !notLeader:
+		// Overloaded, or a leader not ready yet: the same node, once the
+		// server's hint has passed.
+		pause = afterHint(max(e.RetryAfter, s.backoff(st.rounds)))
+	case notLeader:
+		s.doubtLeader(ep)
+		if next := s.hinted(ep, e, st.down); next != nil {
+			ep = next
+			st.hops++
+			break
+		}
+		// No leader known, or only one that failed in this call: an
+		// election is under way. Give it time, then ask the next node.
+		ep = s.after(ep)
+		pause = jittered(s.backoff(st.rounds))
+	default:
+		// The node is down, unreachable or too slow: the next one.
+		s.doubtLeader(ep)
+		st.down = append(st.down, ep)
+		ep = s.after(ep)
+		st.hops++
+	}
+	if st.hops >= s.endpointCount() {
+		// Every node had its turn: pause before the next round.
+		pause = jittered(s.backoff(st.rounds))
+	}
+	if pause > 0 {
+		st.hops = 0
+		st.rounds++
+	}
+	return ep, pause
 }
 
 // attempt runs call once, bounded by the attempt timeout if there is one.
@@ -89,11 +116,16 @@ func (s *Store) attempt(ctx context.Context, ep *endpoint, call func(context.Con
 }
 
 // hinted returns the leader a NOT_LEADER refusal from ep points at, or nil
-// if e carries no usable hint.
-func (s *Store) hinted(ep *endpoint, e *Error) *endpoint {
+// if it points nowhere, at ep itself, or at a node that is down.
+func (s *Store) hinted(ep *endpoint, e *Error, down []*endpoint) *endpoint {
 	hint := e.leaderHint()
 	if hint == "" || hint == ep.addr {
 		return nil
+	}
+	for _, d := range down {
+		if d.addr == hint {
+			return nil
+		}
 	}
 	return s.followHint(hint)
 }

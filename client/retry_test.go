@@ -113,6 +113,69 @@ func TestNotLeaderHintToAnAddressNotConfigured(t *testing.T) {
 	}
 }
 
+func TestHintToANodeDownInThisCallIsNotFollowed(t *testing.T) {
+	// The leader just died; a follower still names it.
+	dead, follower, leader := startFakeNode(t), startFakeNode(t), startFakeNode(t)
+	dead.always(status.Error(codes.Unavailable, "connection refused"))
+	follower.always(notLeader("n1", dead.addr))
+	s := newTestStore(t, []string{dead.addr, follower.addr, leader.addr})
+
+	if _, err := s.Claim(testContext(t), "c1", "i1", "u1", 1, ""); err != nil {
+		t.Fatalf("Claim: %v", err)
+	}
+	assertCalls(t, dead, 1)
+	assertCalls(t, follower, 1)
+	assertCalls(t, leader, 1)
+	assertOneRequestID(t, requestIDs(dead, follower, leader))
+}
+
+func TestElectionInProgressPausesBeforeTheNextNode(t *testing.T) {
+	a, b := startFakeNode(t), startFakeNode(t)
+	a.always(notLeader("", "")) // no leader known
+	const backoff = 40 * time.Millisecond
+	s := newTestStore(t, []string{a.addr, b.addr}, WithBackoff(backoff, backoff))
+
+	if _, err := s.Claim(testContext(t), "c1", "i1", "u1", 1, ""); err != nil {
+		t.Fatalf("Claim: %v", err)
+	}
+	assertCalls(t, a, 1)
+	assertCalls(t, b, 1)
+	if waited := b.recorded()[0].at.Sub(a.recorded()[0].at); waited < backoff/2 {
+		t.Errorf("asked the next node after %v, want a pause of at least %v", waited, backoff/2)
+	}
+}
+
+func TestDefaultBudgetOutlastsAnElection(t *testing.T) {
+	// With the default policy, a call started as the leader dies outlives
+	// an election of a second: followers name the dead leader until then.
+	dead, n2, n3 := startFakeNode(t), startFakeNode(t), startFakeNode(t)
+	dead.always(status.Error(codes.Unavailable, "connection refused"))
+	elected := time.Now().Add(time.Second)
+	for _, n := range []*fakeNode{n2, n3} {
+		n.script(func(context.Context, fakeCall) error {
+			if time.Now().Before(elected) {
+				return notLeader("n1", dead.addr)
+			}
+			if n != n3 {
+				return notLeader("n3", n3.addr)
+			}
+			return nil
+		})
+	}
+	s, err := NewStore([]string{dead.addr, n2.addr, n3.addr})
+	if err != nil {
+		t.Fatalf("NewStore: %v", err)
+	}
+	defer s.Close()
+
+	if _, err := s.Claim(testContext(t), "c1", "i1", "u1", 1, ""); err != nil {
+		t.Fatalf("Claim across an election: %v", err)
+	}
+	if got := s.Leader(); got != n3.addr {
+		t.Errorf("Leader() = %q, want %q", got, n3.addr)
+	}
+}
+
 func TestUnavailableTriesTheNextEndpoint(t *testing.T) {
 	a, b, c := startFakeNode(t), startFakeNode(t), startFakeNode(t)
 	a.always(status.Error(codes.Unavailable, "shutting down"))
