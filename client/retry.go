@@ -61,7 +61,7 @@ func (s *Store) do(ctx context.Context, r route, call func(context.Context, *end
 
 // retryState is what one call has learnt from its failed attempts.
 type retryState struct {
-	down   []*endpoint // nodes that failed other than by refusing as followers
+	down   []*endpoint // nodes found down: unreachable, or shutting down
 	hops   int         // moves to another node since the last pause
 	rounds int         // pauses so far
 }
@@ -83,15 +83,18 @@ func (s *Store) retryAfter(st *retryState, ep *endpoint, e *Error) (*endpoint, t
 			st.hops++
 			break
 		}
-		// No leader known, or only one that failed in this call: an
-		// election is under way. Give it time, then ask the next node.
-		ep = s.after(ep)
+		// No leader known, or only one that is down: an election is under
+		// way. Give it time, then ask the next node.
+		ep = s.after(ep, st.down)
 		pause = jittered(s.backoff(st.rounds))
 	default:
-		// The node is down, unreachable or too slow: the next one.
+		// The node is down or too slow: the next one. One that is down is
+		// skipped for the rest of the call, unless every node is.
 		s.doubtLeader(ep)
-		st.down = append(st.down, ep)
-		ep = s.after(ep)
+		if e.Code == codes.Unavailable {
+			st.down = append(st.down, ep)
+		}
+		ep = s.after(ep, st.down)
 		st.hops++
 	}
 	if st.hops >= s.endpointCount() {

@@ -3,6 +3,7 @@ package client
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -155,16 +156,19 @@ func (s *Store) first(r route) (*endpoint, error) {
 	return ep, nil
 }
 
-// after returns the endpoint that follows ep in the list.
-func (s *Store) after(ep *endpoint) *endpoint {
+// after returns the endpoint that follows ep in the list, passing over
+// those in skip unless all are.
+func (s *Store) after(ep *endpoint, skip []*endpoint) *endpoint {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for i, e := range s.endpoints {
-		if e == ep {
-			return s.endpoints[(i+1)%len(s.endpoints)]
+	n := len(s.endpoints)
+	at := slices.Index(s.endpoints, ep) // -1 if gone: start at the first
+	for k := 1; k <= n; k++ {
+		if next := s.endpoints[(at+k+n)%n]; !slices.Contains(skip, next) {
+			return next
 		}
 	}
-	return s.endpoints[0]
+	return s.endpoints[(at+1+n)%n]
 }
 
 // followHint returns the endpoint at a leader address learnt from a
