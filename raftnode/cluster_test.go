@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"sync"
 	"testing"
 	"time"
@@ -34,6 +36,7 @@ func newTestCluster(t *testing.T, n int) *testCluster {
 		node, err := Open(Config{
 			ID: fmt.Sprintf("n%d", i), Region: fmt.Sprintf("r%d", i), DataDir: t.TempDir(),
 			GRPCAddr: fmt.Sprintf("grpc-n%d", i), Transport: c.transports[i], Bootstrap: i == 0,
+			Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), RaftLog: io.Discard,
 			FSM:              fsm.Config{CheckInvariants: true},
 			HeartbeatTimeout: 200 * time.Millisecond, ElectionTimeout: 200 * time.Millisecond,
 		})

@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math/rand/v2"
 	"os"
@@ -82,6 +83,9 @@ type Config struct {
 
 	FSM    fsm.Config
 	Logger *slog.Logger
+	// RaftLog receives hashicorp/raft's own log lines (warnings and up);
+	// nil means standard error.
+	RaftLog io.Writer
 
 	// MaxAppendEntries is how many log entries the leader writes with one
 	// fsync and sends in one AppendEntries; BatchApplyCh lets that many
@@ -254,7 +258,11 @@ func (n *Node) raftConfig(hlog hclog.Logger) *raft.Config {
 }
 
 func (n *Node) hclogger() hclog.Logger {
-	return hclog.New(&hclog.LoggerOptions{Name: "raft." + n.cfg.ID, Level: hclog.Warn, Output: os.Stderr})
+	out := n.cfg.RaftLog
+	if out == nil {
+		out = os.Stderr
+	}
+	return hclog.New(&hclog.LoggerOptions{Name: "raft." + n.cfg.ID, Level: hclog.Warn, Output: out})
 }
 
 // Close stops the node's goroutines and raft, and closes its files.

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/flashd/flashd/client"
 	pb "github.com/flashd/flashd/rpc/flashdpb"
 )
 
@@ -28,7 +29,11 @@ func benchClaimBatch(b *testing.B, size int) {
 	c := startLoopbackCluster(b, 3, false)
 	l := c.leader(b)
 	openSale(b, pb.NewAdminClient(c.conns[l]), 1<<40, 1)
-	store := pb.NewStoreClient(c.conns[l])
+	store, err := client.NewStore(c.addrs())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer store.Close()
 	var seq atomic.Int64
 	b.SetParallelism((benchInFlight + 1) / 2) // x GOMAXPROCS (2 here) goroutines
 	b.ResetTimer()

@@ -48,7 +48,7 @@ func startLoopbackCluster(tb testing.TB, n int, checkInvariants bool) *loopbackC
 		grpcAddr := freeAddr(tb)
 		node, err := raftnode.Open(raftnode.Config{
 			ID: fmt.Sprintf("n%d", i+1), Region: fmt.Sprintf("region-%d", i+1), DataDir: tb.TempDir(),
-			RaftAddr: freeAddr(tb), GRPCAddr: grpcAddr, Bootstrap: i == 0, Logger: quiet,
+			RaftAddr: freeAddr(tb), GRPCAddr: grpcAddr, Bootstrap: i == 0, Logger: quiet, RaftLog: io.Discard,
 			FSM:              fsm.Config{CheckInvariants: checkInvariants},
 			HeartbeatTimeout: 300 * time.Millisecond, ElectionTimeout: 300 * time.Millisecond,
 		})
@@ -87,6 +87,14 @@ func (c *loopbackCluster) joinAll(tb testing.TB) {
 }
 
 func (c *loopbackCluster) raftAddr(i int) string { return c.nodes[i].RaftAddr() }
+
+func (c *loopbackCluster) addrs() []string {
+	out := make([]string, len(c.servers))
+	for i, s := range c.servers {
+		out[i] = s.GRPCAddr()
+	}
+	return out
+}
 
 func (c *loopbackCluster) stop() {
 	for _, conn := range c.conns {

@@ -28,14 +28,14 @@ type proc struct {
 }
 
 type binCluster struct {
-	t       *testing.T
+	t       testing.TB
 	bin     string // folder holding flashd and flashctl
 	nodes   []*proc
 	grpc    []string
 	cleanup sync.Once
 }
 
-func buildBinaries(t *testing.T) string {
+func buildBinaries(t testing.TB) string {
 	t.Helper()
 	dir := t.TempDir()
 	for _, name := range []string{"flashd", "flashctl"} {
@@ -47,7 +47,7 @@ func buildBinaries(t *testing.T) string {
 	return dir
 }
 
-func freePort(t *testing.T) string {
+func freePort(t testing.TB) string {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -57,7 +57,7 @@ func freePort(t *testing.T) string {
 	return l.Addr().String()
 }
 
-func startBinCluster(t *testing.T) *binCluster {
+func startBinCluster(t testing.TB, extraFlags ...string) *binCluster {
 	t.Helper()
 	c := &binCluster{t: t, bin: buildBinaries(t)}
 	data := t.TempDir()
@@ -67,7 +67,8 @@ func startBinCluster(t *testing.T) *binCluster {
 		args := []string{"store", "--id", fmt.Sprintf("n%d", i+1), "--region", regions[i],
 			"--data-dir", filepath.Join(data, fmt.Sprintf("n%d", i+1)),
 			"--raft-addr", freePort(t), "--grpc-addr", grpcAddr, "--http-addr", freePort(t),
-			"--check-invariants", "--heartbeat-timeout", "300ms", "--election-timeout", "300ms"}
+			"--heartbeat-timeout", "300ms", "--election-timeout", "300ms"}
+		args = append(args, extraFlags...)
 		if i == 0 {
 			args = append(args, "--bootstrap")
 		} else {
@@ -94,6 +95,8 @@ func (c *binCluster) start(p *proc) {
 	}
 	p.cmd = exec.Command(filepath.Join(c.bin, "flashd"), p.args...)
 	p.cmd.Stdout, p.cmd.Stderr = logf, logf
+	// The node dies with the test binary, even if the test is killed.
+	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := p.cmd.Start(); err != nil {
 		c.t.Fatal(err)
 	}
@@ -271,7 +274,7 @@ func TestKillLeaderMidSaleLosesNothing(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the binaries")
 	}
-	c := startBinCluster(t)
+	c := startBinCluster(t, "--check-invariants")
 	const stock = 2000
 	c.mustCtl("campaign", "create", "spring", "--name", "Spring", "--kind", "flash-sale", "--start", "now", "--per-user-limit", "1")
 	c.mustCtl("item", "add", "--campaign", "spring", "lantern", "--stock", fmt.Sprint(stock))
@@ -359,7 +362,7 @@ func TestBadInputChangesNothing(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the binaries")
 	}
-	c := startBinCluster(t)
+	c := startBinCluster(t, "--check-invariants")
 	c.mustCtl("campaign", "create", "spring", "--name", "Spring", "--kind", "flash-sale", "--start", "now", "--per-user-limit", "2")
 	c.mustCtl("item", "add", "--campaign", "spring", "lantern", "--stock", "5")
 	s := c.client()
