@@ -75,6 +75,8 @@ func (s *Store) NodeStatus(ctx context.Context, addr string, req *flashdpb.NodeS
 		}
 		defer ep.conn.Close()
 	}
+	ctx, cancel := s.bounded(ctx)
+	defer cancel()
 	resp, err := ep.admin.NodeStatus(ctx, req)
 	if err != nil {
 		return nil, newError(err)

@@ -13,11 +13,8 @@ import (
 // ctx ends. Which node each attempt goes to follows the retry policy in
 // DESIGN.md. call must send the same request (and request ID) every time.
 func (s *Store) do(ctx context.Context, r route, call func(context.Context, *endpoint) error) error {
-	if _, ok := ctx.Deadline(); !ok {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, s.opts.callTimeout)
-		defer cancel()
-	}
+	ctx, cancel := s.bounded(ctx)
+	defer cancel()
 	ep, err := s.first(r)
 	if err != nil {
 		return err
@@ -106,6 +103,14 @@ func (s *Store) retryAfter(st *retryState, ep *endpoint, e *Error) (*endpoint, t
 		st.rounds++
 	}
 	return ep, pause
+}
+
+// bounded gives a ctx without a deadline the call timeout.
+func (s *Store) bounded(ctx context.Context) (context.Context, context.CancelFunc) {
+	if _, ok := ctx.Deadline(); ok {
+		return ctx, func() {}
+	}
+	return context.WithTimeout(ctx, s.opts.callTimeout)
 }
 
 // attempt runs call once, bounded by the attempt timeout if there is one.
