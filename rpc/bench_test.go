@@ -3,11 +3,13 @@ package rpc
 import (
 	"context"
 	"fmt"
+	"runtime"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/flashd/flashd/client"
+	"github.com/flashd/flashd/raftnode"
 	pb "github.com/flashd/flashd/rpc/flashdpb"
 )
 
@@ -23,10 +25,33 @@ func BenchmarkClaimBatchLoopback(b *testing.B) {
 	}
 }
 
+// BenchmarkGroupCommit compares raft's group commit settings with 16-claim
+// batches, 16 in flight: MaxAppendEntries entries share one fsync, and
+// BatchApplyCh lets that many proposals queue for it.
+//
+//	go test -run '^$' -bench GroupCommit -benchtime 3s ./rpc/
+func BenchmarkGroupCommit(b *testing.B) {
+	for _, tune := range []struct {
+		name string
+		cfg  raftnode.Config
+	}{
+		{"mae=1", raftnode.Config{MaxAppendEntries: 1}},
+		{"mae=64,nobatchch", raftnode.Config{MaxAppendEntries: 64, NoBatchApplyCh: true}},
+		{"mae=64", raftnode.Config{MaxAppendEntries: 64}},
+		{"mae=256", raftnode.Config{MaxAppendEntries: 256}},
+		{"mae=1024", raftnode.Config{MaxAppendEntries: 1024}},
+	} {
+		b.Run(tune.name, func(b *testing.B) { runClaimLoad(b, startTunedCluster(b, 3, tune.cfg), 16, 16) })
+	}
+}
+
 const benchInFlight = 8
 
 func benchClaimBatch(b *testing.B, size int) {
-	c := startLoopbackCluster(b, 3, false)
+	runClaimLoad(b, startLoopbackCluster(b, 3, false), size, benchInFlight)
+}
+
+func runClaimLoad(b *testing.B, c *loopbackCluster, size, inFlight int) {
 	l := c.leader(b)
 	openSale(b, pb.NewAdminClient(c.conns[l]), 1<<40, 1)
 	store, err := client.NewStore(c.addrs())
@@ -35,7 +60,7 @@ func benchClaimBatch(b *testing.B, size int) {
 	}
 	defer store.Close()
 	var seq atomic.Int64
-	b.SetParallelism((benchInFlight + 1) / 2) // x GOMAXPROCS (2 here) goroutines
+	b.SetParallelism((inFlight + runtime.GOMAXPROCS(0) - 1) / runtime.GOMAXPROCS(0))
 	b.ResetTimer()
 	start := time.Now()
 	b.RunParallel(func(p *testing.PB) {

@@ -40,6 +40,11 @@ func freeAddr(tb testing.TB) string {
 }
 
 func startLoopbackCluster(tb testing.TB, n int, checkInvariants bool) *loopbackCluster {
+	return startTunedCluster(tb, n, raftnode.Config{FSM: fsm.Config{CheckInvariants: checkInvariants}})
+}
+
+// startTunedCluster starts n nodes with the raft tuning fields of tune.
+func startTunedCluster(tb testing.TB, n int, tune raftnode.Config) *loopbackCluster {
 	tb.Helper()
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	c := &loopbackCluster{}
@@ -49,7 +54,7 @@ func startLoopbackCluster(tb testing.TB, n int, checkInvariants bool) *loopbackC
 		node, err := raftnode.Open(raftnode.Config{
 			ID: fmt.Sprintf("n%d", i+1), Region: fmt.Sprintf("region-%d", i+1), DataDir: tb.TempDir(),
 			RaftAddr: freeAddr(tb), GRPCAddr: grpcAddr, Bootstrap: i == 0, Logger: quiet, RaftLog: io.Discard,
-			FSM:              fsm.Config{CheckInvariants: checkInvariants},
+			FSM: tune.FSM, MaxAppendEntries: tune.MaxAppendEntries, NoBatchApplyCh: tune.NoBatchApplyCh,
 			HeartbeatTimeout: 300 * time.Millisecond, ElectionTimeout: 300 * time.Millisecond,
 		})
 		if err != nil {
