@@ -20,7 +20,9 @@ type commandGenerator struct {
 	claims   uint64 // claims granted so far, as the test tells
 }
 
-func (g *commandGenerator) pick(prefix string, n int) string { return fmt.Sprint(prefix, g.rng.IntN(n)) }
+func (g *commandGenerator) pick(prefix string, n int) string {
+	return fmt.Sprint(prefix, g.rng.IntN(n))
+}
 
 func (g *commandGenerator) next() *fsmpb.Command {
 	g.now += g.rng.Int64N(int64(20 * time.Second))
@@ -166,14 +168,16 @@ func TestDigestCoversEveryKindOfState(t *testing.T) {
 	}
 	seen := map[string]string{base().digest(): "base"}
 	for name, change := range map[string]func(h *harness){
-		"campaign":    func(h *harness) { h.mustOK(createCampaign(&fsmpb.CreateCampaign{CampaignId: "d", Kind: 1})) },
-		"item":        func(h *harness) { h.mustOK(addItem("c", "j", 1, 0)) },
-		"stock":       func(h *harness) { h.mustOK(adjustStock("c", "i", 1)) },
-		"claim":       func(h *harness) { h.mustClaim(claimReq("u", 1)) },
-		"idempotency": func(h *harness) { h.claim(&fsmpb.ClaimRequest{RequestId: "x", CampaignId: "none", ItemId: "i", UserId: "u", Quantity: 1}) },
-		"node":        func(h *harness) { h.mustOK(registerNode(&fsmpb.RegisterNode{NodeId: "n"})) },
-		"config":      func(h *harness) { h.mustOK(setFrontDoor(&fsmpb.FrontDoorConfig{})) },
-		"clock":       func(h *harness) { h.now++; h.mustOK(expire()) },
+		"campaign": func(h *harness) { h.mustOK(createCampaign(&fsmpb.CreateCampaign{CampaignId: "d", Kind: 1})) },
+		"item":     func(h *harness) { h.mustOK(addItem("c", "j", 1, 0)) },
+		"stock":    func(h *harness) { h.mustOK(adjustStock("c", "i", 1)) },
+		"claim":    func(h *harness) { h.mustClaim(claimReq("u", 1)) },
+		"idempotency": func(h *harness) {
+			h.claim(&fsmpb.ClaimRequest{RequestId: "x", CampaignId: "none", ItemId: "i", UserId: "u", Quantity: 1})
+		},
+		"node":   func(h *harness) { h.mustOK(registerNode(&fsmpb.RegisterNode{NodeId: "n"})) },
+		"config": func(h *harness) { h.mustOK(setFrontDoor(&fsmpb.FrontDoorConfig{})) },
+		"clock":  func(h *harness) { h.now++; h.mustOK(expire()) },
 	} {
 		h := base()
 		change(h)

@@ -143,10 +143,10 @@ func TestSnapshotRoundTrip(t *testing.T) {
 	// both and compare.
 	other := &harness{t: t, f: f, index: h.index, now: h.now}
 	for _, x := range []*harness{h, other} {
-		x.claim(claimReq("a", 0))                     // a retry
-		x.claim(claimReq("a", 10))                    // a second claim of a on c/i: a holds 1 of 2
-		x.claim(claimReq("a", 11))                    // limit reached
-		x.one(withRequestID("settle-2", release(2)))  // reused request ID
+		x.claim(claimReq("a", 0))                    // a retry
+		x.claim(claimReq("a", 10))                   // a second claim of a on c/i: a holds 1 of 2
+		x.claim(claimReq("a", 11))                   // limit reached
+		x.one(withRequestID("settle-2", release(2))) // reused request ID
 		x.one(withRequestID("node", registerNode(&fsmpb.RegisterNode{NodeId: "n1", Region: "eu", GrpcAddr: "a:1", HttpAddr: "a:2"})))
 		x.now += int64(2 * time.Minute)
 		if res := x.mustOK(expire()); res.Expired != 5 {
