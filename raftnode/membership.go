@@ -14,8 +14,14 @@ import (
 
 const membershipTimeout = 10 * time.Second
 
-// ErrNoSuchMember: the named node is not in the cluster configuration.
-var ErrNoSuchMember = errors.New("no such member")
+// Membership errors.
+var (
+	// ErrNoSuchMember: the named node is not in the cluster configuration.
+	ErrNoSuchMember = errors.New("no such member")
+	// ErrTransferFailed: the target did not take over in time (it may be
+	// catching up); leadership stays where it was and the call may be retried.
+	ErrTransferFailed = errors.New("leadership transfer failed")
+)
 
 // NodeInfo is what a node tells the cluster about itself when it joins.
 type NodeInfo struct {
@@ -101,7 +107,7 @@ func (n *Node) TransferLeadership(ctx context.Context, toID, toRegion string) (s
 		f = n.raft.LeadershipTransferToServer(raft.ServerID(target.ID), raft.ServerAddress(target.RaftAddr))
 	}
 	if err := f.Error(); err != nil {
-		return "", fmt.Errorf("transfer leadership: %w", err)
+		return "", fmt.Errorf("%w: %w", ErrTransferFailed, err)
 	}
 	return n.awaitLeader(ctx, n.cfg.ID)
 }

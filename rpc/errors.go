@@ -25,6 +25,7 @@ const (
 	reasonLeaderNotReady = "LEADER_NOT_READY"
 	reasonShuttingDown   = "SHUTTING_DOWN"
 	reasonOverloaded     = "OVERLOADED"
+	reasonTransferFailed = "TRANSFER_FAILED"
 	leaderNotReadyRetry  = 50 * time.Millisecond
 )
 
@@ -81,6 +82,8 @@ func nodeError(node *raftnode.Node, err error) error {
 	case errors.Is(err, raftnode.ErrLeaderNotReady):
 		return withInfo(codes.Unavailable, reasonLeaderNotReady, err.Error(), nil,
 			&errdetails.RetryInfo{RetryDelay: durationpb.New(leaderNotReadyRetry)})
+	case errors.Is(err, raftnode.ErrTransferFailed):
+		return withInfo(codes.Unavailable, reasonTransferFailed, err.Error(), nil)
 	case errors.Is(err, raftnode.ErrShutdown):
 		return withInfo(codes.Unavailable, reasonShuttingDown, err.Error(), nil)
 	case errors.Is(err, raftnode.ErrNoSuchMember):

@@ -7,6 +7,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -74,7 +75,7 @@ func (s *AdminServer) fillMemberStatus(ctx context.Context, m *pb.Member) {
 	defer cancel()
 	st, err := s.peers.nodeStatus(ctx, m.GrpcAddr)
 	if err != nil {
-		m.Error = err.Error()
+		m.Error = status.Convert(err).Code().String() // e.g. Unavailable, DeadlineExceeded
 		return
 	}
 	m.Status = st
