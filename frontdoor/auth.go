@@ -1,0 +1,127 @@
+package frontdoor
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/netip"
+	"strings"
+	"time"
+
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/peer"
+
+	"github.com/flashd/flashd/frontdoor/token"
+	pb "github.com/flashd/flashd/rpc/flashdpb"
+)
+
+// Metadata keys the front door reads.
+const (
+	mdAuthorization = "authorization" // "Bearer <JWT>"
+	mdUserID        = "x-user-id"     // insecure-header mode only
+	bearerPrefix    = "Bearer "
+)
+
+// authenticator finds the user of a call (stage 1 of the funnel).
+type authenticator interface {
+	authenticate(ctx context.Context, now time.Time) (string, error)
+}
+
+// headerAuth takes the user from the x-user-id metadata, unchecked. It
+// exists for demos and benchmarks: anyone can claim as anyone.
+type headerAuth struct{}
+
+func (headerAuth) authenticate(ctx context.Context, _ time.Time) (string, error) {
+	v := metadata.ValueFromIncomingContext(ctx, mdUserID)
+	if len(v) == 0 || v[0] == "" {
+		return "", errMissingToken
+	}
+	if err := pb.ValidateID("user id", v[0]); err != nil {
+		return "", errInvalidToken
+	}
+	return v[0], nil
+}
+
+// tokenAuth verifies bearer tokens. A token verified once is remembered
+// with its user and expiry (in bounded memory), so the next calls with it
+// cost a map lookup instead of a signature check and a JSON decode. The
+// cache is keyed by the whole token: only a byte-identical token hits it.
+type tokenAuth struct {
+	key      *token.Key
+	verified *boundedMap[string, verifiedToken]
+}
+
+type verifiedToken struct {
+	user    string
+	expires time.Time
+}
+
+func newTokenAuth(key *token.Key, maxTokens int) *tokenAuth {
+	return &tokenAuth{key: key, verified: newBoundedMap[string, verifiedToken](maxTokens)}
+}
+
+func (a *tokenAuth) authenticate(ctx context.Context, now time.Time) (string, error) {
+	v := metadata.ValueFromIncomingContext(ctx, mdAuthorization)
+	if len(v) == 0 || v[0] == "" {
+		return "", errMissingToken
+	}
+	raw, ok := strings.CutPrefix(v[0], bearerPrefix)
+	if !ok {
+		if raw, ok = strings.CutPrefix(v[0], "bearer "); !ok {
+			return "", errInvalidToken
+		}
+	}
+	var user string
+	a.verified.update(raw, false, func(t *verifiedToken) {
+		if now.Before(t.expires) {
+			user = t.user
+		}
+	})
+	if user != "" {
+		return user, nil
+	}
+	user, expires, err := a.key.Verify(raw, now)
+	switch {
+	case errors.Is(err, token.ErrExpired):
+		a.verified.remove(raw)
+		return "", errTokenExpired
+	case errors.Is(err, token.ErrMissing):
+		return "", errMissingToken
+	case err != nil:
+		return "", errInvalidToken
+	}
+	if err := pb.ValidateID("user id", user); err != nil {
+		return "", errInvalidToken
+	}
+	a.verified.update(raw, true, func(t *verifiedToken) { *t = verifiedToken{user: user, expires: expires} })
+	return user, nil
+}
+
+// clientIP is the address per-IP limits count against: the first address
+// in the configured header (set by a trusted proxy) if there is one, else
+// the peer's address. ok is false when neither gives an address.
+func clientIP(ctx context.Context, header string) (netip.Addr, bool) {
+	if header != "" {
+		if v := metadata.ValueFromIncomingContext(ctx, header); len(v) > 0 {
+			first, _, _ := strings.Cut(v[0], ",")
+			if a, err := netip.ParseAddr(strings.TrimSpace(first)); err == nil {
+				return a.Unmap(), true
+			}
+		}
+	}
+	p, ok := peer.FromContext(ctx)
+	if !ok {
+		return netip.Addr{}, false
+	}
+	switch a := p.Addr.(type) {
+	case *net.TCPAddr:
+		ip, ok := netip.AddrFromSlice(a.IP)
+		return ip.Unmap(), ok
+	default:
+		ap, err := netip.ParseAddrPort(p.Addr.String())
+		if err != nil {
+			return netip.Addr{}, false
+		}
+		return ap.Addr().Unmap(), true
+	}
+}
