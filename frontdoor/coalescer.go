@@ -58,7 +58,7 @@ type coalescer struct {
 	claimsIn atomic.Int64  // claims admitted and not yet answered or abandoned
 
 	limit   *adaptiveLimit
-	enforce atomic.Bool // the adaptive limit refuses claims (degradation L1)
+	enforce atomic.Bool  // the adaptive limit refuses claims (degradation L1)
 	shed    atomic.Int64 // claims refused by the adaptive limit
 	arrived atomic.Int64 // claims submitted
 	downAt  atomic.Int64 // Unix nanoseconds until which the store is taken as down
