@@ -55,7 +55,7 @@ func startTunedCluster(tb testing.TB, n int, tune raftnode.Config) *loopbackClus
 			ID: fmt.Sprintf("n%d", i+1), Region: fmt.Sprintf("region-%d", i+1), DataDir: tb.TempDir(),
 			RaftAddr: freeAddr(tb), GRPCAddr: grpcAddr, Bootstrap: i == 0, Logger: quiet, RaftLog: io.Discard,
 			FSM: tune.FSM, MaxAppendEntries: tune.MaxAppendEntries, NoBatchApplyCh: tune.NoBatchApplyCh,
-			HeartbeatTimeout: 300 * time.Millisecond, ElectionTimeout: 300 * time.Millisecond,
+			HeartbeatTimeout: 500 * time.Millisecond, ElectionTimeout: 500 * time.Millisecond,
 		})
 		if err != nil {
 			tb.Fatalf("open node %d: %v", i+1, err)

@@ -67,7 +67,7 @@ func startBinCluster(t testing.TB, extraFlags ...string) *binCluster {
 		args := []string{"store", "--id", fmt.Sprintf("n%d", i+1), "--region", regions[i],
 			"--data-dir", filepath.Join(data, fmt.Sprintf("n%d", i+1)),
 			"--raft-addr", freePort(t), "--grpc-addr", grpcAddr, "--http-addr", freePort(t),
-			"--heartbeat-timeout", "300ms", "--election-timeout", "300ms"}
+			"--heartbeat-timeout", "500ms", "--election-timeout", "500ms"}
 		args = append(args, extraFlags...)
 		if i == 0 {
 			args = append(args, "--bootstrap")
