@@ -174,8 +174,12 @@ func (c *coalescer) run() {
 		select {
 		case c.slots <- struct{}{}:
 		case <-c.stop:
+		}
+		select {
+		case <-c.stop: // stopping: a batch not yet sent is refused
 			c.refuseQueued(batch)
 			return
+		default:
 		}
 		batch = c.topUp(batch) // claims that queued while waiting for a slot
 		batch = c.claimForSending(batch)

@@ -48,7 +48,7 @@ type Config struct {
 	ClientIPHeader string     // take the client IP from this metadata (behind a trusted proxy); "" uses the peer address
 
 	BatchMax        int           // claims per batch; 1 turns coalescing off
-	BatchWindow     time.Duration // longest wait of a claim for its batch
+	BatchWindow     time.Duration // longest wait of a claim for its batch; 0: none (full or idle only)
 	BatchesInFlight int           // batches sent and not yet answered, at most
 	QueueMax        int           // claims waiting for a batch, at most
 	StoreTimeout    time.Duration // one batch's deadline, retries to a new leader included
