@@ -22,10 +22,10 @@ const frontDoorReadyTimeout = 10 * time.Second
 
 type frontDoorFlags struct {
 	id, region, grpcAddr, httpAddr, advertise string
-	store, auth, tokenFile, clientIPHeader     string
-	globalMode                                 string
-	weight                                     float64
-	cfg                                        frontdoor.Config
+	store, auth, tokenFile, clientIPHeader    string
+	globalMode                                string
+	weight                                    float64
+	cfg                                       frontdoor.Config
 }
 
 func newFrontDoorCmd() *cobra.Command {
