@@ -51,14 +51,16 @@ func (s *state) applyOperation(cmd *fsmpb.Command) *Result {
 		return refusal(ReasonInvalidArgument, msgBadRequestID)
 	}
 	hash := commandPayloadHash(cmd)
-	if rec, ok := findRecord(s.idempotency, requestID); ok {
+	requestHash := hashKey(s.idempotency.index, requestID)
+	rec, ok := findRecord(s.idempotency, requestHash, requestID)
+	if ok {
 		return s.replayOperation(cmd, rec, hash)
 	}
 	res := s.dispatch(cmd)
 	out := res.Outcomes[0]
 	s.idempotency.add(idempotencyRecord{
 		requestID: requestID, payloadHash: hash, time: s.clock, claimID: out.Claim.ID, reason: out.Reason,
-	})
+	}, requestHash)
 	return res
 }
 

@@ -35,13 +35,16 @@ type envelope struct {
 	cmd         *fsmpb.Command // every other type
 }
 
-// claimRequest is one claim of a batch, pointing into the log entry.
+// claimRequest is one claim of a batch, pointing into the log entry, with
+// the hashes of its request and user IDs in their indexes.
 type claimRequest struct {
-	requestID  []byte
-	campaignID []byte
-	itemID     []byte
-	userID     []byte
-	quantity   uint32
+	requestID   []byte
+	campaignID  []byte
+	itemID      []byte
+	userID      []byte
+	quantity    uint32
+	requestHash uint64
+	userHash    uint64
 }
 
 // decodeEnvelope decodes a log entry. An error means the entry is not a

@@ -68,28 +68,42 @@ func (st *idempotencyStore) record(ref uint64) idempotencyRecord {
 	}
 }
 
-// findRecord returns the live record of requestID.
-func findRecord[K text](st *idempotencyStore, requestID K) (idempotencyRecord, bool) {
-	ref, ok := findRef(st.index, requestID)
+// findRecord returns the live record of requestID, whose hash is h.
+func findRecord[K text](st *idempotencyStore, h uint64, requestID K) (idempotencyRecord, bool) {
+	ref, ok := lookup(st.index, h, requestID)
 	if !ok {
 		return idempotencyRecord{}, false
 	}
 	return st.record(ref), true
 }
 
-// addClaim records granted claim id as the first result of its request ID.
-func (st *idempotencyStore) addClaim(id uint64) {
-	st.makeRoom()
-	st.order.push(id)
-	st.index.put(st.claims.get(id).requestID(), id)
+// prefetchEvictions touches the index slots of the records that adding n
+// more would evict (see state.prefetchClaims).
+func (st *idempotencyStore) prefetchEvictions(n int) uint64 {
+	var sum uint64
+	evict := min(st.order.len(), st.order.len()+n-st.maxRecords)
+	for i := range max(evict, 0) {
+		ref := st.order.at(st.order.popped + uint64(i))
+		sum += st.index.prefetch(hashKey(st.index, st.requestIDOf(ref)))
+	}
+	return sum
 }
 
-// add records rec, which is not a granted claim.
-func (st *idempotencyStore) add(rec idempotencyRecord) {
+// addClaim records granted claim id as the first result of its request ID,
+// which has hash h and no record yet.
+func (st *idempotencyStore) addClaim(id, h uint64) {
+	st.makeRoom()
+	st.order.push(id)
+	st.index.insert(h, id)
+}
+
+// add records rec, which is not a granted claim; its request ID has hash h
+// and no record yet.
+func (st *idempotencyStore) add(rec idempotencyRecord, h uint64) {
 	st.makeRoom()
 	ref := st.side.push(rec) | sideRef
 	st.order.push(ref)
-	st.index.put(rec.requestID, ref)
+	st.index.insert(h, ref)
 }
 
 // expire evicts the records older than the retention window at command time
@@ -109,7 +123,7 @@ func (st *idempotencyStore) makeRoom() {
 
 func (st *idempotencyStore) evictOldest() {
 	ref := st.order.front()
-	st.index.remove(st.requestIDOf(ref), ref)
+	st.index.remove(hashKey(st.index, st.requestIDOf(ref)), ref)
 	st.order.pop()
 	if ref&sideRef != 0 {
 		if ref&^sideRef != st.side.popped {

@@ -11,7 +11,7 @@ import (
 func (h *harness) known(requestID string) bool {
 	h.f.mu.RLock()
 	defer h.f.mu.RUnlock()
-	_, ok := findRecord(h.f.s.idempotency, requestID)
+	_, _, ok := findRef(h.f.s.idempotency.index, requestID)
 	return ok
 }
 

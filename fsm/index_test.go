@@ -2,50 +2,60 @@ package fsm
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"testing"
 )
 
-func TestRefIndexWithCollisions(t *testing.T) {
+// TestRefIndexAgainstAMap applies random inserts, replacements and removals
+// to a refIndex and to a map, with real and with colliding hashes, and
+// compares them after every step.
+func TestRefIndexAgainstAMap(t *testing.T) {
 	for name, hash := range map[string]func(string) uint64{
 		"real hash":   nil,
-		"all collide": func(string) uint64 { return 7 },
-		"two buckets": func(k string) uint64 { return uint64(len(k) % 2) },
+		"all collide": func(string) uint64 { return 7 << 56 },
+		"few hashes":  func(k string) uint64 { return uint64(len(k)%3) * 0x9e3779b97f4a7c15 },
 	} {
 		t.Run(name, func(t *testing.T) {
-			keys := map[uint64]string{1: "alpha", 2: "beta", 3: "gamma", 4: "delta"}
-			x := newRefIndex(func(ref uint64) string { return keys[ref] })
+			rng := rand.New(rand.NewPCG(3, 4))
+			keyOf := make(map[uint64]string) // what the records would hold
+			x := newRefIndex(func(ref uint64) string { return keyOf[ref] })
 			x.hash = hash
-			for ref := uint64(1); ref <= 4; ref++ {
-				x.put(keys[ref], ref)
-			}
-			check := func(want map[string]uint64) {
-				t.Helper()
-				if x.len() != len(want) {
-					t.Fatalf("len %d, want %d", x.len(), len(want))
+			model := make(map[string]uint64)
+			nextRef := uint64(1)
+			for step := range 3000 {
+				key := fmt.Sprint("k", rng.IntN(300))
+				ref, h, ok := findRef(x, key)
+				if want, wantOK := model[key]; ok != wantOK || ref != want || h != hashKey(x, key) {
+					t.Fatalf("step %d: find(%s) = %d %v, want %d %v", step, key, ref, ok, want, wantOK)
 				}
-				for _, key := range keys {
-					ref, ok := findRef(x, key)
-					if wantRef, wantOK := want[key]; ok != wantOK || ref != wantRef {
-						t.Fatalf("find(%s) = %d %v, want %d %v", key, ref, ok, wantRef, wantOK)
-					}
-					if ref2, _ := findRef(x, []byte(key)); ref2 != ref {
-						t.Fatalf("find by bytes(%s) = %d, by string %d", key, ref2, ref)
-					}
+				keyOf[nextRef] = key
+				switch {
+				case !ok:
+					x.insert(h, nextRef)
+					model[key] = nextRef
+				case rng.IntN(2) == 0:
+					x.replace(h, ref, nextRef)
+					model[key] = nextRef
+				default:
+					x.remove(h, ref)
+					delete(model, key)
+				}
+				nextRef++
+				if x.len() != len(model) {
+					t.Fatalf("step %d: len %d, want %d", step, x.len(), len(model))
 				}
 			}
-			check(map[string]uint64{"alpha": 1, "beta": 2, "gamma": 3, "delta": 4})
-			x.remove("alpha", 1) // the first of its hash: later keys stay findable
-			check(map[string]uint64{"beta": 2, "gamma": 3, "delta": 4})
-			keys[5] = "gamma"
-			x.put("gamma", 5) // replace
-			check(map[string]uint64{"beta": 2, "gamma": 5, "delta": 4})
-			keys[6] = "alpha"
-			x.put("alpha", 6) // back, perhaps in another place
-			check(map[string]uint64{"alpha": 6, "beta": 2, "gamma": 5, "delta": 4})
-			x.remove("gamma", 5)
-			x.remove("beta", 2)
-			check(map[string]uint64{"alpha": 6, "delta": 4})
-			mustPanic(t, "does not hold", func() { x.remove("delta", 99) })
+			seen := 0
+			x.each(func(ref uint64) {
+				if model[keyOf[ref]] != ref {
+					t.Fatalf("each: stale ref %d for %s", ref, keyOf[ref])
+				}
+				seen++
+			})
+			if seen != len(model) {
+				t.Fatalf("each saw %d entries, want %d", seen, len(model))
+			}
+			mustPanic(t, "does not hold", func() { x.remove(hashKey(x, "k1"), 1<<40) })
 		})
 	}
 }

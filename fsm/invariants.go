@@ -119,7 +119,7 @@ func (s *state) checkUsers(latest map[string]uint64) error {
 		return fmt.Errorf("user index holds %d users, claims name %d", s.users.len(), len(latest))
 	}
 	for user, id := range latest {
-		if got, _ := findRef(s.users, user); got != id {
+		if got, _, _ := findRef(s.users, user); got != id {
 			return fmt.Errorf("user index: %q → claim %d, want %d", user, got, id)
 		}
 	}
@@ -142,7 +142,7 @@ func (s *state) checkIdempotency() error {
 		case st.timeOf(ref) < lastTime:
 			err = fmt.Errorf("idempotency queue: record %#x older than the one before it", ref)
 		}
-		if got, ok := findRef(st.index, st.requestIDOf(ref)); err == nil && (!ok || got != ref) {
+		if got, _, ok := findRef(st.index, st.requestIDOf(ref)); err == nil && (!ok || got != ref) {
 			err = fmt.Errorf("idempotency index: %q does not lead to its record", st.requestIDOf(ref))
 		}
 		if ref&sideRef != 0 {

@@ -314,7 +314,7 @@ func (s *state) restoreClaim(rec *fsmpb.ClaimRecord) error {
 	if it == nil || rec.GetClaimId() != s.claims.len()+1 || len(rec.GetRequestId()) > idMaxBytes {
 		return fmt.Errorf("claim record %v", rec)
 	}
-	latest, _ := findRef(s.users, rec.GetUserId())
+	latest, userHash, _ := findRef(s.users, rec.GetUserId())
 	keys := rec.GetRequestId() + rec.GetUserId()
 	id := s.claims.add(claimRecord{
 		item: it, keys: keys, created: rec.GetCreatedUnixNano(), prevByUser: latest,
@@ -324,7 +324,11 @@ func (s *state) restoreClaim(rec *fsmpb.ClaimRecord) error {
 	if c.deadline() != rec.GetDeadlineUnixNano() {
 		return fmt.Errorf("claim record %v: deadline does not follow from the campaign's TTL", rec)
 	}
-	s.users.put(keys[len(rec.GetRequestId()):], id)
+	if latest == 0 {
+		s.users.insert(userHash, id)
+	} else {
+		s.users.replace(userHash, latest, id)
+	}
 	if c.state == ClaimReserved && c.deadline() != 0 {
 		it.campaign.expiring.push(id)
 	}
@@ -342,16 +346,17 @@ func (s *state) restoreIdempotency(rec *fsmpb.IdempotencyRecord) error {
 	if !validID(r.requestID) || int(r.reason) >= len(reasonNames) {
 		return fmt.Errorf("idempotency record %v", rec)
 	}
-	if _, dup := findRef(s.idempotency.index, r.requestID); dup {
+	_, hash, dup := findRef(s.idempotency.index, r.requestID)
+	if dup {
 		return fmt.Errorf("idempotency record %v: request ID repeated", rec)
 	}
 	if r.reason == ReasonOK && s.claims.get(r.claimID) != nil && s.idempotency.record(r.claimID) == r {
-		s.idempotency.addClaim(r.claimID)
+		s.idempotency.addClaim(r.claimID, hash)
 		return nil
 	}
 	if r.claimID != 0 && s.claims.get(r.claimID) == nil {
 		return fmt.Errorf("idempotency record %v: no such claim", rec)
 	}
-	s.idempotency.add(r)
+	s.idempotency.add(r, hash)
 	return nil
 }

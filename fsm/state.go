@@ -147,7 +147,7 @@ func (s *state) liveQuantity(latest uint64, it *item) uint64 {
 // userClaims returns the IDs of a user's claims, latest first.
 func (s *state) userClaims(userID string) []uint64 {
 	var ids []uint64
-	latest, _ := findRef(s.users, userID)
+	latest, _, _ := findRef(s.users, userID)
 	for id := latest; id != 0; id = s.claims.get(id).prevByUser {
 		ids = append(ids, id)
 	}
