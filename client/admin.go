@@ -70,12 +70,12 @@ func (s *Store) NodeStatus(ctx context.Context, addr string, req *flashdpb.NodeS
 	}
 	if ep == nil {
 		var err error
-		if ep, err = s.dial(addr); err != nil {
+		if ep, err = dial(addr, &s.opts); err != nil {
 			return nil, err
 		}
 		defer ep.conn.Close()
 	}
-	ctx, cancel := s.bounded(ctx)
+	ctx, cancel := bounded(ctx, s.opts.callTimeout)
 	defer cancel()
 	resp, err := ep.admin.NodeStatus(ctx, req)
 	if err != nil {

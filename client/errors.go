@@ -3,6 +3,7 @@ package client
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"time"
 
@@ -36,12 +37,28 @@ var (
 	ErrAlreadyExists    = errors.New("already exists")
 	ErrInvalidArgument  = errors.New("invalid argument")
 	ErrUnauthenticated  = errors.New("unauthenticated")
+	ErrTokenExpired     = errors.New("token expired") // also ErrUnauthenticated
 	ErrPermissionDenied = errors.New("permission denied")
 
-	// Transient errors. Retried within the call's budget.
+	// Transient errors. Retried within the call's attempts, deadline and
+	// retry budget.
 	ErrNotLeader   = errors.New("not leader")
 	ErrUnavailable = errors.New("unavailable")
-	ErrOverloaded  = errors.New("overloaded")
+	// ErrOverloaded matches every RESOURCE_EXHAUSTED answer: rate limited,
+	// dropped under load, queue full, and the client's own drops.
+	ErrOverloaded   = errors.New("overloaded")
+	ErrRateLimited  = errors.New("rate limited") // also ErrOverloaded
+	ErrStoreFailing = errors.New("store unavailable behind the front door")
+
+	// ErrDropped: the client dropped the call itself, sending nothing,
+	// because the front doors asked it to shed a share of its calls
+	// (degradation level 3). It also matches ErrOverloaded.
+	ErrDropped = errors.New("dropped by the client under load")
+
+	// ErrRetryBudgetExhausted: a retry was due but the client's retry
+	// budget could not pay for it (see WithRetryBudget). The error also
+	// matches the last failure.
+	ErrRetryBudgetExhausted = errors.New("retry budget exhausted")
 
 	// ErrClosed is returned by calls on a closed Store.
 	ErrClosed = errors.New("client closed")
@@ -49,10 +66,13 @@ var (
 
 // Error domain and reasons that have a meaning for the client itself.
 const (
-	errorDomain      = "flashd"
-	reasonNotLeader  = "NOT_LEADER"
-	metaLeaderAddr   = "leader_addr"
-	reasonEnumPrefix = "REASON_"
+	errorDomain            = "flashd"
+	reasonNotLeader        = "NOT_LEADER"
+	reasonStoreUnavailable = "STORE_UNAVAILABLE" // a front door could not reach the store
+	reasonShuttingDown     = "SHUTTING_DOWN"     // refused before any work
+	reasonClientDropped    = "CLIENT_DROPPED"    // the client's own L3 drop
+	metaLeaderAddr         = "leader_addr"
+	reasonEnumPrefix       = "REASON_"
 )
 
 // Error is a refusal or failure reported by a flashd server (or by gRPC on
@@ -183,6 +203,14 @@ func (e *Error) reasonSentinel() error {
 		return ErrInvalidArgument
 	case reasonNotLeader:
 		return ErrNotLeader
+	case "RATE_LIMITED":
+		return ErrRateLimited
+	case "TOKEN_EXPIRED":
+		return ErrTokenExpired
+	case reasonStoreUnavailable:
+		return ErrStoreFailing
+	case reasonClientDropped:
+		return ErrDropped
 	}
 	return nil
 }
@@ -230,6 +258,42 @@ func (e *Error) retryable() bool {
 		return true
 	}
 	return false
+}
+
+// outcomeUnknown reports whether the attempt that failed with e may have
+// been applied all the same: it timed out, or its connection or the store
+// behind a front door failed after it was sent. A retry of it must say so
+// to a front door (FrontDoorClaimRequest.retry), whose caches cannot know
+// the first answer to its request ID.
+func (e *Error) outcomeUnknown() bool {
+	switch e.Code {
+	case codes.DeadlineExceeded:
+		return true
+	case codes.Unavailable:
+		return e.Reason != reasonShuttingDown && e.Reason != reasonNotLeader
+	}
+	return false
+}
+
+// droppedError is the error of a call the client dropped itself.
+func droppedError(fraction float64) *Error {
+	msg := fmt.Sprintf("the front doors asked clients to drop %.0f%% of calls (degradation level 3); nothing was sent", fraction*100)
+	st := status.New(codes.ResourceExhausted, msg)
+	if withInfo, err := st.WithDetails(&errdetails.ErrorInfo{Reason: reasonClientDropped, Domain: errorDomain}); err == nil {
+		st = withInfo
+	}
+	return &Error{Code: codes.ResourceExhausted, Reason: reasonClientDropped, Message: msg, status: st}
+}
+
+// RetryAfter returns the delay the server asked for before another try
+// (google.rpc.RetryInfo): after a rate limit, or until the user's entry
+// wave opens (ErrNotEligible). It is 0 when the server gave none.
+func RetryAfter(err error) time.Duration {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.RetryAfter
+	}
+	return 0
 }
 
 // Reason returns the reason the server gave for err (google.rpc.ErrorInfo,

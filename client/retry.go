@@ -9,26 +9,49 @@ import (
 	"google.golang.org/grpc/codes"
 )
 
-// do runs call until it succeeds, fails for good, runs out of attempts or
-// ctx ends. Which node each attempt goes to follows the retry policy in
-// DESIGN.md. call must send the same request (and request ID) every time.
-func (s *Store) do(ctx context.Context, r route, call func(context.Context, *endpoint) error) error {
-	ctx, cancel := s.bounded(ctx)
+// attempt is what a call learns of the attempt it is about to make.
+type attempt struct {
+	n int // 1 for the first try
+	// resend: an earlier attempt may have been applied without its answer
+	// reaching the client (it timed out or lost its connection).
+	resend bool
+}
+
+// router decides, for one kind of client, where the retries of a call go.
+type router interface {
+	// next returns the endpoint for the attempt after failure e on ep, and
+	// how long to pause before it.
+	next(st *retryState, ep *endpoint, e *Error) (*endpoint, time.Duration)
+	// succeeded is told which endpoint answered.
+	succeeded(ep *endpoint)
+}
+
+// retryState is what one call has learnt from its failed attempts.
+type retryState struct {
+	down   []*endpoint // found down: unreachable, or shutting down
+	hops   int         // moves to another endpoint since the last pause
+	rounds int         // pauses so far
+}
+
+// retry runs call, first on ep, until it succeeds, fails for good, runs
+// out of attempts or of retry budget (nil: unlimited), or ctx ends. Where
+// each retry goes follows r. call must send the same request (and request
+// ID) every time.
+func retry(ctx context.Context, o *options, budget *retryBudget, r router, ep *endpoint,
+	call func(context.Context, *endpoint, attempt) error,
+) error {
+	ctx, cancel := bounded(ctx, o.callTimeout)
 	defer cancel()
-	ep, err := s.first(r)
-	if err != nil {
-		return err
-	}
+	budget.firstTry()
 	var (
 		last  *Error // the latest failure not caused by ctx ending
 		state retryState
+		at    attempt
 	)
-	for attempt := 1; ; attempt++ {
-		err := s.attempt(ctx, ep, call)
+	for at.n = 1; ; at.n++ {
+		err := runAttempt(ctx, o.attemptTimeout, func(ctx context.Context) error { return call(ctx, ep, at) })
 		if err == nil {
-			if r == routeLeader {
-				s.believeLeader(ep)
-			}
+			r.succeeded(ep)
 			return nil
 		}
 		e := newError(err)
@@ -36,122 +59,55 @@ func (s *Store) do(ctx context.Context, r route, call func(context.Context, *end
 			return e
 		}
 		if ctx.Err() != nil {
-			return giveUp(ctx, attempt, e, last)
+			return giveUp(ctx, at.n, e, last)
 		}
 		last = e
-		if attempt >= s.opts.maxAttempts {
-			return fmt.Errorf("gave up after %d attempts: %w", attempt, e)
+		at.resend = at.resend || e.outcomeUnknown()
+		if at.n >= o.maxAttempts {
+			return fmt.Errorf("gave up after %d attempts: %w", at.n, e)
 		}
 		var pause time.Duration
-		ep, pause = s.retryAfter(&state, ep, e)
-		if pause == 0 {
-			continue
+		ep, pause = r.next(&state, ep, e)
+		if deadline, ok := ctx.Deadline(); ok && pause > 0 && time.Until(deadline) < pause {
+			return fmt.Errorf("gave up after %d attempts, no time left to retry: %w", at.n, e)
 		}
-		if deadline, ok := ctx.Deadline(); ok && time.Until(deadline) < pause {
-			return fmt.Errorf("gave up after %d attempts, no time left to retry: %w", attempt, e)
+		if !budget.withdraw() {
+			return fmt.Errorf("%w after %d attempts: %w", ErrRetryBudgetExhausted, at.n, e)
 		}
-		if err := sleep(ctx, pause); err != nil {
-			return giveUp(ctx, attempt, e, last)
+		if pause > 0 {
+			if err := sleep(ctx, pause); err != nil {
+				return giveUp(ctx, at.n, e, last)
+			}
 		}
 	}
-}
-
-// retryState is what one call has learnt from its failed attempts.
-type retryState struct {
-	down   []*endpoint // nodes found down: unreachable, or shutting down
-	hops   int         // moves to another node since the last pause
-	rounds int         // pauses so far
-}
-
-// retryAfter decides, after attempt failure e on ep, which node the next
-// attempt goes to and how long to pause first.
-func (s *Store) retryAfter(st *retryState, ep *endpoint, e *Error) (*endpoint, time.Duration) {
-	var pause time.Duration
-	notLeader := e.Reason == reasonNotLeader
-	switch {
-	case e.Code == codes.ResourceExhausted || e.RetryAfter > 0 && !notLeader:
-		// Overloaded, or a leader not ready yet: the same node, once the
-		// server's hint has passed.
-		pause = afterHint(max(e.RetryAfter, s.backoff(st.rounds)))
-	case notLeader:
-		s.doubtLeader(ep)
-		if next := s.hinted(ep, e, st.down); next != nil {
-			ep = next
-			st.hops++
-			break
-		}
-		// No leader known, or only one that is down: an election is under
-		// way. Give it time, then ask the next node.
-		ep = s.after(ep, st.down)
-		pause = jittered(s.backoff(st.rounds))
-	default:
-		// The node is down or too slow: the next one. One that is down is
-		// skipped for the rest of the call, unless every node is.
-		s.doubtLeader(ep)
-		if e.Code == codes.Unavailable {
-			st.down = append(st.down, ep)
-		}
-		ep = s.after(ep, st.down)
-		st.hops++
-	}
-	if st.hops >= s.endpointCount() {
-		// Every node had its turn: pause before the next round.
-		pause = jittered(s.backoff(st.rounds))
-	}
-	if pause > 0 {
-		st.hops = 0
-		st.rounds++
-	}
-	return ep, pause
 }
 
 // bounded gives a ctx without a deadline the call timeout.
-func (s *Store) bounded(ctx context.Context) (context.Context, context.CancelFunc) {
+func bounded(ctx context.Context, timeout time.Duration) (context.Context, context.CancelFunc) {
 	if _, ok := ctx.Deadline(); ok {
 		return ctx, func() {}
 	}
-	return context.WithTimeout(ctx, s.opts.callTimeout)
+	return context.WithTimeout(ctx, timeout)
 }
 
-// attempt runs call once, bounded by the attempt timeout if there is one.
-func (s *Store) attempt(ctx context.Context, ep *endpoint, call func(context.Context, *endpoint) error) error {
-	if s.opts.attemptTimeout > 0 {
+// runAttempt runs call once, bounded by the attempt timeout if there is one.
+func runAttempt(ctx context.Context, timeout time.Duration, call func(context.Context) error) error {
+	if timeout > 0 {
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, s.opts.attemptTimeout)
+		ctx, cancel = context.WithTimeout(ctx, timeout)
 		defer cancel()
 	}
-	return call(ctx, ep)
-}
-
-// hinted returns the leader a NOT_LEADER refusal from ep points at, or nil
-// if it points nowhere, at ep itself, or at a node that is down.
-func (s *Store) hinted(ep *endpoint, e *Error, down []*endpoint) *endpoint {
-	hint := e.leaderHint()
-	if hint == "" || hint == ep.addr {
-		return nil
-	}
-	for _, d := range down {
-		if d.addr == hint {
-			return nil
-		}
-	}
-	return s.followHint(hint)
-}
-
-func (s *Store) endpointCount() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.endpoints)
+	return call(ctx)
 }
 
 // backoff returns the pause after the given number of earlier pauses:
 // base, doubled each time, at most max.
-func (s *Store) backoff(rounds int) time.Duration {
-	d := s.opts.backoffBase
-	for i := 0; i < rounds && d < s.opts.backoffMax; i++ {
+func (o *options) backoff(rounds int) time.Duration {
+	d := o.backoffBase
+	for i := 0; i < rounds && d < o.backoffMax; i++ {
 		d *= 2
 	}
-	return min(d, s.opts.backoffMax)
+	return min(d, o.backoffMax)
 }
 
 // jittered returns a random duration in [d/2, d), so that clients that
@@ -165,6 +121,13 @@ func jittered(d time.Duration) time.Duration {
 // is a minimum.
 func afterHint(d time.Duration) time.Duration {
 	return d + rand.N(d/5+1)
+}
+
+// fullJitter returns the hint plus a random share, from none to all, of
+// window: clients refused together spread over the whole window instead of
+// coming back together the moment the hint has passed.
+func fullJitter(hint, window time.Duration) time.Duration {
+	return hint + rand.N(max(window, hint)+1)
 }
 
 // giveUp reports a call whose ctx ended: e is the failure of the latest

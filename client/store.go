@@ -6,12 +6,6 @@ import (
 	"slices"
 	"sync"
 	"time"
-
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/backoff"
-	"google.golang.org/grpc/credentials/insecure"
-
-	"github.com/flashd/flashd/rpc/flashdpb"
 )
 
 // Store is a client of a flashd store cluster: the Store and Admin services
@@ -19,22 +13,14 @@ import (
 // leads, follows NOT_LEADER hints, and fails over to the other endpoints
 // with a bounded retry budget (see DESIGN.md). It is safe for concurrent use.
 type Store struct {
-	opts options
+	opts   options
+	budget *retryBudget // nil: none
 
 	mu        sync.Mutex
 	endpoints []*endpoint // the configured ones first, then discovered leaders
 	leader    *endpoint   // believed leader; nil if unknown
 	cursor    int         // round-robin start for calls any node may answer
 	closed    bool
-}
-
-// endpoint is one node's connection and the service stubs on it.
-type endpoint struct {
-	addr       string
-	conn       *grpc.ClientConn
-	admin      flashdpb.AdminClient
-	store      flashdpb.StoreClient
-	discovered bool // learnt from a NOT_LEADER hint, not configured
 }
 
 // NewStore returns a client for the store nodes at endpoints (gRPC
@@ -50,12 +36,18 @@ func NewStore(endpoints []string, opts ...Option) (*Store, error) {
 	if err := o.validate(); err != nil {
 		return nil, fmt.Errorf("new store client: %w", err)
 	}
+	if len(o.frontDoorOnly) > 0 {
+		return nil, fmt.Errorf("new store client: %s applies to front-door clients (New) only", o.frontDoorOnly[0])
+	}
 	s := &Store{opts: o}
+	if o.budget {
+		s.budget = newRetryBudget(o.budgetRatio, o.budgetMinRPS, time.Now)
+	}
 	for _, addr := range endpoints {
 		if s.find(addr) != nil {
 			continue
 		}
-		ep, err := s.dial(addr)
+		ep, err := dial(addr, &s.opts)
 		if err != nil {
 			_ = s.Close()
 			return nil, fmt.Errorf("new store client: %w", err)
@@ -91,34 +83,6 @@ func (s *Store) Leader() string {
 		return ""
 	}
 	return s.leader.addr
-}
-
-func (s *Store) dial(addr string) (*endpoint, error) {
-	// The reconnect backoff is short, so that a restarted node is used again
-	// within seconds (gRPC's default waits up to two minutes).
-	reconnect := grpc.ConnectParams{
-		Backoff: backoff.Config{
-			BaseDelay:  100 * time.Millisecond,
-			Multiplier: 1.6,
-			Jitter:     0.2,
-			MaxDelay:   reconnectDelayMax,
-		},
-		MinConnectTimeout: connectTimeoutMin,
-	}
-	dialOpts := append([]grpc.DialOption{
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithConnectParams(reconnect),
-	}, s.opts.dialOptions...)
-	conn, err := grpc.NewClient(addr, dialOpts...)
-	if err != nil {
-		return nil, fmt.Errorf("dial %s: %w", addr, err)
-	}
-	return &endpoint{
-		addr:  addr,
-		conn:  conn,
-		admin: flashdpb.NewAdminClient(conn),
-		store: flashdpb.NewStoreClient(conn),
-	}, nil
 }
 
 // find returns the endpoint at addr, or nil. s.mu must be held, or s not
@@ -187,7 +151,7 @@ func (s *Store) followHint(addr string) *endpoint {
 			return nil
 		}
 		var err error
-		if ep, err = s.dial(addr); err != nil {
+		if ep, err = dial(addr, &s.opts); err != nil {
 			return nil
 		}
 		ep.discovered = true

@@ -1,0 +1,89 @@
+package client
+
+import (
+	"context"
+	"fmt"
+
+	"google.golang.org/grpc/metadata"
+)
+
+// Metadata a Client sends to front doors.
+const (
+	mdAuthorization = "authorization" // "Bearer <JWT>"
+	mdUserID        = "x-user-id"     // front doors in insecure-header mode only
+	bearerPrefix    = "Bearer "
+)
+
+// TokenSource gives the bearer token a Client sends to the front doors: a
+// signed JWT whose "sub" claim is the user. It is asked once per call, so
+// it should cache its token until shortly before it expires.
+type TokenSource interface {
+	Token(ctx context.Context) (string, error)
+}
+
+// TokenFunc adapts a function to a TokenSource.
+type TokenFunc func(ctx context.Context) (string, error)
+
+// Token calls f.
+func (f TokenFunc) Token(ctx context.Context) (string, error) { return f(ctx) }
+
+// StaticToken is a TokenSource that always gives the same token.
+func StaticToken(token string) TokenSource {
+	return TokenFunc(func(context.Context) (string, error) { return token, nil })
+}
+
+// CallOption configures one call of a Client.
+type CallOption func(*callOptions)
+
+type callOptions struct {
+	user      string
+	token     string
+	requestID string
+	quantity  uint32
+}
+
+// AsUser makes the call as user, named in the x-user-id header. Only a
+// front door started with --auth insecure-header believes it (demos,
+// benchmarks and tests, where anyone may claim as anyone); a real front
+// door wants a token.
+func AsUser(user string) CallOption {
+	return func(c *callOptions) { c.user = user }
+}
+
+// BearerToken makes the call with this token instead of the client's
+// TokenSource: for a service that forwards its end user's own token.
+func BearerToken(token string) CallOption {
+	return func(c *callOptions) { c.token = token }
+}
+
+// RequestID names the logical claim (see NewRequestID). Without it, each
+// Claim makes a new ID, reused by every retry within the call. Give the ID
+// of an earlier Claim to resume it after an error for which IsRetryable is
+// true: the store applies one request ID at most once.
+func RequestID(id string) CallOption {
+	return func(c *callOptions) { c.requestID = id }
+}
+
+// Quantity claims n units (default 1; at most the item's per-user limit).
+func Quantity(n uint32) CallOption {
+	return func(c *callOptions) { c.quantity = n }
+}
+
+// outgoing returns ctx with the call's credentials and the client's
+// metadata. The token source is asked once per call, not per attempt.
+func (c *Client) outgoing(ctx context.Context, co *callOptions) (context.Context, error) {
+	kv := []string{mdClientDrops, "1"}
+	switch {
+	case co.user != "":
+		kv = append(kv, mdUserID, co.user)
+	case co.token != "":
+		kv = append(kv, mdAuthorization, bearerPrefix+co.token)
+	case c.opts.tokenSource != nil:
+		tok, err := c.opts.tokenSource.Token(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("get bearer token: %w", err)
+		}
+		kv = append(kv, mdAuthorization, bearerPrefix+tok)
+	}
+	return metadata.AppendToOutgoingContext(ctx, kv...), nil
+}
