@@ -1,0 +1,108 @@
+package frontdoor
+
+import (
+	"context"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
+
+	"github.com/flashd/flashd/frontdoor/token"
+	pb "github.com/flashd/flashd/rpc/flashdpb"
+)
+
+// soldOutDoor returns a door whose only item is sold out, with the given
+// auth and rates, and the context a caller's call arrives with.
+func soldOutDoor(b *testing.B, auth string, cfg FunnelConfig) (*Door, context.Context) {
+	b.Helper()
+	store := newFakeStore()
+	var key *token.Key
+	md := metadata.Pairs(mdUserID, "bench-user")
+	if auth == AuthToken {
+		key, _ = token.NewHMACKey([]byte(strings.Repeat("k", 32)))
+		tok, _ := key.Issue("bench-user", time.Hour, time.Now())
+		md = metadata.Pairs(mdAuthorization, "Bearer "+tok)
+	}
+	d, err := New(Config{ID: "f1", AuthMode: auth, TokenKey: key}, store, prometheus.NewRegistry())
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(d.Close)
+	d.catalog.updateCampaign(&pb.Campaign{
+		Id: "c", Kind: pb.CampaignKind_CAMPAIGN_KIND_FLASH_SALE, State: pb.CampaignState_CAMPAIGN_STATE_OPEN,
+	})
+	d.catalog.updateItem(soldOutItem(), 1)
+	d.catalog.synced.Store(true)
+	d.applyConfig(cfg)
+	return d, metadata.NewIncomingContext(context.Background(), md)
+}
+
+// BenchmarkSoldOutRejection is the whole funnel for a claim on a sold-out
+// item, transport aside: what one core can turn away after a sell-out with
+// no store traffic at all.
+func BenchmarkSoldOutRejection(b *testing.B) {
+	for _, bc := range []struct {
+		name string
+		auth string
+		cfg  FunnelConfig
+	}{
+		{"insecure-header", AuthInsecureHeader, FunnelConfig{Version: 1}},
+		{"token", AuthToken, FunnelConfig{Version: 1}},
+		{"token+rate-limits", AuthToken, FunnelConfig{Version: 1, PerUserRate: 1e9, GlobalRate: 1e12}},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			d, ctx := soldOutDoor(b, bc.auth, bc.cfg)
+			srv := NewServer(d)
+			req := claimReq("r1")
+			b.ReportAllocs()
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					if _, err := srv.Claim(ctx, req); err != errSoldOut {
+						b.Fatalf("got %v", err)
+					}
+				}
+			})
+			if n := d.coalescer.arrived.Load(); n != 0 {
+				b.Fatalf("%d claims reached the coalescer", n)
+			}
+		})
+	}
+}
+
+// BenchmarkSoldOutRejectionGRPC is the same through a real gRPC server and
+// client on loopback, both in this process: the transport's cost dominates.
+func BenchmarkSoldOutRejectionGRPC(b *testing.B) {
+	d, _ := soldOutDoor(b, AuthInsecureHeader, FunnelConfig{Version: 1})
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	srv := grpc.NewServer()
+	pb.RegisterFrontDoorServer(srv, NewServer(d))
+	go srv.Serve(lis)
+	defer srv.Stop()
+	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer conn.Close()
+	fd := pb.NewFrontDoorClient(conn)
+	ctx := metadata.AppendToOutgoingContext(context.Background(), mdUserID, "bench-user")
+	req := claimReq("r1")
+	b.ReportAllocs()
+	b.SetParallelism(16)
+	b.ResetTimer()
+	b.RunParallel(func(p *testing.PB) {
+		for p.Next() {
+			if _, err := fd.Claim(ctx, req); reasonOf(err) != "SOLD_OUT" {
+				b.Fatalf("got %v", err)
+			}
+		}
+	})
+}
