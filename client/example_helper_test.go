@@ -36,7 +36,9 @@ func startExampleFrontDoor(stock int) (string, func()) {
 	}
 	srv := grpc.NewServer()
 	flashdpb.RegisterFrontDoorServer(srv, &exampleFrontDoor{stock: stock, claimed: map[string]*flashdpb.Claim{}, byID: map[string]*flashdpb.Claim{}})
-	healthpb.RegisterHealthServer(srv, health.NewServer())
+	h := health.NewServer()
+	h.SetServingStatus(flashdpb.FrontDoor_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
+	healthpb.RegisterHealthServer(srv, h)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)

@@ -58,6 +58,7 @@ func startFakeDoors(t *testing.T, n int) *fakeDoors {
 		srv := grpc.NewServer()
 		flashdpb.RegisterFrontDoorServer(srv, d)
 		healthpb.RegisterHealthServer(srv, d.health)
+		d.setServing(true)
 		done := make(chan struct{})
 		go func() {
 			defer close(done)
@@ -113,7 +114,7 @@ func (d *fakeDoor) setServing(serving bool) {
 	if !serving {
 		s = healthpb.HealthCheckResponse_NOT_SERVING
 	}
-	d.health.SetServingStatus("", s)
+	d.health.SetServingStatus(frontDoorService, s)
 }
 
 func (d *fakeDoor) serve(ctx context.Context, method, requestID string, retry bool) error {

@@ -11,6 +11,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+
+	"github.com/flashd/flashd/rpc/flashdpb"
 )
 
 // Statuses as front doors send them (frontdoor/errors.go).
@@ -447,6 +449,12 @@ func TestCallsSpreadOverHealthyFrontDoors(t *testing.T) {
 	}
 	if n := perDoor(); n[0] != before[0] || n[1] == before[1] {
 		t.Errorf("calls per front door %v, before %v: want door 0 skipped and door 1 used again", n, before)
+	}
+}
+
+func TestHealthCheckNamesTheFrontDoorService(t *testing.T) {
+	if want := flashdpb.FrontDoor_ServiceDesc.ServiceName; frontDoorService != want {
+		t.Errorf("health checks ask for %q, the service is %q", frontDoorService, want)
 	}
 }
 
