@@ -136,6 +136,18 @@ func (x *refIndex) remove(h, ref uint64) {
 	x.n--
 }
 
+// reserve sizes the shards for n entries in all, so that adding them does
+// not grow any (with hashes spread evenly).
+func (x *refIndex) reserve(n uint64) {
+	perShard := int(n/refShards) + 1
+	for i := range x.shards {
+		sh := &x.shards[i]
+		for len(sh.slots)*3 < perShard*4+refShardMinCap {
+			sh.grow()
+		}
+	}
+}
+
 // each calls fn for every entry, in no particular order.
 func (x *refIndex) each(fn func(ref uint64)) {
 	for i := range x.shards {

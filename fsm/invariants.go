@@ -50,39 +50,24 @@ func (s *state) checkCampaigns() error {
 	return nil
 }
 
-// userItem is a user's claims on one item, for the per-user limit check.
-type userItem struct {
-	user string
-	item *item
-}
-
 func (s *state) checkClaims() error {
 	if uint64(len(s.claims.chunks)) != (s.claims.n+claimChunkLen-1)/claimChunkLen {
 		return fmt.Errorf("claim table holds %d chunks for %d claims", len(s.claims.chunks), s.claims.n)
 	}
 	reserved := make(map[*item]uint64)
 	sold := make(map[*item]uint64)
-	live := make(map[userItem]uint64)
-	latest := make(map[string]uint64)
 	var created int64
 	for id := uint64(1); id <= s.claims.len(); id++ {
 		c := s.claims.get(id)
-		if err := s.checkClaim(id, c, created, latest); err != nil {
+		if err := s.checkClaim(id, c, created); err != nil {
 			return err
 		}
 		created = c.created
-		latest[c.userID()] = id
 		switch c.state {
 		case ClaimReserved:
 			reserved[c.item] += uint64(c.quantity)
 		case ClaimSettled:
 			sold[c.item] += uint64(c.quantity)
-		}
-		if c.live() {
-			key := userItem{c.userID(), c.item}
-			if live[key] += uint64(c.quantity); live[key] > uint64(c.item.limit()) {
-				return fmt.Errorf("user %q holds %d of item %q, above its limit %d", key.user, live[key], c.item.id, c.item.limit())
-			}
 		}
 	}
 	for _, c := range s.campaignOrder {
@@ -93,12 +78,12 @@ func (s *state) checkClaims() error {
 			}
 		}
 	}
-	return s.checkUsers(latest)
+	return s.checkUsers()
 }
 
 // checkClaim checks one claim record on its own and against the claims
 // before it.
-func (s *state) checkClaim(id uint64, c *claimRecord, prevCreated int64, latest map[string]uint64) error {
+func (s *state) checkClaim(id uint64, c *claimRecord, prevCreated int64) error {
 	switch {
 	case c.item == nil || s.campaigns[c.item.campaign.id] != c.item.campaign || c.item.campaign.items[c.item.id] != c.item:
 		return fmt.Errorf("claim %d: its item does not exist", id)
@@ -108,22 +93,71 @@ func (s *state) checkClaim(id uint64, c *claimRecord, prevCreated int64, latest 
 		return fmt.Errorf("claim %d: malformed record", id)
 	case c.created < prevCreated || c.created > s.clock:
 		return fmt.Errorf("claim %d: created at %d, out of order", id, c.created)
-	case c.prevByUser != latest[c.userID()]:
-		return fmt.Errorf("claim %d: user chain points at %d, not the user's previous claim %d", id, c.prevByUser, latest[c.userID()])
+	case c.prevByUser >= id || (c.prevByUser != 0 && s.claims.get(c.prevByUser).userID() != c.userID()):
+		return fmt.Errorf("claim %d: user chain points at claim %d of another user", id, c.prevByUser)
 	}
 	return nil
 }
 
-func (s *state) checkUsers(latest map[string]uint64) error {
-	if s.users.len() != len(latest) {
-		return fmt.Errorf("user index holds %d users, claims name %d", s.users.len(), len(latest))
+// itemQuantity is a user's live quantity of one item.
+type itemQuantity struct {
+	item     *item
+	quantity uint64
+}
+
+// checkUsers walks every user's claim chain from the index: each claim must
+// be on exactly one chain, each chain's head must be what the index finds
+// for its user, and no user's live quantity of an item may exceed its limit.
+func (s *state) checkUsers() error {
+	visited := make([]bool, s.claims.len())
+	walked := uint64(0)
+	var err error
+	var held []itemQuantity // this user's, per item; users hold few items
+	s.users.each(func(head uint64) {
+		if err != nil {
+			return
+		}
+		c := s.claims.get(head)
+		if c == nil {
+			err = fmt.Errorf("user index points at claim %d, which does not exist", head)
+			return
+		}
+		if got, _, _ := findRef(s.users, c.userID()); got != head {
+			err = fmt.Errorf("user index: %q leads to claim %d, not %d", c.userID(), got, head)
+			return
+		}
+		held = held[:0]
+		for id := head; id != 0 && err == nil; id = s.claims.get(id).prevByUser {
+			if visited[id-1] {
+				err = fmt.Errorf("claim %d is on two users' chains", id)
+			}
+			visited[id-1] = true
+			walked++
+			held = addHeld(held, s.claims.get(id))
+		}
+		for _, h := range held {
+			if err == nil && h.quantity > uint64(h.item.limit()) {
+				err = fmt.Errorf("user %q holds %d of item %q, above its limit %d", c.userID(), h.quantity, h.item.id, h.item.limit())
+			}
+		}
+	})
+	if err == nil && walked != s.claims.len() {
+		err = fmt.Errorf("user chains reach %d of %d claims", walked, s.claims.len())
 	}
-	for user, id := range latest {
-		if got, _, _ := findRef(s.users, user); got != id {
-			return fmt.Errorf("user index: %q → claim %d, want %d", user, got, id)
+	return err
+}
+
+func addHeld(held []itemQuantity, c *claimRecord) []itemQuantity {
+	if !c.live() {
+		return held
+	}
+	for i := range held {
+		if held[i].item == c.item {
+			held[i].quantity += uint64(c.quantity)
+			return held
 		}
 	}
-	return nil
+	return append(held, itemQuantity{c.item, uint64(c.quantity)})
 }
 
 func (s *state) checkIdempotency() error {

@@ -14,9 +14,14 @@ import (
 	"google.golang.org/protobuf/proto"
 )
 
-// snapshotFormatVersion is written in every snapshot header; Restore refuses
-// any other.
-const snapshotFormatVersion = 1
+const (
+	// snapshotFormatVersion is written in every snapshot header; Restore
+	// refuses any other.
+	snapshotFormatVersion = 1
+	// restoreReserveMax bounds how many index entries a restore sizes for
+	// from the header's counts before reading the records.
+	restoreReserveMax = 1 << 26
+)
 
 // snapshot is a consistent, read-only view of the state at one index. Taking
 // it copies the small parts (campaigns, items, nodes) and the chunk lists of
@@ -101,13 +106,7 @@ func (v *snapshot) write(w io.Writer, idempotency bool) error {
 	}
 	v.writeClaims(&rw)
 	if idempotency {
-		rec := &fsmpb.SnapshotRecord{Idempotency: &fsmpb.IdempotencyRecord{}}
-		v.idempotency.each(func(r idempotencyRecord) {
-			*rec.Idempotency = fsmpb.IdempotencyRecord{
-				RequestId: r.requestID, PayloadHash: r.payloadHash, TimeUnixNano: r.time, Reason: uint32(r.reason), ClaimId: r.claimID,
-			}
-			rw.write(rec)
-		})
+		v.writeIdempotency(&rw)
 	}
 	for _, n := range v.nodes {
 		rw.write(&fsmpb.SnapshotRecord{Node: &fsmpb.RegisterNode{NodeId: n.ID, Region: n.Region, GrpcAddr: n.GRPCAddr, HttpAddr: n.HTTPAddr}})
@@ -127,6 +126,26 @@ func (v *snapshot) writeClaims(rw *recordWriter) {
 		}
 		rw.write(rec)
 	}
+}
+
+// writeIdempotency writes the idempotency records, oldest first: a granted
+// claim's as its ID alone, every other in full.
+func (v *snapshot) writeIdempotency(rw *recordWriter) {
+	granted := &fsmpb.SnapshotRecord{}
+	other := &fsmpb.SnapshotRecord{Idempotency: &fsmpb.IdempotencyRecord{}}
+	v.idempotency.order.each(func(ref uint64) bool {
+		if ref&sideRef == 0 {
+			granted.GrantedClaim = ref
+			rw.write(granted)
+			return rw.err == nil
+		}
+		r := v.idempotency.side.at(ref &^ sideRef)
+		*other.Idempotency = fsmpb.IdempotencyRecord{
+			RequestId: r.requestID, PayloadHash: r.payloadHash, TimeUnixNano: r.time, Reason: uint32(r.reason), ClaimId: r.claimID,
+		}
+		rw.write(other)
+		return rw.err == nil
+	})
 }
 
 // recordWriter writes length-delimited records and keeps the first error.
@@ -210,6 +229,10 @@ func readSnapshot(r *bufio.Reader, cfg Config) (*state, error) {
 	}
 	s := newState(cfg)
 	s.clock, s.appliedIndex = header.GetLastCommandUnixNano(), header.GetAppliedIndex()
+	// Size the indexes once rather than growing them record by record
+	// (bounded, so a corrupt header cannot make the node allocate wildly).
+	s.users.reserve(min(header.GetClaims(), restoreReserveMax))
+	s.idempotency.index.reserve(min(header.GetIdempotencyRecords(), restoreReserveMax))
 	if header.FrontDoorConfig != nil {
 		s.frontDoor = frontDoorFromRecord(header.FrontDoorConfig)
 	}
@@ -272,6 +295,8 @@ func (s *state) restoreRecord(kind int, rec *fsmpb.SnapshotRecord) error {
 		return s.restoreItem(rec.Item)
 	case kind == recordClaim && rec.Claim != nil:
 		return s.restoreClaim(rec.Claim)
+	case kind == recordIdempotency && rec.GrantedClaim != 0:
+		return s.restoreGrantedClaimRecord(rec.GrantedClaim)
 	case kind == recordIdempotency && rec.Idempotency != nil:
 		return s.restoreIdempotency(rec.Idempotency)
 	case kind == recordNode && rec.Node != nil:
@@ -335,28 +360,27 @@ func (s *state) restoreClaim(rec *fsmpb.ClaimRecord) error {
 	return nil
 }
 
-// restoreIdempotency re-creates a record. One that says exactly what a
-// granted claim's own record says is stored as that claim's record, as
-// applying the claim did; the two cannot be told apart by any request.
+// restoreGrantedClaimRecord re-creates the idempotency record of granted
+// claim id. A request ID recorded twice is caught by the invariant check
+// that ends every restore.
+func (s *state) restoreGrantedClaimRecord(id uint64) error {
+	c := s.claims.get(id)
+	if c == nil {
+		return fmt.Errorf("idempotency record of claim %d: no such claim", id)
+	}
+	s.idempotency.addClaim(id, hashKey(s.idempotency.index, c.requestID()))
+	return nil
+}
+
+// restoreIdempotency re-creates a record that is not a granted claim's.
 func (s *state) restoreIdempotency(rec *fsmpb.IdempotencyRecord) error {
 	r := idempotencyRecord{
 		requestID: rec.GetRequestId(), payloadHash: rec.GetPayloadHash(), time: rec.GetTimeUnixNano(),
 		claimID: rec.GetClaimId(), reason: Reason(rec.GetReason()),
 	}
-	if !validID(r.requestID) || int(r.reason) >= len(reasonNames) {
+	if !validID(r.requestID) || int(r.reason) >= len(reasonNames) || (r.claimID != 0 && s.claims.get(r.claimID) == nil) {
 		return fmt.Errorf("idempotency record %v", rec)
 	}
-	_, hash, dup := findRef(s.idempotency.index, r.requestID)
-	if dup {
-		return fmt.Errorf("idempotency record %v: request ID repeated", rec)
-	}
-	if r.reason == ReasonOK && s.claims.get(r.claimID) != nil && s.idempotency.record(r.claimID) == r {
-		s.idempotency.addClaim(r.claimID, hash)
-		return nil
-	}
-	if r.claimID != 0 && s.claims.get(r.claimID) == nil {
-		return fmt.Errorf("idempotency record %v: no such claim", rec)
-	}
-	s.idempotency.add(r, hash)
+	s.idempotency.add(r, hashKey(s.idempotency.index, r.requestID))
 	return nil
 }

@@ -1627,12 +1627,16 @@ func (x *IdempotencyRecord) GetClaimId() uint64 {
 
 // SnapshotRecord is one length-delimited record after the header.
 type SnapshotRecord struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Campaign      *CampaignRecord        `protobuf:"bytes,1,opt,name=campaign,proto3" json:"campaign,omitempty"`
-	Item          *ItemRecord            `protobuf:"bytes,2,opt,name=item,proto3" json:"item,omitempty"`
-	Claim         *ClaimRecord           `protobuf:"bytes,3,opt,name=claim,proto3" json:"claim,omitempty"`
-	Idempotency   *IdempotencyRecord     `protobuf:"bytes,4,opt,name=idempotency,proto3" json:"idempotency,omitempty"`
-	Node          *RegisterNode          `protobuf:"bytes,5,opt,name=node,proto3" json:"node,omitempty"`
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Campaign    *CampaignRecord        `protobuf:"bytes,1,opt,name=campaign,proto3" json:"campaign,omitempty"`
+	Item        *ItemRecord            `protobuf:"bytes,2,opt,name=item,proto3" json:"item,omitempty"`
+	Claim       *ClaimRecord           `protobuf:"bytes,3,opt,name=claim,proto3" json:"claim,omitempty"`
+	Idempotency *IdempotencyRecord     `protobuf:"bytes,4,opt,name=idempotency,proto3" json:"idempotency,omitempty"`
+	Node        *RegisterNode          `protobuf:"bytes,5,opt,name=node,proto3" json:"node,omitempty"`
+	// granted_claim stands for the idempotency record of a granted claim:
+	// its request ID, payload and time are the claim's, so only its ID is
+	// written. It takes that record's place in the idempotency records' order.
+	GrantedClaim  uint64 `protobuf:"varint,6,opt,name=granted_claim,json=grantedClaim,proto3" json:"granted_claim,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1700,6 +1704,13 @@ func (x *SnapshotRecord) GetNode() *RegisterNode {
 		return x.Node
 	}
 	return nil
+}
+
+func (x *SnapshotRecord) GetGrantedClaim() uint64 {
+	if x != nil {
+		return x.GrantedClaim
+	}
+	return 0
 }
 
 var File_command_proto protoreflect.FileDescriptor
@@ -1833,13 +1844,14 @@ const file_command_proto_rawDesc = "" +
 	"\fpayload_hash\x18\x02 \x01(\x04R\vpayloadHash\x12$\n" +
 	"\x0etime_unix_nano\x18\x03 \x01(\x03R\ftimeUnixNano\x12\x16\n" +
 	"\x06reason\x18\x04 \x01(\rR\x06reason\x12\x19\n" +
-	"\bclaim_id\x18\x05 \x01(\x04R\aclaimId\"\xa1\x02\n" +
+	"\bclaim_id\x18\x05 \x01(\x04R\aclaimId\"\xc6\x02\n" +
 	"\x0eSnapshotRecord\x129\n" +
 	"\bcampaign\x18\x01 \x01(\v2\x1d.flashd.fsm.v1.CampaignRecordR\bcampaign\x12-\n" +
 	"\x04item\x18\x02 \x01(\v2\x19.flashd.fsm.v1.ItemRecordR\x04item\x120\n" +
 	"\x05claim\x18\x03 \x01(\v2\x1a.flashd.fsm.v1.ClaimRecordR\x05claim\x12B\n" +
 	"\vidempotency\x18\x04 \x01(\v2 .flashd.fsm.v1.IdempotencyRecordR\vidempotency\x12/\n" +
-	"\x04node\x18\x05 \x01(\v2\x1b.flashd.fsm.v1.RegisterNodeR\x04node*\xd7\x02\n" +
+	"\x04node\x18\x05 \x01(\v2\x1b.flashd.fsm.v1.RegisterNodeR\x04node\x12#\n" +
+	"\rgranted_claim\x18\x06 \x01(\x04R\fgrantedClaim*\xd7\x02\n" +
 	"\vCommandType\x12\x18\n" +
 	"\x14COMMAND_TYPE_UNKNOWN\x10\x00\x12 \n" +
 	"\x1cCOMMAND_TYPE_CREATE_CAMPAIGN\x10\x01\x12 \n" +
