@@ -489,8 +489,8 @@ func TestFrontDoorGlobalShareFollowsDeath(t *testing.T) {
 
 	// 250 claims/s offered to each door: more than any share.
 	loadCtx, stopLoad := context.WithCancel(ctx)
-	defer stopLoad()
 	var wg sync.WaitGroup
+	defer func() { stopLoad(); wg.Wait() }()
 	for _, d := range doors {
 		for w := range 5 {
 			wg.Add(1)
@@ -512,7 +512,6 @@ func TestFrontDoorGlobalShareFollowsDeath(t *testing.T) {
 			}()
 		}
 	}
-	defer wg.Wait()
 
 	rates := admittedRates(t, 4*time.Second, doors...)
 	t.Logf("three doors admit %v/s", rates)
