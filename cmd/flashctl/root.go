@@ -99,6 +99,9 @@ itself and retries on another node when one is down, within --timeout.`,
 		newClaimsCmd(g),
 		newSettleCmd(g),
 		newReleaseCmd(g),
+		newDegradeCmd(g),
+		newRateLimitCmd(g),
+		newTokenCmd(g),
 	)
 	return root
 }
