@@ -62,8 +62,11 @@ func newDegradeSetCmd(g *globals) *cobra.Command {
 			}
 			return changeFunnel(cmd, g, func(c *pb.FrontDoorConfig) {
 				c.DegradeLevel, c.DegradeAuto = level, false
-				if setDrop {
+				switch {
+				case setDrop:
 					c.DropFraction = drop
+				case level < 2:
+					c.DropFraction = 0 // nothing is dropped below level 2
 				}
 			})
 		},

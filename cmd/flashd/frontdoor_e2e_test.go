@@ -26,6 +26,7 @@ import (
 
 	"github.com/flashd/flashd/client"
 	"github.com/flashd/flashd/frontdoor"
+	"github.com/flashd/flashd/frontdoor/token"
 	"github.com/flashd/flashd/fsm"
 	pb "github.com/flashd/flashd/rpc/flashdpb"
 )
@@ -601,6 +602,180 @@ func TestEntryWaveAgreesWithFSM(t *testing.T) {
 			if got, want := frontdoor.EntryWave(user, waves), fsm.EntryWave(user, waves); got != want {
 				t.Fatalf("EntryWave(%q, %d): front door %d, store %d", user, waves, got, want)
 			}
+		}
+	}
+}
+
+// waitServing waits until a (re)started front door reports SERVING.
+func (f *frontDoorProc) waitServing(t *testing.T) {
+	t.Helper()
+	health := healthpb.NewHealthClient(f.conn)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		res, err := health.Check(ctx, &healthpb.HealthCheckRequest{Service: pb.FrontDoor_ServiceDesc.ServiceName})
+		cancel()
+		if err == nil && res.GetStatus() == healthpb.HealthCheckResponse_SERVING {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("front door %s not serving after 30s: %v", f.id, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// Bad credentials, bad requests and faults on the real binaries: tokens
+// from flashctl work, missing, expired and forged ones get UNAUTHENTICATED,
+// malformed requests INVALID_ARGUMENT without reaching the store; flashctl
+// changes reach the front door within a second; a restarted door works at
+// once; a dead store gives UNAVAILABLE quickly.
+func TestFrontDoorAuthConfigAndFaults(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the binaries")
+	}
+	c := startBinCluster(t)
+	openSale(c, "spring", "lantern", 10)
+	keyFile := filepath.Join(t.TempDir(), "token.key")
+	c.mustCtl("token", "keygen", "--out", keyFile)
+	f := c.startFrontDoor(t, "f1", "--auth", "token", "--token-secret-file", keyFile)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+
+	issue := func(user string) string {
+		return strings.TrimSpace(c.mustCtl("token", "issue", "--user", user, "--ttl", "1h", "--secret-file", keyFile))
+	}
+	key, err := token.LoadKeyFile(keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	expired, _ := key.Issue("alice", time.Hour, time.Now().Add(-2*time.Hour))
+	otherKey, _ := token.NewHMACKey([]byte(strings.Repeat("x", 32)))
+	forged, _ := otherKey.Issue("alice", time.Hour, time.Now())
+	as := func(tok string) context.Context {
+		if tok == "" {
+			return ctx
+		}
+		return metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+tok)
+	}
+	claim := func(tok, item string, quantity uint32) (*pb.FrontDoorClaimResponse, metadata.MD, error) {
+		var header metadata.MD
+		res, err := f.fd.Claim(as(tok), &pb.FrontDoorClaimRequest{CampaignId: "spring", ItemId: item, Quantity: quantity}, grpc.Header(&header))
+		return res, header, err
+	}
+
+	batches := c.storeBatches(t)
+	for _, tc := range []struct {
+		name, tok, item string
+		quantity        uint32
+		code            codes.Code
+	}{
+		{"no token", "", "lantern", 1, codes.Unauthenticated},
+		{"expired token", expired, "lantern", 1, codes.Unauthenticated},
+		{"forged token", forged, "lantern", 1, codes.Unauthenticated},
+		{"garbage token", "not-a-jwt", "lantern", 1, codes.Unauthenticated},
+		{"empty item", issue("alice"), "", 1, codes.InvalidArgument},
+		{"quantity over the limit", issue("alice"), "lantern", 5, codes.InvalidArgument},
+		{"unknown item", issue("alice"), "ghost", 1, codes.NotFound},
+	} {
+		if _, _, err := claim(tc.tok, tc.item, tc.quantity); status.Code(err) != tc.code {
+			t.Errorf("%s: got %v, want %v", tc.name, err, tc.code)
+		}
+	}
+	if after := c.storeBatches(t); after != batches {
+		t.Fatalf("bad requests cost the store %v batches", after-batches)
+	}
+
+	alice := issue("alice")
+	res, _, err := claim(alice, "lantern", 1)
+	if err != nil || res.GetClaimId() == 0 || res.GetRequestId() == "" {
+		t.Fatalf("claim with a flashctl token: %v %v", res, err)
+	}
+	mine, err := f.fd.ListMyClaims(as(alice), &pb.ListMyClaimsRequest{})
+	if err != nil || len(mine.GetClaims()) != 1 || mine.GetClaims()[0].GetId() != res.GetClaimId() {
+		t.Fatalf("list my claims: %v %v", mine, err)
+	}
+	if _, _, err := claim(alice, "lantern", 1); reasonOf(err) != "LIMIT_REACHED" {
+		t.Fatalf("second claim of alice: %v", err)
+	}
+	for deadline := time.Now().Add(2 * time.Second); ; { // the watch stream brings the new stock
+		pub, err := f.fd.GetItem(ctx, &pb.PublicItemRequest{CampaignId: "spring", ItemId: "lantern"})
+		if err == nil && !pub.GetSoldOut() && pub.GetRemainingPercent() == 90 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("public item: %v %v", pub, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+
+	// flashctl changes apply within a second.
+	within := func(what string, ok func() bool) {
+		t.Helper()
+		start := time.Now()
+		for !ok() {
+			if time.Since(start) > time.Second {
+				t.Fatalf("%s: not applied within 1s", what)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		t.Logf("%s applied after %v", what, time.Since(start).Round(time.Millisecond))
+	}
+	bob := issue("bob")
+	c.mustCtl("degrade", "set", "--level", "2", "--drop", "1")
+	within("degrade L2 drop 1", func() bool {
+		_, _, err := claim(bob, "lantern", 1)
+		return status.Code(err) == codes.ResourceExhausted && reasonOf(err) == "DEGRADED"
+	})
+	c.mustCtl("degrade", "set", "--level", "3", "--drop", "0.25")
+	within("degrade L3 header", func() bool {
+		_, header, _ := claim(bob, "lantern", 1)
+		v := header.Get("flashd-drop-fraction")
+		return len(v) == 1 && v[0] == "0.25"
+	})
+	show := func() string { return c.mustCtl("degrade", "show") }
+	for deadline := time.Now().Add(5 * time.Second); !strings.Contains(show(), "f1"); {
+		if time.Now().After(deadline) {
+			t.Fatalf("degrade show lists no front door:\n%s", show())
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	c.mustCtl("degrade", "set", "--level", "0")
+	c.mustCtl("ratelimit", "set", "--per-user", "1")
+	carol := issue("carol")
+	within("per-user rate 1/s", func() bool {
+		claim(carol, "ghost", 1)
+		_, _, err := claim(carol, "ghost", 1)
+		return reasonOf(err) == "RATE_LIMITED"
+	})
+	c.mustCtl("ratelimit", "set", "--per-user", "0")
+	if out := c.mustCtl("ratelimit", "show"); !strings.Contains(strings.Join(strings.Fields(out), " "), "per-user rate: unlimited") {
+		t.Fatalf("ratelimit show:\n%s", out)
+	}
+
+	// A restarted front door holds nothing that matters: it serves at once.
+	f.kill()
+	f.cmd.Wait()
+	c.start(f.proc)
+	f.waitServing(t)
+	if _, _, err := claim(issue("dave"), "lantern", 1); err != nil {
+		t.Fatalf("claim through the restarted door: %v", err)
+	}
+
+	// The store gone: UNAVAILABLE, quickly, not a hang.
+	for _, n := range c.nodes {
+		n.cmd.Process.Kill()
+	}
+	for _, user := range []string{"erin", "frank"} {
+		start := time.Now()
+		_, _, err := claim(issue(user), "lantern", 1)
+		if status.Code(err) != codes.Unavailable {
+			t.Fatalf("claim with the store down: %v", err)
+		}
+		if took := time.Since(start); took > 3*time.Second {
+			t.Fatalf("claim with the store down took %v", took)
+		} else {
+			t.Logf("store down: UNAVAILABLE after %v", took.Round(time.Millisecond))
 		}
 	}
 }
