@@ -132,6 +132,7 @@ func (s *state) applyAddItem(b *fsmpb.AddItem) *Result {
 		campaign: c, id: b.GetItemId(), perUserLimit: b.GetPerUserLimit(),
 		total: b.GetStock(), available: b.GetStock(),
 	}
+	it.number = s.claims.addItem(it)
 	c.addItem(it)
 	s.changed = true
 	v := it.view()

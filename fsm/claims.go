@@ -119,11 +119,9 @@ func (s *state) reserve(r *claimRequest, it *item, latest uint64) uint64 {
 	q := uint64(r.quantity)
 	it.available = subCounter(it.available, q)
 	it.reserved = addCounter(it.reserved, q)
-	keys := string(r.requestID) + string(r.userID) // one allocation for both
-	id := s.claims.add(claimRecord{
-		item: it, keys: keys, created: s.clock, prevByUser: latest,
-		quantity: r.quantity, requestLen: uint8(len(r.requestID)), state: ClaimReserved,
-	})
+	id := addClaim(&s.claims, claimRecord{
+		created: s.clock, prevByUser: latest, item: it.number, quantity: r.quantity, state: ClaimReserved,
+	}, r.requestID, r.userID)
 	if latest == 0 {
 		s.users.insert(r.userHash, id)
 	} else {
@@ -176,22 +174,22 @@ func (s *state) claimResult(r Reason, msg string, id uint64) *Result {
 
 func (s *state) settle(id uint64) {
 	c := s.claims.mutable(id)
-	q := uint64(c.quantity)
-	c.item.reserved = subCounter(c.item.reserved, q)
-	c.item.sold = addCounter(c.item.sold, q)
+	it, q := s.claims.item(c), uint64(c.quantity)
+	it.reserved = subCounter(it.reserved, q)
+	it.sold = addCounter(it.sold, q)
 	c.state = ClaimSettled
 	s.changed = true
-	s.dropSettledFront(c.item.campaign)
+	s.dropSettledFront(it.campaign)
 }
 
 func (s *state) release(id uint64) {
 	c := s.claims.mutable(id)
-	q := uint64(c.quantity)
-	c.item.reserved = subCounter(c.item.reserved, q)
-	c.item.available = addCounter(c.item.available, q)
+	it, q := s.claims.item(c), uint64(c.quantity)
+	it.reserved = subCounter(it.reserved, q)
+	it.available = addCounter(it.available, q)
 	c.state = ClaimReleased
 	s.changed = true
-	s.dropSettledFront(c.item.campaign)
+	s.dropSettledFront(it.campaign)
 }
 
 // dropSettledFront pops the claims that are no longer reserved off the front
@@ -218,7 +216,7 @@ func (s *state) applyExpire() *Result {
 				c.expiring.pop()
 				continue
 			}
-			if rec.deadline() >= s.clock {
+			if s.claims.deadline(rec) >= s.clock {
 				break
 			}
 			s.release(id) // pops it, and the settled claims behind it
@@ -267,7 +265,7 @@ type deadlineCursor struct {
 
 func (s *state) deadlineCursor(c *campaign, pos uint64) deadlineCursor {
 	id := c.expiring.at(pos)
-	return deadlineCursor{campaign: c, pos: pos, id: id, deadline: s.claims.get(id).deadline()}
+	return deadlineCursor{campaign: c, pos: pos, id: id, deadline: s.claims.deadline(s.claims.get(id))}
 }
 
 // deadlineHeap orders cursors by deadline, then claim ID.

@@ -229,7 +229,7 @@ func (f *FSM) ClaimsByUser(userID, campaignID string) []Claim {
 	ids := f.s.userClaims(userID)
 	var out []Claim
 	for _, id := range slices.Backward(ids) {
-		if campaignID == "" || f.s.claims.get(id).item.campaign.id == campaignID {
+		if campaignID == "" || f.s.claims.item(f.s.claims.get(id)).campaign.id == campaignID {
 			out = append(out, f.s.claimView(id))
 		}
 	}

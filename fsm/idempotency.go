@@ -46,7 +46,7 @@ func (st *idempotencyStore) requestIDOf(ref uint64) string {
 	if ref&sideRef != 0 {
 		return st.side.at(ref &^ sideRef).requestID
 	}
-	return st.claims.get(ref).requestID()
+	return st.claims.requestID(st.claims.get(ref))
 }
 
 func (st *idempotencyStore) timeOf(ref uint64) int64 {
@@ -61,9 +61,11 @@ func (st *idempotencyStore) record(ref uint64) idempotencyRecord {
 	if ref&sideRef != 0 {
 		return st.side.at(ref &^ sideRef)
 	}
-	c := st.claims.get(ref)
+	t := st.claims
+	c := t.get(ref)
+	it := t.item(c)
 	return idempotencyRecord{
-		requestID: c.requestID(), payloadHash: claimPayloadHash(c.item.campaign.id, c.item.id, c.userID(), c.quantity),
+		requestID: t.requestID(c), payloadHash: claimPayloadHash(it.campaign.id, it.id, t.userID(c), c.quantity),
 		time: c.created, claimID: ref, reason: ReasonOK,
 	}
 }

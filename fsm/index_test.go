@@ -100,17 +100,42 @@ func TestFifo(t *testing.T) {
 func TestClaimTableCopiesSharedChunksOnWrite(t *testing.T) {
 	var table claimTable
 	it := &item{campaign: &campaign{}}
+	it.number = table.addItem(it)
 	for n := range claimChunkLen + 1 {
-		table.add(claimRecord{item: it, keys: fmt.Sprint(n), quantity: 1, state: ClaimReserved})
+		addClaim(&table, claimRecord{item: it.number, quantity: 1, state: ClaimReserved}, fmt.Sprint("r", n), fmt.Sprint("u", n))
 	}
 	v := table.view()
 	table.mutable(1).state = ClaimSettled
 	table.mutable(claimChunkLen + 1).state = ClaimReleased
-	table.add(claimRecord{item: it, keys: "new", quantity: 1, state: ClaimReserved})
+	addClaim(&table, claimRecord{item: it.number, quantity: 1, state: ClaimReserved}, "new", "user")
 	if v.get(1).state != ClaimReserved || v.get(claimChunkLen+1).state != ClaimReserved || v.len() != claimChunkLen+1 {
 		t.Fatal("a write reached the view")
 	}
-	if table.get(1).state != ClaimSettled || table.get(claimChunkLen+2).keys != "new" {
+	last := table.get(claimChunkLen + 2)
+	if table.get(1).state != ClaimSettled || table.requestID(last) != "new" || table.userID(last) != "user" {
 		t.Fatal("the write was lost")
+	}
+	if first := v.get(1); v.requestID(first) != "r0" || v.userID(first) != "u0" || v.item(first) != it {
+		t.Fatalf("the view reads claim 1 as %q %q", v.requestID(first), v.userID(first))
+	}
+}
+
+func TestKeyArenaStartsNewChunks(t *testing.T) {
+	var arena keyArena
+	long := make([]byte, idMaxBytes)
+	var positions []uint64
+	for range 2 * keyArenaChunkLen / (2 * idMaxBytes) {
+		positions = append(positions, addKeys(&arena, long, long))
+	}
+	if len(arena.chunks) < 2 {
+		t.Fatalf("%d chunks, want a second one", len(arena.chunks))
+	}
+	for _, pos := range positions {
+		if pos%keyArenaChunkLen+2*idMaxBytes > keyArenaChunkLen {
+			t.Fatalf("keys at %d cross a chunk boundary", pos)
+		}
+	}
+	if arena.text(positions[0], 0) != "" {
+		t.Fatal("empty text")
 	}
 }

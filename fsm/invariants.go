@@ -32,12 +32,15 @@ func (s *state) checkCampaigns() error {
 		!slices.IsSortedFunc(s.campaignOrder, func(a, b *campaign) int { return strings.Compare(a.id, b.id) }) {
 		return fmt.Errorf("campaign order does not match the campaigns")
 	}
+	items := 0
 	for _, c := range s.campaignOrder {
 		if s.campaigns[c.id] != c || len(c.itemOrder) != len(c.items) {
 			return fmt.Errorf("campaign %q: index does not match", c.id)
 		}
+		items += len(c.itemOrder)
 		for i, it := range c.itemOrder {
-			if c.items[it.id] != it || it.campaign != c || (i > 0 && c.itemOrder[i-1].id >= it.id) {
+			if c.items[it.id] != it || it.campaign != c || (i > 0 && c.itemOrder[i-1].id >= it.id) ||
+				int(it.number) >= len(s.claims.items) || s.claims.items[it.number] != it {
 				return fmt.Errorf("item %q/%q: index does not match", c.id, it.id)
 			}
 			sum := it.available + it.reserved
@@ -46,6 +49,9 @@ func (s *state) checkCampaigns() error {
 					c.id, it.id, it.available, it.reserved, it.sold, it.total)
 			}
 		}
+	}
+	if items != len(s.claims.items) {
+		return fmt.Errorf("%d items numbered, campaigns hold %d", len(s.claims.items), items)
 	}
 	return nil
 }
@@ -63,11 +69,11 @@ func (s *state) checkClaims() error {
 			return err
 		}
 		created = c.created
-		switch c.state {
+		switch it := s.claims.item(c); c.state {
 		case ClaimReserved:
-			reserved[c.item] += uint64(c.quantity)
+			reserved[it] += uint64(c.quantity)
 		case ClaimSettled:
-			sold[c.item] += uint64(c.quantity)
+			sold[it] += uint64(c.quantity)
 		}
 	}
 	for _, c := range s.campaignOrder {
@@ -84,16 +90,20 @@ func (s *state) checkClaims() error {
 // checkClaim checks one claim record on its own and against the claims
 // before it.
 func (s *state) checkClaim(id uint64, c *claimRecord, prevCreated int64) error {
-	switch {
-	case c.item == nil || s.campaigns[c.item.campaign.id] != c.item.campaign || c.item.campaign.items[c.item.id] != c.item:
+	if int(c.item) >= len(s.claims.items) {
+		return fmt.Errorf("claim %d: its item does not exist", id)
+	}
+	t := &s.claims
+	switch it := t.item(c); {
+	case s.campaigns[it.campaign.id] != it.campaign || it.campaign.items[it.id] != it:
 		return fmt.Errorf("claim %d: its item does not exist", id)
 	case c.state != ClaimReserved && c.state != ClaimSettled && c.state != ClaimReleased:
 		return fmt.Errorf("claim %d: state %d", id, c.state)
-	case c.quantity == 0 || int(c.requestLen) > len(c.keys):
+	case c.quantity == 0 || c.requestLen == 0 || c.userLen == 0:
 		return fmt.Errorf("claim %d: malformed record", id)
 	case c.created < prevCreated || c.created > s.clock:
 		return fmt.Errorf("claim %d: created at %d, out of order", id, c.created)
-	case c.prevByUser >= id || (c.prevByUser != 0 && s.claims.get(c.prevByUser).userID() != c.userID()):
+	case c.prevByUser >= id || (c.prevByUser != 0 && t.userID(t.get(c.prevByUser)) != t.userID(c)):
 		return fmt.Errorf("claim %d: user chain points at claim %d of another user", id, c.prevByUser)
 	}
 	return nil
@@ -122,8 +132,9 @@ func (s *state) checkUsers() error {
 			err = fmt.Errorf("user index points at claim %d, which does not exist", head)
 			return
 		}
-		if got, _, _ := findRef(s.users, c.userID()); got != head {
-			err = fmt.Errorf("user index: %q leads to claim %d, not %d", c.userID(), got, head)
+		user := s.claims.userID(c)
+		if got, _, _ := findRef(s.users, user); got != head {
+			err = fmt.Errorf("user index: %q leads to claim %d, not %d", user, got, head)
 			return
 		}
 		held = held[:0]
@@ -133,11 +144,11 @@ func (s *state) checkUsers() error {
 			}
 			visited[id-1] = true
 			walked++
-			held = addHeld(held, s.claims.get(id))
+			held = s.addHeld(held, s.claims.get(id))
 		}
 		for _, h := range held {
 			if err == nil && h.quantity > uint64(h.item.limit()) {
-				err = fmt.Errorf("user %q holds %d of item %q, above its limit %d", c.userID(), h.quantity, h.item.id, h.item.limit())
+				err = fmt.Errorf("user %q holds %d of item %q, above its limit %d", user, h.quantity, h.item.id, h.item.limit())
 			}
 		}
 	})
@@ -147,17 +158,18 @@ func (s *state) checkUsers() error {
 	return err
 }
 
-func addHeld(held []itemQuantity, c *claimRecord) []itemQuantity {
+func (s *state) addHeld(held []itemQuantity, c *claimRecord) []itemQuantity {
 	if !c.live() {
 		return held
 	}
+	it := s.claims.item(c)
 	for i := range held {
-		if held[i].item == c.item {
+		if held[i].item == it {
 			held[i].quantity += uint64(c.quantity)
 			return held
 		}
 	}
-	return append(held, itemQuantity{c.item, uint64(c.quantity)})
+	return append(held, itemQuantity{it, uint64(c.quantity)})
 }
 
 func (s *state) checkIdempotency() error {
@@ -196,8 +208,8 @@ func (s *state) checkIdempotency() error {
 func (s *state) checkExpiry() error {
 	want := make(map[*campaign]int) // reservations with a deadline
 	for id := uint64(1); id <= s.claims.len(); id++ {
-		if c := s.claims.get(id); c.state == ClaimReserved && c.deadline() != 0 {
-			want[c.item.campaign]++
+		if c := s.claims.get(id); c.state == ClaimReserved && s.claims.deadline(c) != 0 {
+			want[s.claims.item(c).campaign]++
 		}
 	}
 	for _, c := range s.campaignOrder {
@@ -214,11 +226,11 @@ func (s *state) checkExpiryQueue(c *campaign, want int) error {
 	c.expiring.each(func(id uint64) bool {
 		rec := s.claims.get(id)
 		switch {
-		case rec == nil || rec.item.campaign != c || id <= last:
+		case rec == nil || s.claims.item(rec).campaign != c || id <= last:
 			err = fmt.Errorf("claim %d is out of place", id)
 		case last == 0 && rec.state != ClaimReserved:
 			err = fmt.Errorf("front claim %d is not reserved", id)
-		case last != 0 && rec.deadline() < s.claims.get(last).deadline():
+		case last != 0 && s.claims.deadline(rec) < s.claims.deadline(s.claims.get(last)):
 			err = fmt.Errorf("claim %d is out of deadline order", id)
 		case rec.state == ClaimReserved:
 			found++

@@ -120,9 +120,11 @@ func (v *snapshot) writeClaims(rw *recordWriter) {
 	rec := &fsmpb.SnapshotRecord{Claim: &fsmpb.ClaimRecord{}}
 	for id := uint64(1); id <= v.claims.len() && rw.err == nil; id++ {
 		c := v.claims.get(id)
+		it := v.claims.item(c)
 		*rec.Claim = fsmpb.ClaimRecord{
-			ClaimId: id, CampaignId: c.item.campaign.id, ItemId: c.item.id, UserId: c.userID(), Quantity: c.quantity,
-			State: fsmpb.ClaimState(c.state), CreatedUnixNano: c.created, DeadlineUnixNano: c.deadline(), RequestId: c.requestID(),
+			ClaimId: id, CampaignId: it.campaign.id, ItemId: it.id, UserId: v.claims.userID(c), Quantity: c.quantity,
+			State: fsmpb.ClaimState(c.state), CreatedUnixNano: c.created, DeadlineUnixNano: v.claims.deadline(c),
+			RequestId: v.claims.requestID(c),
 		}
 		rw.write(rec)
 	}
@@ -327,26 +329,27 @@ func (s *state) restoreItem(rec *fsmpb.ItemRecord) error {
 	if c == nil || c.items[rec.GetItemId()] != nil {
 		return fmt.Errorf("item record %v", rec)
 	}
-	c.addItem(&item{
+	it := &item{
 		campaign: c, id: rec.GetItemId(), perUserLimit: rec.GetPerUserLimit(),
 		total: rec.GetTotal(), available: rec.GetAvailable(), reserved: rec.GetReserved(), sold: rec.GetSold(),
-	})
+	}
+	it.number = s.claims.addItem(it)
+	c.addItem(it)
 	return nil
 }
 
 func (s *state) restoreClaim(rec *fsmpb.ClaimRecord) error {
 	it := s.item(rec.GetCampaignId(), rec.GetItemId())
-	if it == nil || rec.GetClaimId() != s.claims.len()+1 || len(rec.GetRequestId()) > idMaxBytes {
+	if it == nil || rec.GetClaimId() != s.claims.len()+1 || !validID(rec.GetRequestId()) || !validID(rec.GetUserId()) {
 		return fmt.Errorf("claim record %v", rec)
 	}
 	latest, userHash, _ := findRef(s.users, rec.GetUserId())
-	keys := rec.GetRequestId() + rec.GetUserId()
-	id := s.claims.add(claimRecord{
-		item: it, keys: keys, created: rec.GetCreatedUnixNano(), prevByUser: latest,
-		quantity: rec.GetQuantity(), requestLen: uint8(len(rec.GetRequestId())), state: ClaimState(rec.GetState()),
-	})
+	id := addClaim(&s.claims, claimRecord{
+		created: rec.GetCreatedUnixNano(), prevByUser: latest, item: it.number,
+		quantity: rec.GetQuantity(), state: ClaimState(rec.GetState()),
+	}, rec.GetRequestId(), rec.GetUserId())
 	c := s.claims.get(id)
-	if c.deadline() != rec.GetDeadlineUnixNano() {
+	if s.claims.deadline(c) != rec.GetDeadlineUnixNano() {
 		return fmt.Errorf("claim record %v: deadline does not follow from the campaign's TTL", rec)
 	}
 	if latest == 0 {
@@ -354,7 +357,7 @@ func (s *state) restoreClaim(rec *fsmpb.ClaimRecord) error {
 	} else {
 		s.users.replace(userHash, latest, id)
 	}
-	if c.state == ClaimReserved && c.deadline() != 0 {
+	if c.state == ClaimReserved && s.claims.deadline(c) != 0 {
 		it.campaign.expiring.push(id)
 	}
 	return nil
@@ -368,7 +371,7 @@ func (s *state) restoreGrantedClaimRecord(id uint64) error {
 	if c == nil {
 		return fmt.Errorf("idempotency record of claim %d: no such claim", id)
 	}
-	s.idempotency.addClaim(id, hashKey(s.idempotency.index, c.requestID()))
+	s.idempotency.addClaim(id, hashKey(s.idempotency.index, s.claims.requestID(c)))
 	return nil
 }
 

@@ -23,7 +23,7 @@ type state struct {
 
 func newState(cfg Config) *state {
 	s := &state{campaigns: make(map[string]*campaign), nodes: make(map[string]Node)}
-	s.users = newRefIndex(func(id uint64) string { return s.claims.get(id).userID() })
+	s.users = newRefIndex(func(id uint64) string { return s.claims.userID(s.claims.get(id)) })
 	s.idempotency = newIdempotencyStore(&s.claims, cfg)
 	return s
 }
@@ -74,11 +74,12 @@ func (c *campaign) addItem(it *item) {
 	c.itemOrder = slices.Insert(c.itemOrder, i, it)
 }
 
-// item is one item's stock. Claims point at it, so its identity costs a
-// pointer per claim rather than two strings.
+// item is one item's stock. Claims name it by number, so its identity costs
+// four bytes per claim rather than two strings.
 type item struct {
 	campaign     *campaign
 	id           string
+	number       uint32 // in claimTable.items, which claims point into
 	perUserLimit uint32 // the item's own; 0: the campaign's
 	total        uint64
 	available    uint64
@@ -121,10 +122,12 @@ func (s *state) item(campaignID, itemID string) *item {
 
 // claimView returns the public view of claim id, which must exist.
 func (s *state) claimView(id uint64) Claim {
-	c := s.claims.get(id)
+	t := &s.claims
+	c := t.get(id)
+	it := t.item(c)
 	return Claim{
-		ID: id, CampaignID: c.item.campaign.id, ItemID: c.item.id, UserID: c.userID(), Quantity: c.quantity,
-		State: c.state, Created: timeFromNanos(c.created), Deadline: timeFromNanos(c.deadline()), RequestID: c.requestID(),
+		ID: id, CampaignID: it.campaign.id, ItemID: it.id, UserID: t.userID(c), Quantity: c.quantity,
+		State: c.state, Created: timeFromNanos(c.created), Deadline: timeFromNanos(t.deadline(c)), RequestID: t.requestID(c),
 	}
 }
 
@@ -136,7 +139,7 @@ func (s *state) liveQuantity(latest uint64, it *item) uint64 {
 	var sum uint64
 	for id := latest; id != 0; {
 		c := s.claims.get(id)
-		if c.item == it && c.live() {
+		if c.item == it.number && c.live() {
 			sum += uint64(c.quantity)
 		}
 		id = c.prevByUser
