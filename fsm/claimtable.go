@@ -86,7 +86,7 @@ func (t *claimTable) addItem(it *item) uint32 {
 	return uint32(len(t.items) - 1)
 }
 
-func (t *claimTable) item(c *claimRecord) *item     { return t.items[c.item] }
+func (t *claimTable) item(c *claimRecord) *item       { return t.items[c.item] }
 func (t *claimTable) requestID(c *claimRecord) string { return t.keys.text(c.keys, int(c.requestLen)) }
 func (t *claimTable) userID(c *claimRecord) string {
 	return t.keys.text(c.keys+uint64(c.requestLen), int(c.userLen))
