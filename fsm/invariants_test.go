@@ -13,9 +13,9 @@ import (
 // one invariant at a time, and expects CheckInvariants to say which.
 func TestCheckInvariantsFindsEachBreak(t *testing.T) {
 	tests := []struct {
-		name  string
+		name    string
 		breakIt func(s *state)
-		want  string
+		want    string
 	}{
 		{"stock does not add up", func(s *state) { s.item("c", "i").sold++ }, "!= total"},
 		{"claims disagree with the counters", func(s *state) {
