@@ -199,11 +199,16 @@ func (f *FSM) Item(campaignID, itemID string) (Item, bool) {
 func (f *FSM) Items(campaignID string) []Item {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
-	var out []Item
-	for _, c := range f.s.campaignOrder {
-		if campaignID != "" && c.id != campaignID {
-			continue
+	campaigns := f.s.campaignOrder
+	if campaignID != "" {
+		c := f.s.campaigns[campaignID]
+		if c == nil {
+			return nil
 		}
+		campaigns = []*campaign{c}
+	}
+	var out []Item
+	for _, c := range campaigns {
 		for _, it := range c.itemOrder {
 			out = append(out, it.view())
 		}
