@@ -20,7 +20,7 @@ const (
 	snapshotFormatVersion = 1
 	// restoreReserveMax bounds how many index entries a restore sizes for
 	// from the header's counts before reading the records.
-	restoreReserveMax = 1 << 26
+	restoreReserveMax = 1 << 24
 )
 
 // snapshot is a consistent, read-only view of the state at one index. Taking
