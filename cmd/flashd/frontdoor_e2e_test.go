@@ -47,7 +47,7 @@ type frontDoorProc struct {
 // startFrontDoor starts a front door on the cluster (insecure-header auth
 // unless extra says otherwise) and waits until it reports SERVING, in step
 // with the store.
-func (c *binCluster) startFrontDoor(t *testing.T, id string, extra ...string) *frontDoorProc {
+func (c *binCluster) startFrontDoor(t testing.TB, id string, extra ...string) *frontDoorProc {
 	t.Helper()
 	f := &frontDoorProc{id: id, grpcAddr: freePort(t), httpAddr: freePort(t)}
 	args := []string{"frontdoor", "--id", id, "--region", "east", "--grpc-addr", f.grpcAddr,
@@ -104,7 +104,7 @@ func (f *frontDoorProc) kill() {
 }
 
 // scrape reads a /metrics page into series → value.
-func scrape(t *testing.T, addr string) map[string]float64 {
+func scrape(t testing.TB, addr string) map[string]float64 {
 	t.Helper()
 	res, err := http.Get("http://" + addr + "/metrics")
 	if err != nil {
@@ -161,7 +161,7 @@ func (c *binCluster) storeHTTP(i int) string {
 }
 
 // storeBatches sums the claim batches every store node proposed as leader.
-func (c *binCluster) storeBatches(t *testing.T) float64 {
+func (c *binCluster) storeBatches(t testing.TB) float64 {
 	sum := 0.0
 	for i := range c.nodes {
 		if c.nodes[i].cmd.ProcessState != nil {
@@ -275,7 +275,7 @@ func openSale(c *binCluster, campaign, item string, stock int) {
 }
 
 // waitSoldOut waits until every door says the item is sold out.
-func waitSoldOut(t *testing.T, ctx context.Context, campaign, item string, doors ...*frontDoorProc) {
+func waitSoldOut(t testing.TB, ctx context.Context, campaign, item string, doors ...*frontDoorProc) {
 	t.Helper()
 	for _, d := range doors {
 		for {
@@ -292,7 +292,7 @@ func waitSoldOut(t *testing.T, ctx context.Context, campaign, item string, doors
 }
 
 // waitIdle waits until no door has a claim queued or a batch in flight.
-func waitIdle(t *testing.T, ctx context.Context, doors ...*frontDoorProc) {
+func waitIdle(t testing.TB, ctx context.Context, doors ...*frontDoorProc) {
 	t.Helper()
 	for _, d := range doors {
 		for {
@@ -607,7 +607,7 @@ func TestEntryWaveAgreesWithFSM(t *testing.T) {
 }
 
 // waitServing waits until a (re)started front door reports SERVING.
-func (f *frontDoorProc) waitServing(t *testing.T) {
+func (f *frontDoorProc) waitServing(t testing.TB) {
 	t.Helper()
 	health := healthpb.NewHealthClient(f.conn)
 	deadline := time.Now().Add(30 * time.Second)
