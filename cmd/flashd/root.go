@@ -17,6 +17,7 @@ func newRootCmd() *cobra.Command {
 	root.PersistentFlags().String("log-level", "info", "log level: debug, info, warn, error")
 	root.AddCommand(newStoreCmd())
 	root.AddCommand(newFrontDoorCmd())
+	root.AddCommand(newDemoCmd())
 	return root
 }
 

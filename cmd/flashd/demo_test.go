@@ -1,0 +1,109 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+)
+
+// runDemo runs the real `flashd demo` with small numbers and returns its
+// output; it fails the test if the demo fails.
+func runDemo(t *testing.T, bin string, args ...string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, filepath.Join(bin, "flashd"), append([]string{"demo"}, args...)...)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	err := cmd.Run()
+	if err != nil {
+		t.Fatalf("flashd demo %v: %v\n%s", args, err, out.String())
+	}
+	return out.String()
+}
+
+// assertDemoPassed checks the summary's invariant check, and that the demo
+// stopped its processes and removed its files.
+func assertDemoPassed(t *testing.T, out string) {
+	t.Helper()
+	for _, want := range []string{
+		"PASS  replicas agree", "PASS  no oversell", "PASS  every acknowledged claim present",
+		"PASS  no user over the per-user limit", "result: PASS",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	m := regexp.MustCompile(`data and logs in (\S+)`).FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("output does not name the data folder:\n%s", out)
+	}
+	if _, err := os.Stat(m[1]); !os.IsNotExist(err) {
+		t.Errorf("data folder %s still there (err %v)", m[1], err)
+	}
+	if pids := processesMentioning(m[1]); len(pids) > 0 {
+		t.Errorf("processes still running on %s: %v", m[1], pids)
+	}
+}
+
+// processesMentioning returns the PIDs whose command line contains s.
+func processesMentioning(s string) []string {
+	var pids []string
+	dirs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, f := range dirs {
+		b, err := os.ReadFile(f)
+		if err == nil && bytes.Contains(b, []byte(s)) {
+			pids = append(pids, filepath.Base(filepath.Dir(f)))
+		}
+	}
+	return pids
+}
+
+// TestDemoSellsOutThroughAFailover runs the whole demo with a small crowd
+// and --chaos: the store leader is killed mid-sale and restarted, and the
+// invariant check read back from the store must pass.
+func TestDemoSellsOutThroughAFailover(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the demo: 3 store processes, 2 front doors and a crowd")
+	}
+	bin := buildBinaries(t)
+	out := runDemo(t, bin, "--users", "4000", "--stock", "300", "--duration", "8s", "--waves", "2",
+		"--wave-interval", "2s", "--chaos", "--concurrency", "32", "--plain")
+	assertDemoPassed(t, out)
+	for _, want := range []string{"chaos: kill -9 store leader", "restarted", "300 units held", "(time to sell out)"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	if t.Failed() {
+		return
+	}
+	t.Logf("demo output:\n%s", out)
+}
+
+// TestDemoClientsDropAtLevel3 runs the demo at degradation level 3: the
+// front doors tell the client library to drop a share of claims, which it
+// does without sending them, and the sale still checks out.
+func TestDemoClientsDropAtLevel3(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the demo: 3 store processes, 2 front doors and a crowd")
+	}
+	bin := buildBinaries(t)
+	out := runDemo(t, bin, "--users", "3000", "--stock", "200", "--duration", "6s", "--waves", "1",
+		"--degrade-level", "3", "--drop-fraction", "0.5", "--concurrency", "32", "--plain")
+	assertDemoPassed(t, out)
+	m := regexp.MustCompile(`([\d,]+) calls dropped locally \(L3\)`).FindStringSubmatch(out)
+	if m == nil || m[1] == "0" {
+		t.Errorf("the client dropped nothing at level 3:\n%s", out)
+	}
+	// Clients that drop by themselves are not dropped again by the doors.
+	if regexp.MustCompile(`degradation drop \(L2\)\s+[\d,]+\s+[1-9]`).MatchString(out) {
+		t.Errorf("front doors dropped claims of clients that drop by themselves:\n%s", out)
+	}
+}

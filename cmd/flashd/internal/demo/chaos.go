@@ -1,0 +1,131 @@
+package demo
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	pb "github.com/flashd/flashd/rpc/flashdpb"
+)
+
+// When chaos strikes, and for how long.
+const (
+	chaosStockShare  = 0.25 // kill the leader once this share of the stock is claimed...
+	chaosTimeShare   = 0.4  // ...or this share of the duration has passed
+	chaosDowntimeMin = 3 * time.Second
+	catchUpTimeout   = 30 * time.Second
+)
+
+// chaosRun kills the store leader with SIGKILL in the middle of the sale
+// and restarts it later with the same flags: it must come back from its own
+// files, catch up, and nothing acknowledged may be lost.
+type chaosRun struct {
+	s *sale
+}
+
+// run waits for the moment, kills the leader, waits out the downtime
+// (while saleCtx lives) and restarts it. ctx is the whole demo's.
+func (c *chaosRun) run(saleCtx, ctx context.Context) {
+	s := c.s
+	var stock uint64
+	for _, n := range s.stock {
+		stock += n
+	}
+	trigger := time.After(time.Until(s.open.Add(time.Duration(chaosTimeShare * float64(s.cfg.Duration)))))
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+wait:
+	for {
+		select {
+		case <-saleCtx.Done():
+			return
+		case <-trigger:
+			break wait
+		case <-tick.C:
+			if float64(s.crowd.outcomes[outGranted].Load()) >= chaosStockShare*float64(stock) {
+				break wait
+			}
+		}
+	}
+	victim, err := c.kill(saleCtx)
+	if err != nil {
+		s.event("chaos: " + err.Error())
+		return
+	}
+	downtime := max(chaosDowntimeMin, s.cfg.Duration/6)
+	select {
+	case <-saleCtx.Done(): // the sale ended first: restart now, for the check
+	case <-time.After(downtime):
+	}
+	if ctx.Err() != nil {
+		return
+	}
+	if err := victim.start(s.cl.bin); err != nil {
+		s.event("chaos: restart failed: " + err.Error())
+		return
+	}
+	s.chaosEvent(fmt.Sprintf("chaos: %s restarted (same flags, its own data directory)", victim.name))
+	c.watchCatchUp(ctx, victim)
+}
+
+// kill finds the leader and kills its process.
+func (c *chaosRun) kill(ctx context.Context) (*child, error) {
+	s := c.s
+	rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	st, err := s.cl.store.ClusterStatus(rctx, &pb.ClusterStatusRequest{})
+	cancel()
+	if err != nil {
+		return nil, fmt.Errorf("no cluster status, nothing killed: %v", err)
+	}
+	victim := s.cl.storeByID(st.GetLeaderId())
+	if victim == nil {
+		return nil, fmt.Errorf("no leader to kill (leader %q)", st.GetLeaderId())
+	}
+	pid := victim.pid()
+	victim.kill()
+	s.mu.Lock()
+	s.killedAt = time.Now()
+	s.mu.Unlock()
+	s.chaosEvent(fmt.Sprintf("chaos: kill -9 store leader %s (%s), pid %d, with %s claims granted", victim.name, victim.region, pid,
+		count(s.crowd.outcomes[outGranted].Load())))
+	return victim, nil
+}
+
+// watchCatchUp reports when the restarted node has applied what the
+// leader has committed.
+func (c *chaosRun) watchCatchUp(ctx context.Context, victim *child) {
+	s := c.s
+	ctx, cancel := context.WithTimeout(ctx, catchUpTimeout)
+	defer cancel()
+	for ctx.Err() == nil {
+		st, err := s.cl.store.ClusterStatus(ctx, &pb.ClusterStatusRequest{})
+		if err == nil {
+			var leaderCommit, applied uint64
+			answered := false
+			for _, m := range st.GetMembers() {
+				if m.GetLeader() {
+					leaderCommit = m.GetStatus().GetCommitIndex()
+				}
+				if m.GetId() == victim.name && m.GetStatus() != nil {
+					applied, answered = m.GetStatus().GetAppliedIndex(), true
+				}
+			}
+			if answered && leaderCommit > 0 && applied >= leaderCommit {
+				s.chaosEvent(fmt.Sprintf("chaos: %s caught up: applied index %d, the leader's commit index", victim.name, applied))
+				return
+			}
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// chaosEvent is an event the summary repeats.
+func (s *sale) chaosEvent(text string) {
+	s.event(text)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.chaosNotes = append(s.chaosNotes, fmt.Sprintf("%5.1fs  %s", time.Since(s.open).Seconds(), text))
+}

@@ -1,0 +1,456 @@
+// Package demo is `flashd demo`: a whole flashd system on one machine (three
+// store nodes in three regions and front doors, as supervised child
+// processes on loopback), a flash sale, and a simulated crowd driven
+// through the client library, shown live, optionally with the store leader
+// killed mid-sale, and checked at the end against what the store holds.
+package demo
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/flashd/flashd/client"
+	pb "github.com/flashd/flashd/rpc/flashdpb"
+)
+
+// Config is what `flashd demo` was asked to do.
+type Config struct {
+	Binary       string        // the flashd binary the children run
+	Users        int           // simulated users
+	Stock        int           // units on sale, over all items
+	Items        int           // items on sale
+	PerUserLimit int           // units per user and item
+	Duration     time.Duration // bound on the crowd, from the sale's opening
+	Waves        int           // entry waves
+	WaveInterval time.Duration // between wave openings
+	GlobalRate   float64       // claims per second over all front doors (0: no limit)
+	PerUserRate  float64       // claims per second per user (0: no limit)
+	DegradeLevel int           // 0-3
+	DropFraction float64       // L2 and L3
+	Concurrency  int           // presses in flight at once
+	FrontDoors   int
+	Chaos        bool // kill the store leader mid-sale, restart it later
+	Keep         bool // keep the data directories and logs
+	Live         bool // redraw a live display (a terminal); else plain lines
+	Out          io.Writer
+}
+
+// Limits of Config.
+const (
+	usersMax      = 10_000_000
+	stockMax      = 10_000_000
+	wavesMax      = 64
+	concurrentMax = 4096
+	frontDoorsMax = 8
+	durationMax   = 10 * time.Minute
+)
+
+// itemNames are the goods on sale, in order of popularity.
+var itemNames = []string{"lantern", "kite", "teapot", "mooncake", "fan", "drum", "umbrella", "scroll"}
+
+const (
+	campaignID     = "spring"
+	campaignName   = "Spring Festival flash sale"
+	openLead       = time.Second // from the front doors' readiness to the sale's opening
+	reservationTTL = time.Hour   // no reservation expires during the demo
+	pollInterval   = 500 * time.Millisecond
+	leaderInterval = time.Second
+	pressGrace     = pressTimeout + time.Second // presses under way when the bound is reached
+)
+
+func (c *Config) validate() error {
+	switch {
+	case c.Users < 1 || c.Users > usersMax:
+		return fmt.Errorf("--users %d: must be in [1, %d]", c.Users, usersMax)
+	case c.Items < 1 || c.Items > len(itemNames):
+		return fmt.Errorf("--items %d: must be in [1, %d]", c.Items, len(itemNames))
+	case c.Stock < c.Items || c.Stock > stockMax:
+		return fmt.Errorf("--stock %d: must be in [items %d, %d]", c.Stock, c.Items, stockMax)
+	case c.PerUserLimit < 1:
+		return fmt.Errorf("--per-user-limit %d: must be at least 1", c.PerUserLimit)
+	case c.Duration < time.Second || c.Duration > durationMax:
+		return fmt.Errorf("--duration %v: must be in [1s, %v]", c.Duration, durationMax)
+	case c.Waves < 1 || c.Waves > wavesMax:
+		return fmt.Errorf("--waves %d: must be in [1, %d]", c.Waves, wavesMax)
+	case c.WaveInterval < 0 || time.Duration(c.Waves-1)*c.WaveInterval >= c.Duration:
+		return fmt.Errorf("--wave-interval %v: the last of %d waves must open within --duration %v", c.WaveInterval, c.Waves, c.Duration)
+	case c.GlobalRate < 0 || c.PerUserRate < 0:
+		return errors.New("--global-rate and --per-user-rate must not be negative")
+	case c.DegradeLevel < 0 || c.DegradeLevel > 3:
+		return fmt.Errorf("--degrade-level %d: must be 0, 1, 2 or 3", c.DegradeLevel)
+	case !(c.DropFraction >= 0 && c.DropFraction < 1):
+		return fmt.Errorf("--drop-fraction %v: must be in [0, 1)", c.DropFraction)
+	case c.Concurrency < 1 || c.Concurrency > concurrentMax:
+		return fmt.Errorf("--concurrency %d: must be in [1, %d]", c.Concurrency, concurrentMax)
+	case c.FrontDoors < 1 || c.FrontDoors > frontDoorsMax:
+		return fmt.Errorf("--front-doors %d: must be in [1, %d]", c.FrontDoors, frontDoorsMax)
+	case c.Binary == "":
+		return errors.New("no flashd binary to run")
+	}
+	return nil
+}
+
+// ErrCheckFailed is returned when the store's state breaks an invariant.
+var ErrCheckFailed = errors.New("invariant check failed")
+
+// Run runs the demo: it starts the processes, runs the sale, checks the
+// store, prints a summary and stops everything it started.
+func Run(ctx context.Context, cfg Config) error {
+	if err := cfg.validate(); err != nil {
+		return err
+	}
+	dir, err := os.MkdirTemp("", "flashd-demo-")
+	if err != nil {
+		return err
+	}
+	cl := &cluster{bin: cfg.Binary, dir: dir}
+	out := cfg.Out
+	defer func() {
+		cl.stop()
+		if cfg.Keep {
+			fmt.Fprintf(out, "kept %s: data directories and logs of every process\n", dir)
+		} else {
+			os.RemoveAll(dir)
+		}
+	}()
+
+	fmt.Fprintf(out, "starting 3 store nodes (regions east, west, north) and %d front doors on loopback; data and logs in %s\n", cfg.FrontDoors, dir)
+	if err := cl.startStores(ctx); err != nil {
+		return err
+	}
+	items, stock, err := setupSale(ctx, cl.store, cfg)
+	if err != nil {
+		return err
+	}
+	if err := cl.startDoors(ctx, cfg.FrontDoors); err != nil {
+		return err
+	}
+	c, err := client.New(ctx, cl.doorAddrs())
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+
+	open := time.Now().Add(openLead)
+	state := pb.CampaignState_CAMPAIGN_STATE_OPEN
+	if _, err := cl.store.UpdateCampaign(ctx, &pb.UpdateCampaignRequest{CampaignId: campaignID, State: &state, Start: timestamppb.New(open)}); err != nil {
+		return fmt.Errorf("open the sale: %w", err)
+	}
+	waves := "no entry waves"
+	if cfg.Waves > 1 {
+		waves = fmt.Sprintf("%d entry waves %v apart", cfg.Waves, cfg.WaveInterval)
+	}
+	fmt.Fprintf(out, "sale %q: %s units of %s, %d per user, %s; %s users over %v, %d at a time\n",
+		campaignID, count(int64(cfg.Stock)), strings.Join(items, ", "), cfg.PerUserLimit, waves,
+		count(int64(cfg.Users)), cfg.Duration, cfg.Concurrency)
+
+	s := &sale{cfg: cfg, cl: cl, client: c, items: items, stock: stock, open: open}
+	s.crowd = newCrowd(c, campaignID, items, open)
+	users := s.crowd.users(cfg.Users, cfg.Duration/2, rand.New(rand.NewPCG(1, 2)))
+	if err := s.run(ctx, users); err != nil {
+		return err
+	}
+	if ctx.Err() != nil {
+		return errInterrupted
+	}
+
+	acks := s.crowd.acknowledged()
+	acked := map[string]bool{}
+	for _, a := range acks {
+		acked[a.user] = true
+	}
+	fmt.Fprintln(out, "checking the store: replicas, counters, and every acknowledged claim read back ...")
+	results, sv := checkInvariants(ctx, cl.store, campaignID, items, stock, uint32(cfg.PerUserLimit), acks, sampleOthers(users, acked, sampleUsers))
+	s.summary(out, users, results, sv)
+	for _, r := range results {
+		if !r.ok {
+			return ErrCheckFailed
+		}
+	}
+	return nil
+}
+
+// setupSale creates the campaign (in draft, opened later), its items, and
+// the funnel configuration.
+func setupSale(ctx context.Context, st *client.Store, cfg Config) ([]string, []uint64, error) {
+	_, err := st.CreateCampaign(ctx, &pb.CreateCampaignRequest{Campaign: &pb.Campaign{
+		Id: campaignID, Kind: pb.CampaignKind_CAMPAIGN_KIND_FLASH_SALE, Name: campaignName,
+		Start: timestamppb.Now(), PerUserLimit: uint32(cfg.PerUserLimit),
+		WaveCount: uint32(cfg.Waves), WaveInterval: durationpb.New(cfg.WaveInterval),
+		ReservationTtl: durationpb.New(reservationTTL),
+	}})
+	if err != nil {
+		return nil, nil, fmt.Errorf("create campaign: %w", err)
+	}
+	items := itemNames[:cfg.Items]
+	stock := splitStock(cfg.Stock, cfg.Items)
+	for i, name := range items {
+		if _, err := st.AddItem(ctx, &pb.AddItemRequest{CampaignId: campaignID, ItemId: name, Stock: stock[i]}); err != nil {
+			return nil, nil, fmt.Errorf("add item %s: %w", name, err)
+		}
+	}
+	_, err = st.SetFrontDoorConfig(ctx, &pb.SetFrontDoorConfigRequest{Config: &pb.FrontDoorConfig{
+		GlobalRate: cfg.GlobalRate, PerUserRate: cfg.PerUserRate,
+		DegradeLevel: uint32(cfg.DegradeLevel), DropFraction: cfg.DropFraction,
+	}})
+	if err != nil {
+		return nil, nil, fmt.Errorf("set the front doors' configuration: %w", err)
+	}
+	return items, stock, nil
+}
+
+// splitStock shares total evenly over n items, the remainder to the
+// first. Demand is not even (the first item is the most wanted), so the
+// items sell out one after another.
+func splitStock(total, n int) []uint64 {
+	out := make([]uint64, n)
+	for i := range out {
+		out[i] = uint64(total / n)
+	}
+	out[0] += uint64(total % n)
+	return out
+}
+
+// sale is one run of the demo's sale: the crowd, the live view, and chaos.
+type sale struct {
+	cfg    Config
+	cl     *cluster
+	client *client.Client
+	crowd  *crowd
+	items  []string
+	stock  []uint64
+	open   time.Time
+
+	mu         sync.Mutex
+	leaderID   string
+	leaderReg  string
+	killedAt   time.Time // when chaos killed the leader; zero once a new one is reported
+	itemsNow   []itemView
+	funnel     funnelCounts
+	gauges     []doorGauges
+	events     []event
+	lastRate   rateSample
+	rate       float64
+	grantRate  float64
+	chaosNotes []string // the summary's account of the chaos
+	ended      time.Duration
+	soldOut    []bool
+	screen     *screen
+}
+
+type rateSample struct {
+	at       time.Time
+	attempts uint64
+	granted  int64
+}
+
+// run drives the crowd until every user is done or the time bound, while
+// the display, the monitors and the chaos run beside it.
+func (s *sale) run(ctx context.Context, users []*user) error {
+	saleCtx, stopSale := context.WithDeadline(ctx, s.open.Add(s.cfg.Duration))
+	defer stopSale()
+	s.soldOut = make([]bool, len(s.items))
+	s.itemsNow = make([]itemView, len(s.items))
+	for i, name := range s.items {
+		s.itemsNow[i] = itemView{name: name, total: s.stock[i], available: s.stock[i], known: true}
+	}
+	s.lastRate = rateSample{at: s.open}
+	monitorCtx, stopMonitors := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Go(func() { s.pollItems(monitorCtx) })
+	wg.Go(func() { s.pollLeader(monitorCtx) })
+	wg.Go(func() { s.pollFunnel(monitorCtx) })
+	wg.Go(func() { s.display(monitorCtx) })
+	for w := 1; w < s.cfg.Waves; w++ {
+		at := s.open.Add(time.Duration(w) * s.cfg.WaveInterval)
+		t := time.AfterFunc(time.Until(at), func() { s.event(fmt.Sprintf("entry wave %d of %d opens", w+1, s.cfg.Waves)) })
+		defer t.Stop()
+	}
+
+	if s.cfg.Chaos {
+		chaos := &chaosRun{s: s}
+		wg.Go(func() { chaos.run(saleCtx, ctx) })
+	}
+	sleepUntil(saleCtx, s.open)
+	s.event(fmt.Sprintf("sale opens: entry wave 1 of %d may claim", s.cfg.Waves))
+	s.crowd.run(saleCtx, users, s.cfg.Concurrency)
+	s.mu.Lock()
+	s.ended = time.Since(s.open)
+	s.mu.Unlock()
+	stopSale()
+	s.event("the crowd is done")
+	stopMonitors()
+	wg.Wait()
+	s.refreshFunnel(ctx) // the final counts
+	s.pollItemsOnce(ctx)
+	s.draw(true)
+	return nil
+}
+
+func sleepUntil(ctx context.Context, t time.Time) {
+	select {
+	case <-ctx.Done():
+	case <-time.After(time.Until(t)):
+	}
+}
+
+// event records something for the viewer; plain output prints it at once.
+func (s *sale) event(text string) {
+	e := event{at: max(0, time.Since(s.open)), text: text}
+	s.mu.Lock()
+	s.events = append(s.events, e)
+	s.mu.Unlock()
+	if !s.cfg.Live {
+		fmt.Fprintf(s.cfg.Out, "%5.1fs  %s\n", e.at.Seconds(), text)
+	}
+}
+
+// pollItems reads the stock left of every item (stale reads: any node).
+func (s *sale) pollItems(ctx context.Context) {
+	for {
+		s.pollItemsOnce(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(pollInterval):
+		}
+	}
+}
+
+func (s *sale) pollItemsOnce(ctx context.Context) {
+	for i, name := range s.items {
+		rctx, cancel := context.WithTimeout(ctx, pollInterval)
+		res, err := s.cl.store.GetItem(rctx, &pb.GetItemRequest{CampaignId: campaignID, ItemId: name, Consistency: pb.Consistency_CONSISTENCY_STALE})
+		cancel()
+		s.mu.Lock()
+		if err == nil {
+			s.itemsNow[i].available, s.itemsNow[i].known = res.GetItem().GetAvailable(), true
+		}
+		if at := s.crowd.soldOutAt[i].Load(); at > 0 && !s.soldOut[i] {
+			s.soldOut[i] = true
+			s.itemsNow[i].soldOutAt = time.Duration(at)
+			s.events = append(s.events, event{at: time.Duration(at), text: name + " sold out"})
+			if !s.cfg.Live {
+				fmt.Fprintf(s.cfg.Out, "%5.1fs  %s sold out\n", time.Duration(at).Seconds(), name)
+			}
+		}
+		s.mu.Unlock()
+	}
+}
+
+// pollLeader follows the store leader and tells the viewer when it
+// changes.
+func (s *sale) pollLeader(ctx context.Context) {
+	for {
+		rctx, cancel := context.WithTimeout(ctx, leaderInterval)
+		st, err := s.cl.store.ClusterStatus(rctx, &pb.ClusterStatusRequest{})
+		cancel()
+		if err == nil {
+			s.leaderIs(st.GetLeaderId(), st.GetLeaderRegion())
+		} else if ctx.Err() == nil {
+			s.leaderIs("", "")
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(leaderInterval / 2):
+		}
+	}
+}
+
+func (s *sale) leaderIs(id, region string) {
+	s.mu.Lock()
+	prev, killed := s.leaderID, s.killedAt
+	s.leaderID, s.leaderReg = id, region
+	if id != "" && id != prev {
+		s.killedAt = time.Time{}
+	}
+	s.mu.Unlock()
+	switch {
+	case id == prev:
+	case id == "":
+		s.event(fmt.Sprintf("no leader: %s is gone, the others hold an election", prev))
+	case !killed.IsZero():
+		s.event(fmt.Sprintf("%s (%s) elected leader, %.1fs after the kill", id, region, time.Since(killed).Seconds()))
+	case prev == "":
+		s.event(fmt.Sprintf("store leader is %s (%s)", id, region))
+	default:
+		s.event(fmt.Sprintf("leadership moved from %s to %s (%s)", prev, id, region))
+	}
+}
+
+// pollFunnel scrapes the front doors' funnel counters.
+func (s *sale) pollFunnel(ctx context.Context) {
+	for {
+		s.refreshFunnel(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+func (s *sale) refreshFunnel(ctx context.Context) {
+	var addrs []string
+	for _, d := range s.cl.doors {
+		addrs = append(addrs, d.httpAddr)
+	}
+	f, g, err := scrapeDoors(ctx, addrs)
+	if err != nil && len(g) == 0 {
+		return
+	}
+	s.mu.Lock()
+	s.funnel, s.gauges = f, g
+	s.mu.Unlock()
+}
+
+// display draws a frame every frameInterval on a terminal, or a line
+// every lineInterval otherwise, until ctx ends.
+func (s *sale) display(ctx context.Context) {
+	every := lineInterval
+	if s.cfg.Live {
+		every = frameInterval
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			s.draw(false)
+		}
+	}
+}
+
+// draw shows the current view: a frame, or a plain line. final is the
+// last one, after the sale.
+func (s *sale) draw(final bool) {
+	v := s.view(final)
+	if !s.cfg.Live {
+		if !final {
+			fmt.Fprintln(s.cfg.Out, plainLine(v))
+		}
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.screen == nil {
+		s.screen = &screen{w: s.cfg.Out}
+	}
+	s.screen.draw(render(v))
+	if final {
+		s.screen.close()
+	}
+}
