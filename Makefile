@@ -35,8 +35,9 @@ proto: tools ## regenerate the protobuf and gRPC code
 proto-check: tools ## fail if the committed generated code is stale
 	@PATH="$$(pwd)/$(BIN)/tools:$$PATH" ./deploy/gen-proto.sh --check
 
-demo: build ## start a local 3-node cluster and show its status
-	./deploy/local/demo.sh
+demo: ## build, then run a flash sale on a local cluster (DEMO_FLAGS="--chaos" to kill the leader mid-sale)
+	$(GOFLAGS_STATIC) $(GO) build -o $(BIN)/flashd ./cmd/flashd
+	$(BIN)/flashd demo $(DEMO_FLAGS)
 
 bench: ## go test benchmarks (FSM apply, ClaimBatch end to end)
 	$(GO) test -run '^$$' -bench . -benchmem ./fsm/ ./raftnode/

@@ -2,7 +2,6 @@ package demo
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -338,6 +337,3 @@ func (c *cluster) stop() {
 		_ = c.store.Close()
 	}
 }
-
-// errInterrupted is returned when the demo was stopped (Ctrl-C).
-var errInterrupted = errors.New("interrupted")

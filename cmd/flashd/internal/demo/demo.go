@@ -65,7 +65,6 @@ const (
 	reservationTTL = time.Hour   // no reservation expires during the demo
 	pollInterval   = 500 * time.Millisecond
 	leaderInterval = time.Second
-	pressGrace     = pressTimeout + time.Second // presses under way when the bound is reached
 )
 
 func (c *Config) validate() error {
@@ -100,8 +99,13 @@ func (c *Config) validate() error {
 	return nil
 }
 
-// ErrCheckFailed is returned when the store's state breaks an invariant.
-var ErrCheckFailed = errors.New("invariant check failed")
+// Errors of Run.
+var (
+	// ErrCheckFailed: the store's state breaks an invariant.
+	ErrCheckFailed = errors.New("invariant check failed")
+	// errInterrupted: the demo was stopped (Ctrl-C) before the check.
+	errInterrupted = errors.New("interrupted")
+)
 
 // Run runs the demo: it starts the processes, runs the sale, checks the
 // store, prints a summary and stops everything it started.
