@@ -30,12 +30,15 @@ func (f *FSM) applyClaimBatch(bodies [][]byte) *Result {
 // the batch will evict. At a million entries each lookup is a cache (and
 // TLB) miss; touched together, the misses overlap.
 func (s *state) prefetchClaims(claims []claimRequest) uint64 {
-	var sum uint64
 	for i := range claims {
 		c := &claims[i]
 		c.requestHash = hashKey(s.idempotency.index, c.requestID)
 		c.userHash = hashKey(s.users, c.userID)
-		sum += s.idempotency.index.prefetch(c.requestHash) + s.users.prefetch(c.userHash)
+	}
+	// A loop of loads alone, so that the processor has many in flight.
+	var sum uint64
+	for i := range claims {
+		sum += s.idempotency.index.prefetch(claims[i].requestHash) + s.users.prefetch(claims[i].userHash)
 	}
 	return sum + s.idempotency.prefetchEvictions(len(claims))
 }

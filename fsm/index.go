@@ -40,6 +40,17 @@ const (
 	refShardMinCap = 8
 )
 
+// refBucketSlots is how many 16-byte slots make a 64-byte cache line. A
+// key's probe starts at the first slot of the line its hash picks, so a
+// lookup of a key that is absent (every new claim's) usually reads that one
+// line, the one prefetch loaded.
+const refBucketSlots = 4
+
+// home is the slot where the probe for hash h starts in a table of mask+1
+// slots: the start of a cache line (shards are powers of two of at least
+// two lines, and allocations of that size are line-aligned).
+func home(h, mask uint64) uint64 { return h & mask &^ (refBucketSlots - 1) }
+
 // refShard is one linear-probing table; a slot with ref 0 is empty.
 type refShard struct {
 	slots []refSlot
@@ -88,7 +99,7 @@ func lookup[K text](x *refIndex, h uint64, key K) (ref uint64, ok bool) {
 		return 0, false
 	}
 	mask := uint64(len(sh.slots) - 1)
-	for i := h & mask; sh.slots[i].ref != 0; i = (i + 1) & mask {
+	for i := home(h, mask); sh.slots[i].ref != 0; i = (i + 1) & mask {
 		if sh.slots[i].hash == h && x.keyOf(sh.slots[i].ref) == string(key) {
 			return sh.slots[i].ref, true
 		}
@@ -105,7 +116,7 @@ func (x *refIndex) prefetch(h uint64) uint64 {
 	if len(sh.slots) == 0 {
 		return 0
 	}
-	return sh.slots[h&uint64(len(sh.slots)-1)].ref
+	return sh.slots[home(h, uint64(len(sh.slots)-1))].ref
 }
 
 // insert adds ref under a key with hash h that the index does not hold.
@@ -163,7 +174,7 @@ func (x *refIndex) each(fn func(ref uint64)) {
 func (sh *refShard) find(h, ref uint64) uint64 {
 	if len(sh.slots) > 0 {
 		mask := uint64(len(sh.slots) - 1)
-		for i := h & mask; sh.slots[i].ref != 0; i = (i + 1) & mask {
+		for i := home(h, mask); sh.slots[i].ref != 0; i = (i + 1) & mask {
 			if sh.slots[i].ref == ref && sh.slots[i].hash == h {
 				return i
 			}
@@ -175,7 +186,7 @@ func (sh *refShard) find(h, ref uint64) uint64 {
 // put stores s in the first free slot of its probe sequence.
 func (sh *refShard) put(s refSlot) {
 	mask := uint64(len(sh.slots) - 1)
-	i := s.hash & mask
+	i := home(s.hash, mask)
 	for sh.slots[i].ref != 0 {
 		i = (i + 1) & mask
 	}
@@ -197,10 +208,10 @@ func (sh *refShard) grow() {
 func (sh *refShard) delete(i uint64) {
 	mask := uint64(len(sh.slots) - 1)
 	for j := (i + 1) & mask; sh.slots[j].ref != 0; j = (j + 1) & mask {
-		home := sh.slots[j].hash & mask
+		start := home(sh.slots[j].hash, mask)
 		// The entry at j may fill hole i unless its home lies cyclically
 		// in (i, j].
-		if (j-home)&mask >= (j-i)&mask {
+		if (j-start)&mask >= (j-i)&mask {
 			sh.slots[i] = sh.slots[j]
 			i = j
 		}
