@@ -101,6 +101,8 @@ func (s *state) claim(r *claimRequest) (id uint64, reason Reason, msg string) {
 	if it == nil {
 		return 0, ReasonItemNotFound, msgItemNotFound
 	}
+	// A quantity above the limit could never be granted: it is a bad
+	// argument, checked here because the limit is the item's.
 	limit := it.limit()
 	if r.quantity > limit {
 		return 0, ReasonInvalidArgument, fmt.Sprintf("quantity %d is above the per-user limit %d", r.quantity, limit)

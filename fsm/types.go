@@ -64,7 +64,7 @@ type Campaign struct {
 	Name           string
 	Start          time.Time
 	End            time.Time // zero: no end
-	PerUserLimit   uint32
+	PerUserLimit   uint32    // default for items that set none; 0 means 1 (one per user)
 	WaveCount      uint32
 	WaveInterval   time.Duration
 	ReservationTTL time.Duration // zero: reservations never expire
