@@ -180,9 +180,16 @@ func (e *itemEntry) remainingPercent() uint32 {
 }
 
 // waveOpensAt is when entry wave w may claim: start + w x interval.
+// It saturates instead of overflowing, as the store does.
 func (ci *campaignInfo) waveOpensAt(w uint32) int64 {
+	if ci.waveInterval <= 0 {
+		return ci.start
+	}
+	if int64(w) > math.MaxInt64/ci.waveInterval {
+		return math.MaxInt64
+	}
 	d := int64(w) * ci.waveInterval
-	if ci.waveInterval != 0 && d/ci.waveInterval != int64(w) || ci.start > math.MaxInt64-d {
+	if ci.start > math.MaxInt64-d {
 		return math.MaxInt64
 	}
 	return ci.start + d

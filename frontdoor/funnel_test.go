@@ -479,3 +479,24 @@ func TestEntryWave(t *testing.T) {
 		}
 	}
 }
+
+func TestWaveOpensAt(t *testing.T) {
+	const maxInt64 = 1<<63 - 1
+	tests := []struct {
+		start, interval int64
+		wave            uint32
+		want            int64
+	}{
+		{100, 10, 0, 100},
+		{100, 10, 3, 130},
+		{100, 0, 7, 100},
+		{100, 1 << 40, 1 << 31, maxInt64}, // w x interval overflows
+		{maxInt64 - 5, 10, 1, maxInt64},   // start + d overflows
+	}
+	for _, tc := range tests {
+		ci := campaignInfo{start: tc.start, waveInterval: tc.interval}
+		if got := ci.waveOpensAt(tc.wave); got != tc.want {
+			t.Errorf("start %d interval %d wave %d: %d, want %d", tc.start, tc.interval, tc.wave, got, tc.want)
+		}
+	}
+}

@@ -77,7 +77,7 @@ type globalLimiter struct {
 	strict  bool
 
 	mu        sync.Mutex
-	rate      float64 // this door's admissions per second; 0: none limit
+	rate      float64 // this door's admissions per second; 0: no limit
 	bucket    *rate.Limiter
 	window    int64 // strict: the Unix second being counted
 	used      int64
