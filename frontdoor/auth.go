@@ -97,15 +97,21 @@ func (a *tokenAuth) authenticate(ctx context.Context, now time.Time) (string, er
 	return user, nil
 }
 
+// ipv6HostBits is the prefix per-IP limits count an IPv6 client by: one
+// host usually gets a whole /64, and counting single addresses in it would
+// give it 2^64 buckets.
+const ipv6HostBits = 64
+
 // clientIP is the address per-IP limits count against: the first address
 // in the configured header (set by a trusted proxy) if there is one, else
-// the peer's address. ok is false when neither gives an address.
+// the peer's address; an IPv6 address stands for its /64. ok is false when
+// neither gives an address.
 func clientIP(ctx context.Context, header string) (netip.Addr, bool) {
 	if header != "" {
 		if v := metadata.ValueFromIncomingContext(ctx, header); len(v) > 0 {
 			first, _, _ := strings.Cut(v[0], ",")
 			if a, err := netip.ParseAddr(strings.TrimSpace(first)); err == nil {
-				return a.Unmap(), true
+				return clientKey(a), true
 			}
 		}
 	}
@@ -116,12 +122,22 @@ func clientIP(ctx context.Context, header string) (netip.Addr, bool) {
 	switch a := p.Addr.(type) {
 	case *net.TCPAddr:
 		ip, ok := netip.AddrFromSlice(a.IP)
-		return ip.Unmap(), ok
+		return clientKey(ip), ok
 	default:
 		ap, err := netip.ParseAddrPort(p.Addr.String())
 		if err != nil {
 			return netip.Addr{}, false
 		}
-		return ap.Addr().Unmap(), true
+		return clientKey(ap.Addr()), true
 	}
+}
+
+func clientKey(a netip.Addr) netip.Addr {
+	a = a.Unmap().WithZone("")
+	if a.Is6() {
+		if p, err := a.Prefix(ipv6HostBits); err == nil {
+			return p.Addr()
+		}
+	}
+	return a
 }

@@ -147,6 +147,15 @@ func TestFrequencyStage(t *testing.T) {
 			wantLimits: []string{"", reasonRateLimited, ""},
 		},
 		{
+			name: "per-IP: an IPv6 client counts by its /64",
+			cfg:  FunnelConfig{Version: 1, PerIPRate: 1},
+			calls: []context.Context{
+				withPeer(userCtx("a"), "2001:db8:1:2::10"), withPeer(userCtx("b"), "2001:db8:1:2:ffff::1"),
+				withPeer(userCtx("c"), "2001:db8:1:3::10"), withPeer(userCtx("d"), "::ffff:192.0.2.1"), withPeer(userCtx("e"), "192.0.2.1"),
+			},
+			wantLimits: []string{"", reasonRateLimited, "", "", reasonRateLimited},
+		},
+		{
 			name:       "no limits configured",
 			cfg:        FunnelConfig{Version: 1},
 			calls:      []context.Context{userCtx("a"), userCtx("a"), userCtx("a")},
@@ -498,5 +507,37 @@ func TestWaveOpensAt(t *testing.T) {
 		if got := ci.waveOpensAt(tc.wave); got != tc.want {
 			t.Errorf("start %d interval %d wave %d: %d, want %d", tc.start, tc.interval, tc.wave, got, tc.want)
 		}
+	}
+}
+
+// Strict mode: a door that just joined admits nothing until the others
+// have counted it, then at most floor(share) per wall-clock second.
+func TestStrictGlobalThroughDoor(t *testing.T) {
+	store := newFakeStore()
+	store.config = &pb.FrontDoorConfig{Version: 1, GlobalRate: 10}
+	store.live = []*pb.FrontDoorPresence{{Id: "f1"}, {Id: "f2"}}
+	d, clock := newTestDoor(t, store, func(c *Config) { c.StrictGlobal = true })
+	openCampaign(d, 0, 0, 1)
+	d.catalog.item("c", "i").learnSoldOut(5) // answered by the cache
+	d.announce(clock.Now(), time.Second)
+	admitted := func() int {
+		n := 0
+		for i := range 20 {
+			if _, err := d.Claim(userCtx(userName(i)), claimReq("")); reasonOf(err) != reasonRateLimited {
+				n++
+			}
+		}
+		return n
+	}
+	if n := admitted(); n != 0 {
+		t.Fatalf("a joining door admitted %d", n)
+	}
+	clock.add(2 * time.Second)
+	if n := admitted(); n != 5 {
+		t.Fatalf("admitted %d in one second, want floor(10 x 1/2) = 5", n)
+	}
+	clock.add(time.Second)
+	if n := admitted(); n != 5 {
+		t.Fatalf("admitted %d in the next second, want 5", n)
 	}
 }
