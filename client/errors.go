@@ -46,8 +46,10 @@ var (
 	ErrUnavailable = errors.New("unavailable")
 	// ErrOverloaded matches every RESOURCE_EXHAUSTED answer: rate limited,
 	// dropped under load, queue full, and the client's own drops.
-	ErrOverloaded   = errors.New("overloaded")
-	ErrRateLimited  = errors.New("rate limited") // also ErrOverloaded
+	ErrOverloaded  = errors.New("overloaded")
+	ErrRateLimited = errors.New("rate limited") // also ErrOverloaded
+	// ErrStoreFailing: a front door could not reach the store (a leader
+	// election, most likely). Also ErrUnavailable.
 	ErrStoreFailing = errors.New("store unavailable behind the front door")
 
 	// ErrDropped: the client dropped the call itself, sending nothing,
@@ -60,7 +62,7 @@ var (
 	// matches the last failure.
 	ErrRetryBudgetExhausted = errors.New("retry budget exhausted")
 
-	// ErrClosed is returned by calls on a closed Store.
+	// ErrClosed is returned by calls on a closed Client or Store.
 	ErrClosed = errors.New("client closed")
 )
 

@@ -3,10 +3,13 @@ package demo
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -145,23 +148,45 @@ var (
 	doorRegions  = []string{"east", "west"}
 )
 
-// freeAddr returns a loopback address nothing listens on now.
-func freeAddr() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer l.Close()
-	return l.Addr().String(), nil
-}
+// Ports are picked below the kernel's ephemeral range, where outgoing
+// connections (the demo's own, between its children, and other programs')
+// never take them between the pick and the child's bind.
+const (
+	portFloor          = 10000
+	ephemeralRangeFile = "/proc/sys/net/ipv4/ip_local_port_range"
+	portPicksMax       = 1000
+)
 
+// freeAddrs returns n loopback addresses nothing listens on now, on
+// distinct ports below the ephemeral range (any free port if that range
+// leaves no room).
 func freeAddrs(n int) ([]string, error) {
-	out := make([]string, n)
-	for i := range out {
-		var err error
-		if out[i], err = freeAddr(); err != nil {
-			return nil, err
+	ceiling := 32768 // Linux's default start of the ephemeral range
+	if b, err := os.ReadFile(ephemeralRangeFile); err == nil {
+		if f := strings.Fields(string(b)); len(f) == 2 {
+			if lo, err := strconv.Atoi(f[0]); err == nil {
+				ceiling = lo
+			}
 		}
+	}
+	var out []string
+	for try := 0; len(out) < n && try < portPicksMax; try++ {
+		port := 0 // the kernel's choice
+		if ceiling-portFloor > 100 {
+			port = portFloor + rand.IntN(ceiling-portFloor)
+		}
+		l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+		if err != nil {
+			continue
+		}
+		addr := l.Addr().String()
+		l.Close()
+		if !slices.Contains(out, addr) {
+			out = append(out, addr)
+		}
+	}
+	if len(out) < n {
+		return nil, fmt.Errorf("found only %d free loopback ports of %d", len(out), n)
 	}
 	return out, nil
 }
@@ -170,11 +195,12 @@ func freeAddrs(n int) ([]string, error) {
 // the others join through it. It returns once all are members.
 func (c *cluster) startStores(ctx context.Context) error {
 	var grpcAddrs []string
+	all, err := freeAddrs(3 * len(storeRegions))
+	if err != nil {
+		return err
+	}
 	for i, region := range storeRegions {
-		addrs, err := freeAddrs(3)
-		if err != nil {
-			return err
-		}
+		addrs := all[3*i : 3*i+3]
 		name := fmt.Sprintf("n%d", i+1)
 		s := &child{name: name, region: region, grpcAddr: addrs[1], httpAddr: addrs[2], log: filepath.Join(c.dir, name+".log")}
 		s.args = []string{"store", "--id", name, "--region", region, "--data-dir", filepath.Join(c.dir, name),
@@ -188,7 +214,6 @@ func (c *cluster) startStores(ctx context.Context) error {
 		c.stores = append(c.stores, s)
 		grpcAddrs = append(grpcAddrs, s.grpcAddr)
 	}
-	var err error
 	if c.store, err = client.NewStore(grpcAddrs, client.WithCallTimeout(10*time.Second)); err != nil {
 		return err
 	}
@@ -256,11 +281,12 @@ func (c *cluster) startDoors(ctx context.Context, n int) error {
 	for _, s := range c.stores {
 		storeAddrs = append(storeAddrs, s.grpcAddr)
 	}
+	all, err := freeAddrs(2 * n)
+	if err != nil {
+		return err
+	}
 	for i := range n {
-		addrs, err := freeAddrs(2)
-		if err != nil {
-			return err
-		}
+		addrs := all[2*i : 2*i+2]
 		name := fmt.Sprintf("fd%d", i+1)
 		region := doorRegions[i%len(doorRegions)]
 		d := &child{name: name, region: region, grpcAddr: addrs[0], httpAddr: addrs[1], log: filepath.Join(c.dir, name+".log")}

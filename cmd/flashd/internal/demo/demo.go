@@ -161,9 +161,7 @@ func Run(ctx context.Context, cfg Config) error {
 	s := &sale{cfg: cfg, cl: cl, client: c, items: items, stock: stock, open: open}
 	s.crowd = newCrowd(c, campaignID, items, open)
 	users := s.crowd.users(cfg.Users, cfg.Duration/2, rand.New(rand.NewPCG(1, 2)))
-	if err := s.run(ctx, users); err != nil {
-		return err
-	}
+	s.run(ctx, users)
 	if ctx.Err() != nil {
 		return errInterrupted
 	}
@@ -260,7 +258,7 @@ type rateSample struct {
 
 // run drives the crowd until every user is done or the time bound, while
 // the display, the monitors and the chaos run beside it.
-func (s *sale) run(ctx context.Context, users []*user) error {
+func (s *sale) run(ctx context.Context, users []*user) {
 	saleCtx, stopSale := context.WithDeadline(ctx, s.open.Add(s.cfg.Duration))
 	defer stopSale()
 	s.soldOut = make([]bool, len(s.items))
@@ -298,7 +296,6 @@ func (s *sale) run(ctx context.Context, users []*user) error {
 	s.refreshFunnel(ctx) // the final counts
 	s.pollItemsOnce(ctx)
 	s.draw(true)
-	return nil
 }
 
 func sleepUntil(ctx context.Context, t time.Time) {
