@@ -263,8 +263,8 @@ func (c *coalescer) send(batch []*pendingClaim) {
 }
 
 func (c *coalescer) deliver(p *pendingClaim, r claimResult) {
-	p.done <- r // buffered: never blocks, even if the caller has left
 	c.claimsIn.Add(-1)
+	p.done <- r // buffered: never blocks, even if the caller has left
 }
 
 // refuseQueued answers a formed batch and everything queued with

@@ -34,7 +34,7 @@ type adaptiveLimit struct {
 	minPrev     time.Duration
 	windowStart time.Time
 	lastChange  time.Time
-	pressure    bool // the latest observation asked to shrink
+	pressedAt   time.Time // the latest observation that showed strain
 }
 
 // newAdaptiveLimit starts at the largest limit: it only engages when the
@@ -77,12 +77,15 @@ func (a *adaptiveLimit) observe(latency time.Duration, queued, inFlight int, now
 	}
 	base := a.baselineLocked()
 	ratio := float64(latency) / float64(max(base, time.Microsecond))
-	a.pressure = ratio > latencyShrinkAbove || queued > a.highWater
+	pressure := ratio > latencyShrinkAbove || queued > a.highWater
+	if pressure {
+		a.pressedAt = now
+	}
 	if now.Sub(a.lastChange) < base {
 		return
 	}
 	switch {
-	case a.pressure:
+	case pressure:
 		a.value = max(a.min, a.value*limitShrinkFactor)
 	case ratio < latencyGrowBelow && queued < a.lowWater && float64(inFlight) >= a.value/2:
 		a.value = min(a.max, a.value+math.Sqrt(a.value))
@@ -93,12 +96,20 @@ func (a *adaptiveLimit) observe(latency time.Duration, queued, inFlight int, now
 	a.limit.Store(int64(a.value))
 }
 
-// state returns the limit, the baseline latency and whether the latest
-// batch showed pressure.
-func (a *adaptiveLimit) state() (int, time.Duration, bool) {
+// state returns the limit and the baseline latency.
+func (a *adaptiveLimit) state() (int, time.Duration) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	return int(a.value), a.baselineLocked(), a.pressure
+	return int(a.value), a.baselineLocked()
+}
+
+// pressedSince reports whether a batch answered after t showed strain. With
+// no batch answered, there is no news of strain: automatic degradation
+// must not stay up on an old observation once the traffic is gone.
+func (a *adaptiveLimit) pressedSince(t time.Time) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.pressedAt.After(t)
 }
 
 // Automatic degradation: with degrade_auto set, a front door raises its own

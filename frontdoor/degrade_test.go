@@ -1,6 +1,7 @@
 package frontdoor
 
 import (
+	"sync"
 	"testing"
 	"time"
 
@@ -60,7 +61,7 @@ func TestAdaptiveLimitBoundsAndPace(t *testing.T) {
 		a.observe(time.Second, 0, 0, now)
 		_ = i
 	}
-	if lim, _, _ := a.state(); lim != 64 {
+	if lim, _ := a.state(); lim != 64 {
 		t.Fatalf("limit %d after long strain, want the floor 64", lim)
 	}
 	// Many observations within one baseline change it once.
@@ -80,7 +81,7 @@ func TestAdaptiveLimitBoundsAndPace(t *testing.T) {
 	for i := range 3 {
 		c.observe(50*time.Millisecond, 0, 0, t0.Add(time.Duration(i+1)*(baselineWindow+time.Second)))
 	}
-	if _, base, _ := c.state(); base != 50*time.Millisecond {
+	if _, base := c.state(); base != 50*time.Millisecond {
 		t.Fatalf("baseline %v, want 50ms", base)
 	}
 }
@@ -188,5 +189,55 @@ func TestConfigVersions(t *testing.T) {
 	d.applyConfig(FunnelConfig{Version: 6, DegradeLevel: 2, DropFraction: 0.5})
 	if deg := d.funnel.Load().deg; deg != (degradation{2, 0.5}) {
 		t.Fatalf("degradation %+v", deg)
+	}
+}
+
+// Automatic degradation through the door: a store that slows down under a
+// crowd engages L1 (the adaptive limit refuses claims); once the crowd is
+// gone the door returns to L0, but only after a long quiet.
+func TestAutoDegradationThroughDoor(t *testing.T) {
+	store := newFakeStore()
+	store.addItem("c", "i", 1_000_000, 1)
+	d, clock := newTestDoor(t, store, func(c *Config) { c.BatchMax = 4; c.BatchesInFlight = 1; c.QueueMax = 256 })
+	openCampaign(d, 0, 0, 1)
+	d.applyConfig(FunnelConfig{Version: 1, DegradeAuto: true})
+	tick := func() { d.controlTick(); clock.add(autoTick) }
+	for i := range 10 { // a quick store sets the baseline
+		if _, err := d.Claim(userCtx(userName(i)), claimReq("")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tick()
+	if lvl := d.funnel.Load().deg.level; lvl != 0 {
+		t.Fatalf("level %d with a quick store", lvl)
+	}
+
+	store.mu.Lock()
+	store.delay = 20 * time.Millisecond
+	store.mu.Unlock()
+	var wg sync.WaitGroup
+	for i := range 60 {
+		wg.Add(1)
+		go func() { defer wg.Done(); d.Claim(userCtx(userName(100+i)), claimReq("")) }()
+	}
+	for range autoUpTicks {
+		time.Sleep(60 * time.Millisecond) // a few slow batches answer
+		tick()
+	}
+	if deg := d.funnel.Load().deg; deg.level != 1 || !d.coalescer.enforce.Load() {
+		t.Fatalf("degradation %+v under strain, want level 1 enforced", deg)
+	}
+	wg.Wait()
+	tick() // the tick in which the crowd left
+
+	for i := range autoDownTicks - 1 {
+		tick()
+		if lvl := d.funnel.Load().deg.level; lvl != 1 {
+			t.Fatalf("left L1 after %d quiet ticks", i+1)
+		}
+	}
+	tick()
+	if deg := d.funnel.Load().deg; deg.level != 0 || d.coalescer.enforce.Load() {
+		t.Fatalf("degradation %+v after %d quiet ticks, want level 0", deg, autoDownTicks)
 	}
 }

@@ -201,8 +201,8 @@ func (d *Door) controlLoop() {
 func (d *Door) controlTick() {
 	c := d.coalescer
 	shed, arrived := c.shed.Load(), c.arrived.Load()
-	_, _, pressure := c.limit.state()
-	pressure = pressure || c.queued() > c.limit.highWater
+	now := d.cfg.Now()
+	pressure := c.limit.pressedSince(now.Add(-autoTick)) || c.queued() > c.limit.highWater
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	ratio := 0.0
@@ -215,7 +215,7 @@ func (d *Door) controlTick() {
 	} else {
 		d.auto = autoLevel{}
 	}
-	d.refreshLocked(d.cfg.Now())
+	d.refreshLocked(now)
 }
 
 // registerGauges exposes the door's state at scrape time.
@@ -246,7 +246,7 @@ func (d *Door) registerGauges(reg prometheus.Registerer) error {
 		{"live_front_doors", "Live front doors, as the store leader last said.", locked(func() float64 { return float64(d.liveDoors) })},
 		{"adaptive_limit", "Claims the adaptive limit lets into the coalescer at once.", func() float64 { return float64(c.limit.limit.Load()) }},
 		{"adaptive_limit_enforced", "1 when the adaptive limit refuses claims (level 1 or more).", func() float64 { return b(c.enforce.Load()) }},
-		{"batch_baseline_seconds", "Least recent batch latency, the adaptive limit's baseline.", func() float64 { _, base, _ := c.limit.state(); return base.Seconds() }},
+		{"batch_baseline_seconds", "Least recent batch latency, the adaptive limit's baseline.", func() float64 { _, base := c.limit.state(); return base.Seconds() }},
 		{"queue_depth", "Claims waiting for a batch.", func() float64 { return float64(c.queued()) }},
 		{"batches_in_flight", "Batches sent to the store and not yet answered.", func() float64 { return float64(c.inFlight.Load()) }},
 		{"claims_in_flight", "Claims in the coalescer (queued or in a batch).", func() float64 { return float64(c.claimsIn.Load()) }},
