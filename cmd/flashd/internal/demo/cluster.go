@@ -143,6 +143,8 @@ type cluster struct {
 	store  *client.Store // admin client of the store nodes
 }
 
+// Regions of the store nodes, one voter in each (losing any region keeps
+// a quorum, DESIGN.md section 3), and of the front doors, in turn.
 var (
 	storeRegions = []string{"east", "west", "north"}
 	doorRegions  = []string{"east", "west"}
