@@ -215,7 +215,7 @@ func (c *coalescer) claimForSending(batch []*pendingClaim) []*pendingClaim {
 		if !p.state.CompareAndSwap(claimQueued, claimSent) {
 			continue // abandoned: already uncounted
 		}
-		if !p.bypass && p.item != nil && p.item.soldOut.Load() && p.req.GetQuantity() == 1 {
+		if !p.bypass && p.item != nil && p.item.soldOut.Load() {
 			c.m.coalSoldOut.Inc()
 			c.deliver(p, claimResult{err: errSoldOut})
 			continue

@@ -14,7 +14,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/time/rate"
-	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 
 	"github.com/flashd/flashd/client"
@@ -78,7 +77,9 @@ type Door struct {
 	m         *metrics
 	bypass    *rate.Limiter
 
-	funnel atomic.Pointer[funnelState]
+	funnel   atomic.Pointer[funnelState] // what the hot path reads
+	admitted atomic.Int64                // claims past the global stage, for heartbeats
+	watchGen atomic.Uint64               // which watch stream may mark the catalog synced
 
 	mu         sync.Mutex // guards what follows
 	funnelCfg  FunnelConfig
@@ -86,16 +87,14 @@ type Door struct {
 	auto       autoLevel
 	share      float64
 	liveDoors  int
-	announced  bool // seen in the live set at least once
-	ready      chan struct{}
-	readyOnce  sync.Once
-	admitted   atomic.Int64 // claims past the global stage, for heartbeats
-	watchGen   atomic.Uint64
-	lastShed   int64
+	announced  bool  // seen in the live set at least once
+	lastShed   int64 // coalescer counters at the previous control tick
 	lastIn     int64
 
-	stop chan struct{}
-	wg   sync.WaitGroup
+	ready     chan struct{}
+	readyOnce sync.Once
+	stop      chan struct{}
+	wg        sync.WaitGroup
 }
 
 // funnelState is what the hot path reads of the replicated configuration,
@@ -106,7 +105,6 @@ type funnelState struct {
 	errIPLimited   error
 	errUserLimited error
 	errGlobal      error
-	errDropped     error
 	dropHeader     metadata.MD // level 3 only
 }
 
@@ -154,7 +152,6 @@ func newFunnelState(cfg FunnelConfig, deg degradation) *funnelState {
 		errIPLimited:   rateLimited("per-IP", cfg.PerIPRate),
 		errUserLimited: rateLimited("per-user", cfg.PerUserRate),
 		errGlobal:      rateLimited("global", cfg.GlobalRate),
-		errDropped:     newStatusError(codes.ResourceExhausted, reasonDegraded, "dropped under load (degradation level 2), retry later", nil, degradedRetry),
 	}
 	if deg.level >= 3 {
 		f.dropHeader = metadata.Pairs(MDDropFraction, strconv.FormatFloat(deg.drop, 'f', -1, 64))
@@ -220,7 +217,7 @@ func (d *Door) Claim(ctx context.Context, req *pb.FrontDoorClaimRequest) (*pb.Fr
 	// 4. Degradation L2 (and L3 for clients that do not drop themselves).
 	if f.deg.drop > 0 && (f.deg.level == 2 || !clientDrops(ctx)) && rand.Float64() < f.deg.drop {
 		d.m.dropDropped.Inc()
-		return nil, f.errDropped
+		return nil, errDropped
 	}
 	d.m.dropOK.Inc()
 
@@ -238,7 +235,7 @@ func (d *Door) Claim(ctx context.Context, req *pb.FrontDoorClaimRequest) (*pb.Fr
 	switch {
 	case bypass:
 		d.m.cacheBypassed.Inc()
-	case it != nil && it.soldOut.Load() && quantity == 1:
+	case it != nil && it.soldOut.Load(): // nothing available: no quantity fits
 		d.m.cacheSoldOut.Inc()
 		return nil, errSoldOut
 	default:

@@ -54,6 +54,7 @@ var (
 	errInvalidToken     = newStatusError(codes.Unauthenticated, reasonInvalidToken, "invalid token", nil, 0)
 	errStoreDown        = newStatusError(codes.Unavailable, reasonStoreUnavailable, "store unavailable, retry with the same request id", nil, 0)
 	errQueueFull        = newStatusError(codes.ResourceExhausted, reasonOverloaded, "front door queue full", nil, overloadRetry)
+	errDropped          = newStatusError(codes.ResourceExhausted, reasonDegraded, "dropped under load (degradation), retry later", nil, degradedRetry)
 	errShed             = newStatusError(codes.ResourceExhausted, reasonOverloaded, "front door shedding load (adaptive limit)", nil, overloadRetry)
 	errStoreOverloaded  = newStatusError(codes.ResourceExhausted, reasonOverloaded, "store overloaded", nil, overloadRetry)
 	errShuttingDown     = newStatusError(codes.Unavailable, reasonShuttingDown, "front door shutting down, retry elsewhere with the same request id", nil, 0)
