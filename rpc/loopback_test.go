@@ -206,6 +206,17 @@ func TestLoopbackClusterServesAndHintsLeader(t *testing.T) {
 		return err == nil && ferr == nil && fr.Index >= res.Index && fr.Item.Available == 0 && r.Item.Reserved == 10
 	})
 
+	// Front doors announce themselves to the leader; any node's cluster
+	// status lists them.
+	_, err = store.AnnounceFrontDoor(ctx, &pb.AnnounceFrontDoorRequest{FrontDoor: &pb.FrontDoorPresence{Id: "f1", Region: "east", Weight: 1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := pb.NewAdminClient(c.conns[f]).ClusterStatus(ctx, &pb.ClusterStatusRequest{})
+	if err != nil || len(st.FrontDoors) != 1 || st.FrontDoors[0].Id != "f1" {
+		t.Fatalf("follower's cluster status front doors = %v (%v), want f1", st.GetFrontDoors(), err)
+	}
+
 	// A bad request changes nothing and says why.
 	_, err = store.ClaimBatch(ctx, &pb.ClaimBatchRequest{})
 	if status.Code(err) != codes.InvalidArgument {

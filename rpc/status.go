@@ -45,7 +45,7 @@ func (s *AdminServer) ClusterStatus(ctx context.Context, _ *pb.ClusterStatusRequ
 	out := &pb.ClusterStatusResponse{
 		LeaderId: leaderID, LeaderRegion: leaderMeta.Region, LeaderGrpcAddr: leaderMeta.GRPCAddr,
 		FrontDoorConfig: configToPB(s.node.FSM().FrontDoorConfig()),
-		FrontDoors:      s.frontDoors.live(), // empty unless this node leads
+		FrontDoors:      s.liveFrontDoors(ctx, leaderMeta.GRPCAddr),
 	}
 	out.Members = make([]*pb.Member, len(members))
 	var wg sync.WaitGroup
@@ -60,6 +60,25 @@ func (s *AdminServer) ClusterStatus(ctx context.Context, _ *pb.ClusterStatusRequ
 	}
 	wg.Wait()
 	return out, nil
+}
+
+// liveFrontDoors is the leader's soft list of front doors: read here when
+// this node leads, else asked of the leader (empty if it does not answer).
+func (s *AdminServer) liveFrontDoors(ctx context.Context, leaderAddr string) []*pb.FrontDoorPresence {
+	if s.node.IsLeader() || leaderAddr == "" {
+		return s.frontDoors.live()
+	}
+	ctx, cancel := context.WithTimeout(ctx, peerStatusTimeout)
+	defer cancel()
+	conn, err := s.peers.conn(leaderAddr)
+	if err != nil {
+		return nil
+	}
+	st, err := pb.NewAdminClient(conn).ClusterStatus(ctx, &pb.ClusterStatusRequest{})
+	if err != nil {
+		return nil
+	}
+	return st.GetFrontDoors()
 }
 
 func (s *AdminServer) fillMemberStatus(ctx context.Context, m *pb.Member) {
