@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"reflect"
+	"sync"
 	"testing"
 	"time"
 
@@ -300,5 +301,57 @@ func TestNonCommandEntriesAdvanceTheIndex(t *testing.T) {
 	}
 	if after, index := f.Digest(); after != before || index != 9 {
 		t.Fatalf("digest changed %v, index %d: want unchanged at 9", after != before, index)
+	}
+}
+
+// TestReadsAndPersistRunBesideApply reads every view and persists a snapshot
+// from other goroutines while claims, settles and expiries are applied: run
+// with -race, it shows the locking and the snapshot's sharing are sound.
+func TestReadsAndPersistRunBesideApply(t *testing.T) {
+	h := newHarness(t)
+	h.openSale(1_000_000, func(b *fsmpb.CreateCampaign) { b.ReservationTtlNanos = int64(time.Second) })
+	claimMany(h, "early", 1500)
+	want := h.digest()
+	snap, err := h.f.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	var sink bufferSink
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		if err := snap.Persist(&sink); err != nil {
+			t.Error(err)
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		for {
+			select {
+			case <-done:
+				return
+			case <-h.f.Changed():
+			}
+			h.f.Campaigns()
+			h.f.Items("")
+			h.f.ClaimsByUser("early7", "")
+			h.f.Claim(3)
+			h.f.ReservedClaims(10)
+			h.f.Stats()
+			h.f.Digest()
+		}
+	}()
+	for n := range 20 {
+		claimMany(h, fmt.Sprint("late", n, "-"), 50)
+		h.mustOK(settle(uint64(1500 + 50*n))) // the batch's last claim
+		h.now += int64(100 * time.Millisecond)
+		h.mustOK(expire())
+	}
+	close(done)
+	wg.Wait()
+	if got, _ := restored(t, sink.Bytes(), Config{}).Digest(); got != want {
+		t.Fatal("the snapshot persisted beside applies is not the state it was taken at")
 	}
 }
