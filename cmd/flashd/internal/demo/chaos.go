@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/flashd/flashd/cmd/internal/localcluster"
 	pb "github.com/flashd/flashd/rpc/flashdpb"
 )
 
@@ -60,45 +61,45 @@ wait:
 	if ctx.Err() != nil {
 		return
 	}
-	if err := victim.start(s.cl.bin); err != nil {
+	if err := victim.Start(s.cl.Binary); err != nil {
 		s.event("chaos: restart failed: " + err.Error())
 		return
 	}
-	s.chaosEvent(fmt.Sprintf("chaos: %s restarted (same flags, its own data directory)", victim.name))
+	s.chaosEvent(fmt.Sprintf("chaos: %s restarted (same flags, its own data directory)", victim.Name))
 	c.watchCatchUp(ctx, victim)
 }
 
 // kill finds the leader and kills its process.
-func (c *chaosRun) kill(ctx context.Context) (*child, error) {
+func (c *chaosRun) kill(ctx context.Context) (*localcluster.Process, error) {
 	s := c.s
 	rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-	st, err := s.cl.store.ClusterStatus(rctx, &pb.ClusterStatusRequest{})
+	st, err := s.cl.Store.ClusterStatus(rctx, &pb.ClusterStatusRequest{})
 	cancel()
 	if err != nil {
 		return nil, fmt.Errorf("no cluster status, nothing killed: %v", err)
 	}
-	victim := s.cl.storeByID(st.GetLeaderId())
+	victim := s.cl.StoreByID(st.GetLeaderId())
 	if victim == nil {
 		return nil, fmt.Errorf("no leader to kill (leader %q)", st.GetLeaderId())
 	}
-	pid := victim.pid()
-	victim.kill()
+	pid := victim.PID()
+	victim.Kill()
 	s.mu.Lock()
 	s.killedAt = time.Now()
 	s.mu.Unlock()
-	s.chaosEvent(fmt.Sprintf("chaos: kill -9 store leader %s (%s), pid %d, with %s claims granted", victim.name, victim.region, pid,
+	s.chaosEvent(fmt.Sprintf("chaos: kill -9 store leader %s (%s), pid %d, with %s claims granted", victim.Name, victim.Region, pid,
 		count(s.crowd.outcomes[outGranted].Load())))
 	return victim, nil
 }
 
 // watchCatchUp reports when the restarted node has applied what the
 // leader has committed.
-func (c *chaosRun) watchCatchUp(ctx context.Context, victim *child) {
+func (c *chaosRun) watchCatchUp(ctx context.Context, victim *localcluster.Process) {
 	s := c.s
 	ctx, cancel := context.WithTimeout(ctx, catchUpTimeout)
 	defer cancel()
 	for ctx.Err() == nil {
-		st, err := s.cl.store.ClusterStatus(ctx, &pb.ClusterStatusRequest{})
+		st, err := s.cl.Store.ClusterStatus(ctx, &pb.ClusterStatusRequest{})
 		if err == nil {
 			var leaderCommit, applied uint64
 			answered := false
@@ -106,12 +107,12 @@ func (c *chaosRun) watchCatchUp(ctx context.Context, victim *child) {
 				if m.GetLeader() {
 					leaderCommit = m.GetStatus().GetCommitIndex()
 				}
-				if m.GetId() == victim.name && m.GetStatus() != nil {
+				if m.GetId() == victim.Name && m.GetStatus() != nil {
 					applied, answered = m.GetStatus().GetAppliedIndex(), true
 				}
 			}
 			if answered && leaderCommit > 0 && applied >= leaderCommit {
-				s.chaosEvent(fmt.Sprintf("chaos: %s caught up: applied index %d, the leader's commit index", victim.name, applied))
+				s.chaosEvent(fmt.Sprintf("chaos: %s caught up: applied index %d, the leader's commit index", victim.Name, applied))
 				return
 			}
 		}

@@ -20,6 +20,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/flashd/flashd/client"
+	"github.com/flashd/flashd/cmd/internal/localcluster"
 	pb "github.com/flashd/flashd/rpc/flashdpb"
 )
 
@@ -65,6 +66,7 @@ const (
 	reservationTTL = time.Hour   // no reservation expires during the demo
 	pollInterval   = 500 * time.Millisecond
 	leaderInterval = time.Second
+	raftTimer      = "500ms" // heartbeat and election timeouts: a quick failover to watch
 )
 
 func (c *Config) validate() error {
@@ -117,10 +119,10 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
-	cl := &cluster{bin: cfg.Binary, dir: dir}
+	cl := &localcluster.Cluster{Binary: cfg.Binary, Dir: dir, StoreArgs: []string{"--heartbeat-timeout", raftTimer, "--election-timeout", raftTimer}}
 	out := cfg.Out
 	defer func() {
-		cl.stop()
+		cl.Stop()
 		if cfg.Keep {
 			fmt.Fprintf(out, "kept %s: data directories and logs of every process\n", dir)
 		} else {
@@ -129,17 +131,17 @@ func Run(ctx context.Context, cfg Config) error {
 	}()
 
 	fmt.Fprintf(out, "starting 3 store nodes (regions east, west, north) and %d front doors on loopback; data and logs in %s\n", cfg.FrontDoors, dir)
-	if err := cl.startStores(ctx); err != nil {
+	if err := cl.StartStores(ctx); err != nil {
 		return err
 	}
-	items, stock, err := setupSale(ctx, cl.store, cfg)
+	items, stock, err := setupSale(ctx, cl.Store, cfg)
 	if err != nil {
 		return err
 	}
-	if err := cl.startDoors(ctx, cfg.FrontDoors); err != nil {
+	if err := cl.StartDoors(ctx, cfg.FrontDoors, "fd"); err != nil {
 		return err
 	}
-	c, err := client.New(ctx, cl.doorAddrs())
+	c, err := client.New(ctx, cl.DoorAddrs())
 	if err != nil {
 		return err
 	}
@@ -147,7 +149,7 @@ func Run(ctx context.Context, cfg Config) error {
 
 	open := time.Now().Add(openLead)
 	state := pb.CampaignState_CAMPAIGN_STATE_OPEN
-	if _, err := cl.store.UpdateCampaign(ctx, &pb.UpdateCampaignRequest{CampaignId: campaignID, State: &state, Start: timestamppb.New(open)}); err != nil {
+	if _, err := cl.Store.UpdateCampaign(ctx, &pb.UpdateCampaignRequest{CampaignId: campaignID, State: &state, Start: timestamppb.New(open)}); err != nil {
 		return fmt.Errorf("open the sale: %w", err)
 	}
 	waves := "no entry waves"
@@ -172,7 +174,7 @@ func Run(ctx context.Context, cfg Config) error {
 		acked[a.user] = true
 	}
 	fmt.Fprintln(out, "checking the store: replicas, counters, and every acknowledged claim read back ...")
-	results, sv := checkInvariants(ctx, cl.store, campaignID, items, stock, uint32(cfg.PerUserLimit), acks, sampleOthers(users, acked, sampleUsers))
+	results, sv := checkInvariants(ctx, cl.Store, campaignID, items, stock, uint32(cfg.PerUserLimit), acks, sampleOthers(users, acked, sampleUsers))
 	s.summary(out, users, results, sv)
 	for _, r := range results {
 		if !r.ok {
@@ -226,7 +228,7 @@ func splitStock(total, n int) []uint64 {
 // sale is one run of the demo's sale: the crowd, the live view, and chaos.
 type sale struct {
 	cfg    Config
-	cl     *cluster
+	cl     *localcluster.Cluster
 	client *client.Client
 	crowd  *crowd
 	items  []string
@@ -331,7 +333,7 @@ func (s *sale) pollItems(ctx context.Context) {
 func (s *sale) pollItemsOnce(ctx context.Context) {
 	for i, name := range s.items {
 		rctx, cancel := context.WithTimeout(ctx, pollInterval)
-		res, err := s.cl.store.GetItem(rctx, &pb.GetItemRequest{CampaignId: campaignID, ItemId: name, Consistency: pb.Consistency_CONSISTENCY_STALE})
+		res, err := s.cl.Store.GetItem(rctx, &pb.GetItemRequest{CampaignId: campaignID, ItemId: name, Consistency: pb.Consistency_CONSISTENCY_STALE})
 		cancel()
 		s.mu.Lock()
 		if err == nil {
@@ -354,7 +356,7 @@ func (s *sale) pollItemsOnce(ctx context.Context) {
 func (s *sale) pollLeader(ctx context.Context) {
 	for {
 		rctx, cancel := context.WithTimeout(ctx, leaderInterval)
-		st, err := s.cl.store.ClusterStatus(rctx, &pb.ClusterStatusRequest{})
+		st, err := s.cl.Store.ClusterStatus(rctx, &pb.ClusterStatusRequest{})
 		cancel()
 		if err == nil {
 			s.leaderIs(st.GetLeaderId(), st.GetLeaderRegion())
@@ -403,11 +405,7 @@ func (s *sale) pollFunnel(ctx context.Context) {
 }
 
 func (s *sale) refreshFunnel(ctx context.Context) {
-	var addrs []string
-	for _, d := range s.cl.doors {
-		addrs = append(addrs, d.httpAddr)
-	}
-	f, g, err := scrapeDoors(ctx, addrs)
+	f, g, err := scrapeDoors(ctx, s.cl.DoorHTTPAddrs())
 	if err != nil && len(g) == 0 {
 		return
 	}

@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 	"unicode/utf8"
+
+	"github.com/flashd/flashd/cmd/internal/localcluster"
 )
 
 const sampleMetrics = `# HELP flashd_frontdoor_requests_total Claims reaching each funnel stage.
@@ -27,10 +29,11 @@ go_gc_duration_seconds{quantile="0.5"} 1.5e-05
 func TestParseMetricsSumsTheFunnel(t *testing.T) {
 	f := funnelCounts{}
 	for range 2 { // two front doors
-		g, err := parseMetrics(strings.NewReader(sampleMetrics), f)
+		samples, err := localcluster.ParseMetrics(strings.NewReader(sampleMetrics))
 		if err != nil {
 			t.Fatal(err)
 		}
+		g := addSamples(samples, f)
 		if g.degradeLevel != 3 || g.dropFraction != 0.25 {
 			t.Errorf("gauges %+v, want level 3 and 0.25", g)
 		}
@@ -47,10 +50,10 @@ func TestParseMetricsSumsTheFunnel(t *testing.T) {
 		{"validate", 0, 0, ""},
 	}
 	for _, c := range checks {
-		if r, s := f.reached(c.stage), f.stopped(c.stage); r != c.reached || s != c.stopped {
+		if r, s := f.Reached(c.stage), f.Stopped(c.stage); r != c.reached || s != c.stopped {
 			t.Errorf("%s: reached %v stopped %v, want %v and %v", c.stage, r, s, c.reached, c.stopped)
 		}
-		if why := f.why(c.stage); why != c.why {
+		if why := why(f, c.stage); why != c.why {
 			t.Errorf("%s: why %q, want %q", c.stage, why, c.why)
 		}
 	}
@@ -58,9 +61,11 @@ func TestParseMetricsSumsTheFunnel(t *testing.T) {
 
 func TestRenderedFrameFitsATerminal(t *testing.T) {
 	f := funnelCounts{}
-	if _, err := parseMetrics(strings.NewReader(sampleMetrics), f); err != nil {
+	samples, err := localcluster.ParseMetrics(strings.NewReader(sampleMetrics))
+	if err != nil {
 		t.Fatal(err)
 	}
+	addSamples(samples, f)
 	v := view{
 		campaign: "spring", elapsed: 12300 * time.Millisecond, bound: 30 * time.Second, users: 200_000,
 		arrived: 123_456, done: 100_000, leaderID: "n2", leaderRegion: "north",

@@ -5,6 +5,8 @@ import (
 	"io"
 	"strings"
 	"time"
+
+	"github.com/flashd/flashd/cmd/internal/localcluster"
 )
 
 // Refresh rates of the display.
@@ -84,9 +86,9 @@ func render(v view) []string {
 	add("funnel                                  reached    stopped")
 	add("  %-34s %10s %10s   (L3 drop %s, retry budget spent %s)", "client library (presses)",
 		count(v.presses), count(int64(v.clientDropped)), count(int64(v.clientDropped)), count(int64(v.budgetSpent)))
-	for _, s := range funnelStages {
-		line := fmt.Sprintf("  %-34s %10s %10s", s.title, count(int64(v.funnel.reached(s.stage))), count(int64(v.funnel.stopped(s.stage))))
-		if why := v.funnel.why(s.stage); why != "" {
+	for _, s := range localcluster.FunnelStages {
+		line := fmt.Sprintf("  %-34s %10s %10s", s.Title, count(int64(v.funnel.Reached(s.Name))), count(int64(v.funnel.Stopped(s.Name))))
+		if why := why(v.funnel, s.Name); why != "" {
 			line += "   " + why
 		}
 		out = append(out, line)
@@ -116,14 +118,14 @@ func itemLine(it itemView) string {
 }
 
 // why says what a stage stopped claims for, largest first: "sold out 31,990".
-func (f funnelCounts) why(stage string) string {
+func why(f funnelCounts, stage string) string {
 	type reason struct {
 		name string
 		n    float64
 	}
 	var rs []reason
 	for o, v := range f[stage] {
-		if !passing(o) && v > 0 {
+		if !localcluster.Passing(o) && v > 0 {
 			rs = append(rs, reason{strings.ReplaceAll(o, "_", " "), v})
 		}
 	}
@@ -162,9 +164,9 @@ func plainLine(v view) string {
 	if v.clientDropped > 0 {
 		fmt.Fprintf(&b, " client-L3=%d", v.clientDropped)
 	}
-	for _, s := range funnelStages {
-		if n := v.funnel.stopped(s.stage); n > 0 {
-			fmt.Fprintf(&b, " %s=%d", s.stage, int64(n))
+	for _, s := range localcluster.FunnelStages {
+		if n := v.funnel.Stopped(s.Name); n > 0 {
+			fmt.Fprintf(&b, " %s=%d", s.Name, int64(n))
 		}
 	}
 	return b.String()

@@ -5,6 +5,8 @@ import (
 	"io"
 	"strings"
 	"time"
+
+	"github.com/flashd/flashd/cmd/internal/localcluster"
 )
 
 // summary prints what happened and what the store holds.
@@ -76,8 +78,8 @@ func (s *sale) summary(out io.Writer, users []*user, results []checkResult, sv s
 	p("rejections per funnel stage (front doors, summed; a stage counts every attempt that reached it):")
 	p("  %-34s %10s %10s", "stage", "reached", "stopped")
 	p("  %-34s %10s %10s   %s", "client library (presses)", count(w.pressed.Load()), count(int64(st.Dropped)), "dropped locally at L3")
-	for _, stage := range funnelStages {
-		p("  %-34s %10s %10s   %s", stage.title, count(int64(funnel.reached(stage.stage))), count(int64(funnel.stopped(stage.stage))), funnel.why(stage.stage))
+	for _, stage := range localcluster.FunnelStages {
+		p("  %-34s %10s %10s   %s", stage.Title, count(int64(funnel.Reached(stage.Name))), count(int64(funnel.Stopped(stage.Name))), why(funnel, stage.Name))
 	}
 	p("")
 	lat := w.allLatencies()

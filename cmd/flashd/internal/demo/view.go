@@ -28,8 +28,8 @@ func (s *sale) view(final bool) view {
 		attempts: st.Attempts, presses: s.crowd.pressed.Load(), clientDropped: st.Dropped, budgetSpent: st.BudgetExhausted,
 		funnel: s.funnel, events: slices.Clone(s.events),
 	}
-	for _, d := range s.cl.doors {
-		v.doors = append(v.doors, fmt.Sprintf("%s (%s)", d.name, d.region))
+	for _, d := range s.cl.Doors {
+		v.doors = append(v.doors, fmt.Sprintf("%s (%s)", d.Name, d.Region))
 	}
 	for _, g := range s.gauges {
 		v.degradeLevel = max(v.degradeLevel, int(g.degradeLevel))
