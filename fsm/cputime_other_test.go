@@ -2,5 +2,5 @@
 
 package fsm
 
-// cpuTime is not measured on this platform.
-func cpuTime() int64 { return 0 }
+// cpuTimes is not measured on this platform.
+func cpuTimes() (user, system int64) { return 0, 0 }

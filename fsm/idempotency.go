@@ -135,14 +135,6 @@ func (st *idempotencyStore) evictOldest() {
 	}
 }
 
-// each calls fn on every record, oldest first.
-func (st *idempotencyStore) each(fn func(idempotencyRecord)) {
-	st.order.each(func(ref uint64) bool {
-		fn(st.record(ref))
-		return true
-	})
-}
-
 // Payload hashes: FNV-1a 64 over the command type and the body's fields, in
 // a fixed order, each string preceded by its length. Stored in snapshots, so
 // the recipe must not change.
