@@ -100,6 +100,25 @@ func (c *testCluster) waitLeader() *Node {
 	return nil
 }
 
+// waitEveryoneKnows waits until every node names leader as the leader.
+func (c *testCluster) waitEveryoneKnows(leader *Node) {
+	c.t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		known := 0
+		for _, n := range c.nodes {
+			if _, id := n.Raft().LeaderWithID(); string(id) == leader.ID() {
+				known++
+			}
+		}
+		if known == len(c.nodes) {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	c.t.Fatalf("not every node learned leader %s within 10s", leader.ID())
+}
+
 // waitConverged waits until every node has applied the same index.
 func (c *testCluster) waitConverged() {
 	c.t.Helper()
@@ -278,6 +297,7 @@ func assertSameDigests(t *testing.T, c *testCluster) {
 func TestLinearizableReadRefusedOnFollower(t *testing.T) {
 	c := newTestCluster(t, 3)
 	leader := c.waitLeader()
+	c.waitEveryoneKnows(leader)
 	for _, n := range c.nodes {
 		err := n.LinearizableRead(context.Background())
 		if n == leader && err != nil {
