@@ -199,19 +199,21 @@ type Status struct {
 	Term, LastLogIndex, CommitIndex uint64
 	AppliedIndex                    uint64
 	LastContact                     time.Time // zero on the leader
-	Digest                          string
+	Digest                          string    // of the applied state at DigestIndex
+	DigestIndex                     uint64
 	Claims                          int
 	Uptime                          time.Duration
 }
 
-// Status reads this node's view; the digest is of the applied state.
+// Status reads this node's view. The digest may trail the applied index
+// while writes flow (see stateDigest); it says which index it covers.
 func (n *Node) Status() Status {
-	digest, applied := n.fsm.Digest()
+	digest, digestIndex := n.stateDigest()
 	_, leader := n.raft.LeaderWithID()
 	st := Status{
 		ID: n.cfg.ID, Region: n.cfg.Region, State: n.raft.State().String(), LeaderID: string(leader),
 		Term: n.currentTerm(), LastLogIndex: n.raft.LastIndex(), CommitIndex: n.raft.CommitIndex(),
-		AppliedIndex: applied, Digest: digest, Claims: n.fsm.Stats().Claims, Uptime: time.Since(n.started),
+		AppliedIndex: n.fsm.AppliedIndex(), Digest: digest, DigestIndex: digestIndex, Claims: n.fsm.Stats().Claims, Uptime: time.Since(n.started),
 	}
 	if n.raft.State() != raft.Leader {
 		st.LastContact = n.raft.LastContact()

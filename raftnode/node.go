@@ -157,6 +157,7 @@ type Node struct {
 	// current term.
 	readyTerm atomic.Uint64
 	lastStamp atomic.Int64 // last command time stamped, for monotonic time
+	digests   digestCache
 
 	stop chan struct{}
 	wg   sync.WaitGroup

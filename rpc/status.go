@@ -16,7 +16,7 @@ import (
 )
 
 // peerStatusTimeout bounds how long ClusterStatus waits for one member.
-const peerStatusTimeout = time.Second
+const peerStatusTimeout = 3 * time.Second
 
 // NodeStatus is this node's own view.
 func (s *AdminServer) NodeStatus(context.Context, *pb.NodeStatusRequest) (*pb.NodeStatusResponse, error) {
@@ -26,7 +26,7 @@ func (s *AdminServer) NodeStatus(context.Context, *pb.NodeStatusRequest) (*pb.No
 func nodeStatusToPB(st raftnode.Status) *pb.NodeStatusResponse {
 	out := &pb.NodeStatusResponse{
 		Id: st.ID, Region: st.Region, State: st.State, Term: st.Term, LastLogIndex: st.LastLogIndex,
-		CommitIndex: st.CommitIndex, AppliedIndex: st.AppliedIndex, Digest: st.Digest,
+		CommitIndex: st.CommitIndex, AppliedIndex: st.AppliedIndex, Digest: st.Digest, DigestIndex: st.DigestIndex,
 		Claims: uint64(st.Claims), LeaderId: st.LeaderID, Uptime: durationpb.New(st.Uptime),
 	}
 	if !st.LastContact.IsZero() {

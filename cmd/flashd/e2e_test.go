@@ -204,8 +204,8 @@ func (c *binCluster) converged(ctx context.Context, s *client.Store) string {
 			digests := map[string]bool{}
 			indexes := map[uint64]bool{}
 			for _, m := range st.Members {
-				if m.Status == nil {
-					digests["missing:"+m.Id] = true
+				if m.Status == nil || m.Status.DigestIndex != m.Status.AppliedIndex {
+					digests["missing or stale:"+m.Id] = true
 					continue
 				}
 				digests[m.Status.Digest] = true

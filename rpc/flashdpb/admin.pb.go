@@ -814,8 +814,9 @@ type NodeStatusResponse struct {
 	LastLogIndex  uint64                 `protobuf:"varint,5,opt,name=last_log_index,json=lastLogIndex,proto3" json:"last_log_index,omitempty"`
 	CommitIndex   uint64                 `protobuf:"varint,6,opt,name=commit_index,json=commitIndex,proto3" json:"commit_index,omitempty"`
 	AppliedIndex  uint64                 `protobuf:"varint,7,opt,name=applied_index,json=appliedIndex,proto3" json:"applied_index,omitempty"`
-	LastContact   *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=last_contact,json=lastContact,proto3" json:"last_contact,omitempty"` // unset on the leader
-	Digest        string                 `protobuf:"bytes,9,opt,name=digest,proto3" json:"digest,omitempty"`                              // hash of the applied state
+	LastContact   *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=last_contact,json=lastContact,proto3" json:"last_contact,omitempty"`   // unset on the leader
+	Digest        string                 `protobuf:"bytes,9,opt,name=digest,proto3" json:"digest,omitempty"`                                // hash of the applied state at digest_index
+	DigestIndex   uint64                 `protobuf:"varint,13,opt,name=digest_index,json=digestIndex,proto3" json:"digest_index,omitempty"` // may trail applied_index while writes flow
 	Claims        uint64                 `protobuf:"varint,10,opt,name=claims,proto3" json:"claims,omitempty"`
 	LeaderId      string                 `protobuf:"bytes,11,opt,name=leader_id,json=leaderId,proto3" json:"leader_id,omitempty"`
 	Uptime        *durationpb.Duration   `protobuf:"bytes,12,opt,name=uptime,proto3" json:"uptime,omitempty"`
@@ -914,6 +915,13 @@ func (x *NodeStatusResponse) GetDigest() string {
 		return x.Digest
 	}
 	return ""
+}
+
+func (x *NodeStatusResponse) GetDigestIndex() uint64 {
+	if x != nil {
+		return x.DigestIndex
+	}
+	return 0
 }
 
 func (x *NodeStatusResponse) GetClaims() uint64 {
@@ -1380,7 +1388,7 @@ const file_flashd_v1_admin_proto_rawDesc = "" +
 	"\x11front_door_config\x18\x05 \x01(\v2\x1a.flashd.v1.FrontDoorConfigR\x0ffrontDoorConfig\x12=\n" +
 	"\vfront_doors\x18\x06 \x03(\v2\x1c.flashd.v1.FrontDoorPresenceR\n" +
 	"frontDoors\"\x13\n" +
-	"\x11NodeStatusRequest\"\x93\x03\n" +
+	"\x11NodeStatusRequest\"\xb6\x03\n" +
 	"\x12NodeStatusResponse\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
 	"\x06region\x18\x02 \x01(\tR\x06region\x12\x14\n" +
@@ -1390,7 +1398,8 @@ const file_flashd_v1_admin_proto_rawDesc = "" +
 	"\fcommit_index\x18\x06 \x01(\x04R\vcommitIndex\x12#\n" +
 	"\rapplied_index\x18\a \x01(\x04R\fappliedIndex\x12=\n" +
 	"\flast_contact\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\vlastContact\x12\x16\n" +
-	"\x06digest\x18\t \x01(\tR\x06digest\x12\x16\n" +
+	"\x06digest\x18\t \x01(\tR\x06digest\x12!\n" +
+	"\fdigest_index\x18\r \x01(\x04R\vdigestIndex\x12\x16\n" +
 	"\x06claims\x18\n" +
 	" \x01(\x04R\x06claims\x12\x1b\n" +
 	"\tleader_id\x18\v \x01(\tR\bleaderId\x121\n" +

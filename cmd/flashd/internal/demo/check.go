@@ -134,6 +134,8 @@ func converged(ctx context.Context, s *client.Store) (*pb.ClusterStatusResponse,
 				switch {
 				case ns == nil:
 					same, last = false, fmt.Sprintf("%s does not answer: %s", m.GetId(), m.GetError())
+				case ns.GetDigestIndex() != ns.GetAppliedIndex():
+					same, last = false, fmt.Sprintf("%s's digest covers index %d, not yet %d", m.GetId(), ns.GetDigestIndex(), ns.GetAppliedIndex())
 				case first == nil:
 					first = ns
 				case ns.GetAppliedIndex() != first.GetAppliedIndex() || ns.GetDigest() != first.GetDigest():
