@@ -402,3 +402,68 @@ func TestBadInputChangesNothing(t *testing.T) {
 		t.Fatalf("bad input changed the item:\nbefore %s\nafter  %s", before, after)
 	}
 }
+
+// TestMembershipThroughFlashctl runs every membership command of flashctl
+// against the real binaries: a fourth node joins as a non-voter and serves
+// stale reads, leadership moves to a named region, a snapshot is taken, and
+// the fourth node is removed.
+func TestMembershipThroughFlashctl(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the binaries")
+	}
+	c := startBinCluster(t)
+	c.mustCtl("campaign", "create", "spring", "--kind", "flash-sale", "--start", "now")
+	c.mustCtl("item", "add", "--campaign", "spring", "lantern", "--stock", "7")
+
+	grpc4, raft4 := freePort(t), freePort(t)
+	p := &proc{args: []string{"store", "--id", "n4", "--region", "south", "--data-dir", filepath.Join(t.TempDir(), "n4"),
+		"--raft-addr", raft4, "--grpc-addr", grpc4, "--http-addr", "", "--heartbeat-timeout", "500ms", "--election-timeout", "500ms"},
+		log: filepath.Join(t.TempDir(), "n4.log")}
+	c.nodes = append(c.nodes, p)
+	c.start(p)
+	c.mustCtl("cluster", "join", "--id", "n4", "--raft-addr", raft4, "--grpc-addr", grpc4, "--region", "south", "--non-voter")
+	c.grpc = append(c.grpc, grpc4)
+	c.waitMembers(4)
+
+	// The non-voter holds the data and answers stale reads itself.
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		out, err := c.ctl("--endpoints", grpc4, "-o", "json", "item", "get", "--campaign", "spring", "lantern", "--stale")
+		if err == nil && strings.Contains(out, `"total": "7"`) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("non-voter never served the item: %v %s", err, out)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	status := c.mustCtl("-o", "json", "cluster", "status")
+	if !strings.Contains(status, `"id": "n4"`) || strings.Count(status, `"voter": true`) != 3 {
+		t.Fatalf("cluster status after the non-voter joined:\n%s", status)
+	}
+
+	// Leadership moves to the region asked for.
+	s := c.client()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	from := c.leaderIndex(ctx, s)
+	target := []string{"east", "west", "north"}[(from+1)%3]
+	c.mustCtl("cluster", "transfer-leader", "--region", target)
+	st, err := s.ClusterStatus(ctx, &pb.ClusterStatusRequest{})
+	if err != nil || st.LeaderRegion != target {
+		t.Fatalf("leader region after transfer = %q (%v), want %q", st.GetLeaderRegion(), err, target)
+	}
+
+	if out := c.mustCtl("-o", "json", "cluster", "snapshot"); !strings.Contains(out, "index") {
+		t.Fatalf("snapshot answered %s", out)
+	}
+
+	c.mustCtl("cluster", "remove", "n4")
+	status = c.mustCtl("-o", "json", "cluster", "status")
+	if strings.Contains(status, `"id": "n4"`) {
+		t.Fatalf("n4 still listed after remove:\n%s", status)
+	}
+	if _, err := c.ctl("cluster", "remove", "n9"); err == nil {
+		t.Fatal("removing an unknown node succeeded")
+	}
+}
