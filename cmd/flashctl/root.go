@@ -102,6 +102,7 @@ itself and retries on another node when one is down, within --timeout.`,
 		newDegradeCmd(g),
 		newRateLimitCmd(g),
 		newTokenCmd(g),
+		newBenchCmd(g, getenv),
 	)
 	return root
 }
