@@ -59,7 +59,7 @@ func (s *state) applyOperation(cmd *fsmpb.Command) *Result {
 	res := s.dispatch(cmd)
 	out := res.Outcomes[0]
 	s.idempotency.add(idempotencyRecord{
-		requestID: requestID, payloadHash: hash, time: s.clock, claimID: out.Claim.ID, reason: out.Reason,
+		requestID: requestID, payloadHash: hash, time: s.clock, claimID: out.Claim.ID, reason: out.Reason, detail: res.detail,
 	}, requestHash)
 	return res
 }
@@ -84,6 +84,18 @@ func (s *state) dispatch(cmd *fsmpb.Command) *Result {
 		return s.applyRegisterNode(cmd.RegisterNode)
 	case fsmpb.CommandType_COMMAND_TYPE_SET_FRONT_DOOR_CONFIG:
 		return s.applySetFrontDoorConfig(cmd.SetFrontDoorConfig)
+	case fsmpb.CommandType_COMMAND_TYPE_DEFINE_CARDS:
+		return s.applyDefineCards(cmd.DefineCards)
+	case fsmpb.CommandType_COMMAND_TYPE_GRANT_DRAWS:
+		return s.applyGrantDraws(cmd.GrantDraws)
+	case fsmpb.CommandType_COMMAND_TYPE_DRAW_CARD:
+		return s.applyDrawCard(cmd.DrawCard, cmd.GetSeed())
+	case fsmpb.CommandType_COMMAND_TYPE_REDEEM_SET:
+		return s.applyRedeemSet(cmd.RedeemSet)
+	case fsmpb.CommandType_COMMAND_TYPE_CLOSE_AND_SPLIT:
+		return s.applyCloseAndSplit(cmd.CloseAndSplit)
+	case fsmpb.CommandType_COMMAND_TYPE_LEASE_CLAIMS:
+		return s.applyLeaseClaims(cmd.LeaseClaims)
 	}
 	// decodeCommand let through only the types above.
 	panic(fmt.Sprintf("fsm: no handler for %v", cmd.GetType()))
@@ -111,6 +123,21 @@ func (s *state) replayOperation(cmd *fsmpb.Command, rec idempotencyRecord, hash 
 	case fsmpb.CommandType_COMMAND_TYPE_SET_FRONT_DOOR_CONFIG:
 		config := s.frontDoor
 		res.Config = &config
+	case fsmpb.CommandType_COMMAND_TYPE_DEFINE_CARDS:
+		res.Cards = s.cardsView(cmd.DefineCards.GetCampaignId())
+	case fsmpb.CommandType_COMMAND_TYPE_CLOSE_AND_SPLIT:
+		res.Campaign = s.campaignView(cmd.CloseAndSplit.GetCampaignId())
+		res.Cards = s.cardsView(cmd.CloseAndSplit.GetCampaignId())
+	case fsmpb.CommandType_COMMAND_TYPE_GRANT_DRAWS:
+		res.Holder = s.holderView(cmd.GrantDraws.GetCampaignId(), cmd.GrantDraws.GetUserId())
+	case fsmpb.CommandType_COMMAND_TYPE_DRAW_CARD:
+		res.Holder = s.holderView(cmd.DrawCard.GetCampaignId(), cmd.DrawCard.GetUserId())
+		if c := s.campaigns[cmd.DrawCard.GetCampaignId()]; rec.detail != 0 && c != nil && c.cards != nil {
+			res.CardType = c.cards.types[rec.detail-1].id
+		}
+	case fsmpb.CommandType_COMMAND_TYPE_REDEEM_SET:
+		res.Holder = s.holderView(cmd.RedeemSet.GetCampaignId(), cmd.RedeemSet.GetUserId())
+		res.Reward = rec.detail
 	}
 	return res
 }
@@ -137,6 +164,24 @@ func (s *state) campaignView(id string) *Campaign {
 		return nil
 	}
 	v := c.view()
+	return &v
+}
+
+func (s *state) cardsView(campaignID string) *CardCollect {
+	c := s.campaigns[campaignID]
+	if c == nil || c.cards == nil {
+		return nil
+	}
+	v := c.cards.view(c.id)
+	return &v
+}
+
+func (s *state) holderView(campaignID, userID string) *CardHolder {
+	c := s.campaigns[campaignID]
+	if c == nil || c.cards == nil {
+		return nil
+	}
+	v := c.cards.holderView(c.id, userID, c.cards.holders[userID])
 	return &v
 }
 

@@ -127,6 +127,18 @@ func checkBody(cmd *fsmpb.Command) error {
 		set = cmd.RegisterNode != nil
 	case fsmpb.CommandType_COMMAND_TYPE_SET_FRONT_DOOR_CONFIG:
 		set = cmd.SetFrontDoorConfig != nil
+	case fsmpb.CommandType_COMMAND_TYPE_DEFINE_CARDS:
+		set = cmd.DefineCards != nil
+	case fsmpb.CommandType_COMMAND_TYPE_GRANT_DRAWS:
+		set = cmd.GrantDraws != nil
+	case fsmpb.CommandType_COMMAND_TYPE_DRAW_CARD:
+		set = cmd.DrawCard != nil
+	case fsmpb.CommandType_COMMAND_TYPE_REDEEM_SET:
+		set = cmd.RedeemSet != nil
+	case fsmpb.CommandType_COMMAND_TYPE_CLOSE_AND_SPLIT:
+		set = cmd.CloseAndSplit != nil
+	case fsmpb.CommandType_COMMAND_TYPE_LEASE_CLAIMS:
+		set = cmd.LeaseClaims != nil
 	default:
 		return fmt.Errorf("%w: %v", ErrUnknownCommand, cmd.GetType())
 	}
@@ -235,7 +247,8 @@ func bodies(cmd *fsmpb.Command) int {
 	for _, set := range []bool{
 		cmd.CreateCampaign != nil, cmd.UpdateCampaign != nil, cmd.AddItem != nil, cmd.AdjustStock != nil,
 		cmd.ClaimBatch != nil, cmd.Settle != nil, cmd.Release != nil, cmd.Expire != nil,
-		cmd.RegisterNode != nil, cmd.SetFrontDoorConfig != nil,
+		cmd.RegisterNode != nil, cmd.SetFrontDoorConfig != nil, cmd.DefineCards != nil, cmd.GrantDraws != nil,
+		cmd.DrawCard != nil, cmd.RedeemSet != nil, cmd.CloseAndSplit != nil, cmd.LeaseClaims != nil,
 	} {
 		if set {
 			n++

@@ -202,14 +202,15 @@ func TestReasonNames(t *testing.T) {
 		ReasonCampaignClosed: "CAMPAIGN_CLOSED", ReasonCampaignNotFound: "CAMPAIGN_NOT_FOUND", ReasonItemNotFound: "ITEM_NOT_FOUND",
 		ReasonClaimNotFound: "CLAIM_NOT_FOUND", ReasonInvalidArgument: "INVALID_ARGUMENT", ReasonAlreadyExists: "ALREADY_EXISTS",
 		ReasonInsufficientStock: "INSUFFICIENT_STOCK", ReasonAlreadySettled: "ALREADY_SETTLED", ReasonAlreadyReleased: "ALREADY_RELEASED",
-		ReasonRequestIDReused: "REQUEST_ID_REUSED", ReasonWrongCampaignKind: "WRONG_CAMPAIGN_KIND", 15: "Reason(15)",
+		ReasonRequestIDReused: "REQUEST_ID_REUSED", ReasonWrongCampaignKind: "WRONG_CAMPAIGN_KIND",
+		ReasonNoDrawsLeft: "NO_DRAWS_LEFT", ReasonNoFullSet: "NO_FULL_SET", ReasonPoolEmpty: "POOL_EMPTY", 18: "Reason(18)",
 	}
 	for r, name := range want {
 		if r.String() != name {
 			t.Errorf("Reason(%d).String() = %q, want %q", r, r.String(), name)
 		}
 	}
-	if ReasonWrongCampaignKind != 14 {
+	if ReasonWrongCampaignKind != 14 || ReasonPoolEmpty != 17 {
 		t.Error("Reason numbers moved: they must equal flashdpb.Reason")
 	}
 }

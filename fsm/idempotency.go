@@ -17,6 +17,7 @@ type idempotencyRecord struct {
 	time        int64 // command time, Unix nanoseconds
 	claimID     uint64
 	reason      Reason
+	detail      uint64 // see Result.detail
 }
 
 // idempotencyStore keeps the first result of every request ID for a
@@ -229,6 +230,41 @@ func commandPayloadHash(cmd *fsmpb.Command) uint64 {
 		h = hashUint(h, uint64(c.GetDegradeLevel()))
 		h = hashUint(h, math.Float64bits(c.GetDropFraction()))
 		h = hashBool(h, c.GetDegradeAuto())
+	case fsmpb.CommandType_COMMAND_TYPE_DEFINE_CARDS:
+		b := cmd.GetDefineCards()
+		h = hashText(h, b.GetCampaignId())
+		h = hashUint(h, uint64(len(b.GetTypes())))
+		for _, t := range b.GetTypes() {
+			h = hashText(h, t.GetTypeId())
+			h = hashUint(h, t.GetWeight())
+			h = hashUint(h, t.GetCap())
+		}
+		h = hashUint(h, uint64(len(b.GetSetTypes())))
+		for _, id := range b.GetSetTypes() {
+			h = hashText(h, id)
+		}
+		h = hashUint(h, b.GetRewardPool())
+		h = hashUint(h, b.GetPotCents())
+		h = hashUint(h, b.GetDrawsPerUserMax())
+	case fsmpb.CommandType_COMMAND_TYPE_GRANT_DRAWS:
+		b := cmd.GetGrantDraws()
+		h = hashText(h, b.GetCampaignId())
+		h = hashText(h, b.GetUserId())
+		h = hashUint(h, uint64(b.GetCount()))
+	case fsmpb.CommandType_COMMAND_TYPE_DRAW_CARD:
+		h = hashText(h, cmd.GetDrawCard().GetCampaignId())
+		h = hashText(h, cmd.GetDrawCard().GetUserId())
+	case fsmpb.CommandType_COMMAND_TYPE_REDEEM_SET:
+		h = hashText(h, cmd.GetRedeemSet().GetCampaignId())
+		h = hashText(h, cmd.GetRedeemSet().GetUserId())
+	case fsmpb.CommandType_COMMAND_TYPE_CLOSE_AND_SPLIT:
+		h = hashText(h, cmd.GetCloseAndSplit().GetCampaignId())
+	case fsmpb.CommandType_COMMAND_TYPE_LEASE_CLAIMS:
+		b := cmd.GetLeaseClaims()
+		h = hashText(h, b.GetGroup())
+		h = hashText(h, b.GetWorker())
+		h = hashUint(h, uint64(b.GetMax()))
+		h = hashUint(h, uint64(b.GetLeaseNanos()))
 	}
 	return h
 }

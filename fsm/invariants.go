@@ -17,11 +17,29 @@ import (
 //     chains and index hold every claim once;
 //   - the idempotency index and its queues hold the same records, in order;
 //   - every reservation with a deadline is in its campaign's expiry queue,
-//     which is in deadline order and starts with a reservation.
+//     which is in deadline order and starts with a reservation;
+//   - card-collect campaigns: no type issued above its cap, cards issued =
+//     held + redeemed, every user's draws granted = left + drawn (so never
+//     negative) within the per-user maximum, rewards given <= the pool, and
+//     a split's payouts sum to the pot, in user order, within a cent;
+//   - settlement feeds: no reserved claim below a cursor, every lease at or
+//     past its cursor.
 func (s *state) checkInvariants() error {
-	for _, check := range []func() error{s.checkCampaigns, s.checkClaims, s.checkIdempotency, s.checkExpiry} {
+	for _, check := range []func() error{s.checkCampaigns, s.checkClaims, s.checkIdempotency, s.checkExpiry, s.checkAllCards, s.checkFeeds} {
 		if err := check(); err != nil {
 			return fmt.Errorf("%w: %w", ErrInvariant, err)
+		}
+	}
+	return nil
+}
+
+// checkAllCards checks every card-collect campaign (see checkCards).
+func (s *state) checkAllCards() error {
+	for _, c := range s.campaignOrder {
+		if c.cards != nil {
+			if err := s.checkCards(c); err != nil {
+				return err
+			}
 		}
 	}
 	return nil

@@ -37,6 +37,11 @@ type snapshot struct {
 	claims       claimTable
 	idempotency  idempotencyStore // queues are views; reads through claims above
 	nodes        []Node
+	// Card campaigns and settlement feeds, as records: built whole when the
+	// view is taken (see DESIGN.md, "Card-collect").
+	cardCollects []*fsmpb.CardCollectRecord
+	cardHolders  []*fsmpb.CardHolderRecord
+	feeds        []*fsmpb.SettlementFeedRecord
 }
 
 var _ raft.FSMSnapshot = (*snapshot)(nil)
@@ -61,7 +66,13 @@ func (s *state) view() *snapshot {
 		for _, it := range c.itemOrder {
 			v.items = append(v.items, *it)
 		}
+		if c.cards != nil {
+			rec, holders := cardRecords(c)
+			v.cardCollects = append(v.cardCollects, rec)
+			v.cardHolders = append(v.cardHolders, holders...)
+		}
 	}
+	v.feeds = s.feedRecords()
 	v.idempotency = idempotencyStore{order: s.idempotency.order.view(), side: s.idempotency.side.view(), claims: &v.claims}
 	return v
 }
@@ -92,6 +103,7 @@ func (v *snapshot) write(w io.Writer, idempotency bool) error {
 		FormatVersion: snapshotFormatVersion, Campaigns: uint64(len(v.campaigns)), Items: uint64(len(v.items)),
 		Claims: v.claims.len(), Nodes: uint64(len(v.nodes)), NextClaimId: v.claims.len() + 1,
 		LastCommandUnixNano: v.clock, FrontDoorConfig: frontDoorToRecord(v.frontDoor), AppliedIndex: v.appliedIndex,
+		CardCollects: uint64(len(v.cardCollects)), CardHolders: uint64(len(v.cardHolders)), SettlementFeeds: uint64(len(v.feeds)),
 	}
 	if idempotency {
 		header.IdempotencyRecords = uint64(v.idempotency.len())
@@ -110,6 +122,15 @@ func (v *snapshot) write(w io.Writer, idempotency bool) error {
 	}
 	for _, n := range v.nodes {
 		rw.write(&fsmpb.SnapshotRecord{Node: &fsmpb.RegisterNode{NodeId: n.ID, Region: n.Region, GrpcAddr: n.GRPCAddr, HttpAddr: n.HTTPAddr}})
+	}
+	for _, rec := range v.cardCollects {
+		rw.write(&fsmpb.SnapshotRecord{CardCollect: rec})
+	}
+	for _, rec := range v.cardHolders {
+		rw.write(&fsmpb.SnapshotRecord{CardHolder: rec})
+	}
+	for _, rec := range v.feeds {
+		rw.write(&fsmpb.SnapshotRecord{SettlementFeed: rec})
 	}
 	return rw.err
 }
@@ -144,6 +165,7 @@ func (v *snapshot) writeIdempotency(rw *recordWriter) {
 		r := v.idempotency.side.at(ref &^ sideRef)
 		*other.Idempotency = fsmpb.IdempotencyRecord{
 			RequestId: r.requestID, PayloadHash: r.payloadHash, TimeUnixNano: r.time, Reason: uint32(r.reason), ClaimId: r.claimID,
+			Detail: r.detail,
 		}
 		rw.write(other)
 		return rw.err == nil
@@ -238,7 +260,10 @@ func readSnapshot(r *bufio.Reader, cfg Config) (*state, error) {
 	if header.FrontDoorConfig != nil {
 		s.frontDoor = frontDoorFromRecord(header.FrontDoorConfig)
 	}
-	counts := []uint64{header.GetCampaigns(), header.GetItems(), header.GetClaims(), header.GetIdempotencyRecords(), header.GetNodes()}
+	counts := []uint64{
+		header.GetCampaigns(), header.GetItems(), header.GetClaims(), header.GetIdempotencyRecords(), header.GetNodes(),
+		header.GetCardCollects(), header.GetCardHolders(), header.GetSettlementFeeds(),
+	}
 	rr := recordReader{r: r}
 	for kind, n := range counts {
 		for range n {
@@ -287,6 +312,9 @@ const (
 	recordClaim
 	recordIdempotency
 	recordNode
+	recordCardCollect
+	recordCardHolder
+	recordSettlementFeed
 )
 
 func (s *state) restoreRecord(kind int, rec *fsmpb.SnapshotRecord) error {
@@ -304,6 +332,12 @@ func (s *state) restoreRecord(kind int, rec *fsmpb.SnapshotRecord) error {
 	case kind == recordNode && rec.Node != nil:
 		s.nodes[rec.Node.GetNodeId()] = nodeFromRecord(rec.Node)
 		return nil
+	case kind == recordCardCollect && rec.CardCollect != nil:
+		return s.restoreCardCollect(rec.CardCollect)
+	case kind == recordCardHolder && rec.CardHolder != nil:
+		return s.restoreCardHolder(rec.CardHolder)
+	case kind == recordSettlementFeed && rec.SettlementFeed != nil:
+		return s.restoreFeed(rec.SettlementFeed)
 	}
 	return fmt.Errorf("record %v is not the kind expected next (%d)", rec, kind)
 }
@@ -379,7 +413,7 @@ func (s *state) restoreGrantedClaimRecord(id uint64) error {
 func (s *state) restoreIdempotency(rec *fsmpb.IdempotencyRecord) error {
 	r := idempotencyRecord{
 		requestID: rec.GetRequestId(), payloadHash: rec.GetPayloadHash(), time: rec.GetTimeUnixNano(),
-		claimID: rec.GetClaimId(), reason: Reason(rec.GetReason()),
+		claimID: rec.GetClaimId(), reason: Reason(rec.GetReason()), detail: rec.GetDetail(),
 	}
 	if !validID(r.requestID) || int(r.reason) >= len(reasonNames) || (r.claimID != 0 && s.claims.get(r.claimID) == nil) {
 		return fmt.Errorf("idempotency record %v", rec)

@@ -15,6 +15,7 @@ type state struct {
 	users         *refIndex // user ID → the user's latest claim ID; earlier ones chain through prevByUser
 	idempotency   *idempotencyStore
 	nodes         map[string]Node
+	feeds         map[string]*settlementFeed // settlement worker group → its place in the feed
 	frontDoor     FrontDoorConfig
 	clock         int64  // time of the last command, Unix nanoseconds; never runs backwards
 	appliedIndex  uint64 // Raft index of the last applied entry
@@ -22,7 +23,7 @@ type state struct {
 }
 
 func newState(cfg Config) *state {
-	s := &state{campaigns: make(map[string]*campaign), nodes: make(map[string]Node)}
+	s := &state{campaigns: make(map[string]*campaign), nodes: make(map[string]Node), feeds: make(map[string]*settlementFeed)}
 	s.users = newRefIndex(func(id uint64) string { return s.claims.userID(s.claims.get(id)) })
 	s.idempotency = newIdempotencyStore(&s.claims, cfg)
 	return s
@@ -48,6 +49,8 @@ type campaign struct {
 	// so creation order is deadline order and a queue is enough. Settled and
 	// released claims stay queued until they reach the front.
 	expiring fifo[uint64]
+
+	cards *cardCollect // a card-collect campaign's, once defined; nil otherwise
 }
 
 // openAt reports whether claims are accepted at time t (before waves).

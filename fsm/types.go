@@ -26,6 +26,9 @@ const (
 	ReasonAlreadyReleased
 	ReasonRequestIDReused // same request ID, different payload
 	ReasonWrongCampaignKind
+	ReasonNoDrawsLeft // the user has no draw chance left
+	ReasonNoFullSet   // the user holds no full set of cards
+	ReasonPoolEmpty   // every reward of the pool is given
 )
 
 // reasonNames are the API's names (flashdpb.Reason without its prefix), so
@@ -46,6 +49,9 @@ var reasonNames = [...]string{
 	ReasonAlreadyReleased:   "ALREADY_RELEASED",
 	ReasonRequestIDReused:   "REQUEST_ID_REUSED",
 	ReasonWrongCampaignKind: "WRONG_CAMPAIGN_KIND",
+	ReasonNoDrawsLeft:       "NO_DRAWS_LEFT",
+	ReasonNoFullSet:         "NO_FULL_SET",
+	ReasonPoolEmpty:         "POOL_EMPTY",
 }
 
 // String returns the reason's API name, or "Reason(n)" for a number this
@@ -152,6 +158,19 @@ type Result struct {
 	Item     *Item
 	Config   *FrontDoorConfig
 	Expired  int // reservations an Expire command released
+
+	Cards    *CardCollect // DefineCards, CloseAndSplit
+	Holder   *CardHolder  // GrantDraws, DrawCard, RedeemSet: the user after it
+	CardType string       // DrawCard: the type drawn
+	Reward   uint64       // RedeemSet: the reward's number, 1 to the pool size
+
+	Leased        []Claim   // LeaseClaims: the claims leased, by claim ID
+	LeaseDeadline time.Time // LeaseClaims: when their leases end
+	Cursor        uint64    // LeaseClaims: the group's cursor after it
+
+	// detail is what an idempotency record keeps beside the reason for a
+	// replay: a draw's type position from 1, or a redemption's reward number.
+	detail uint64
 }
 
 // Outcome is the result of one claim or one operation.
@@ -159,6 +178,51 @@ type Outcome struct {
 	Reason  Reason
 	Message string // detail for a refusal, for people
 	Claim   Claim  // set for a granted claim, settle and release
+}
+
+// CardCollect is a read-only view of a card-collect campaign's cards.
+type CardCollect struct {
+	CampaignID      string
+	Types           []CardType // in definition order
+	SetTypes        []string   // one of each makes a full set
+	RewardPool      uint64
+	RewardsGiven    uint64
+	PotCents        uint64
+	DrawsPerUserMax uint64 // 0: no limit
+	Holders         int    // users with draws or cards
+	Split           bool   // CloseAndSplit has run
+	Payouts         []Payout
+}
+
+// CardType is one card type with how many were issued.
+type CardType struct {
+	ID     string
+	Weight uint64
+	Cap    uint64 // 0: no cap
+	Issued uint64
+}
+
+// CardHolder is a read-only view of one user's draws and cards.
+type CardHolder struct {
+	CampaignID   string
+	UserID       string
+	DrawsLeft    uint64
+	DrawsGranted uint64
+	Cards        []CardCount // every type, in definition order
+	FullSets     uint64      // full sets the cards make
+	Rewards      uint64      // sets redeemed
+}
+
+// CardCount is how many cards of one type a user holds.
+type CardCount struct {
+	TypeID string
+	Count  uint64
+}
+
+// Payout is one full-set holder's share of the pot, in cents.
+type Payout struct {
+	UserID string
+	Cents  uint64
 }
 
 // Stats counts what the state machine holds.

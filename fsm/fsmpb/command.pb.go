@@ -41,7 +41,13 @@ const (
 	CommandType_COMMAND_TYPE_RELEASE               CommandType = 7
 	CommandType_COMMAND_TYPE_EXPIRE                CommandType = 8
 	CommandType_COMMAND_TYPE_REGISTER_NODE         CommandType = 9
-	CommandType_COMMAND_TYPE_SET_FRONT_DOOR_CONFIG CommandType = 10 // 11 and up: card-collect and settlement-feed commands (later issues).
+	CommandType_COMMAND_TYPE_SET_FRONT_DOOR_CONFIG CommandType = 10
+	CommandType_COMMAND_TYPE_DEFINE_CARDS          CommandType = 11
+	CommandType_COMMAND_TYPE_GRANT_DRAWS           CommandType = 12
+	CommandType_COMMAND_TYPE_DRAW_CARD             CommandType = 13
+	CommandType_COMMAND_TYPE_REDEEM_SET            CommandType = 14
+	CommandType_COMMAND_TYPE_CLOSE_AND_SPLIT       CommandType = 15
+	CommandType_COMMAND_TYPE_LEASE_CLAIMS          CommandType = 16
 )
 
 // Enum value maps for CommandType.
@@ -58,6 +64,12 @@ var (
 		8:  "COMMAND_TYPE_EXPIRE",
 		9:  "COMMAND_TYPE_REGISTER_NODE",
 		10: "COMMAND_TYPE_SET_FRONT_DOOR_CONFIG",
+		11: "COMMAND_TYPE_DEFINE_CARDS",
+		12: "COMMAND_TYPE_GRANT_DRAWS",
+		13: "COMMAND_TYPE_DRAW_CARD",
+		14: "COMMAND_TYPE_REDEEM_SET",
+		15: "COMMAND_TYPE_CLOSE_AND_SPLIT",
+		16: "COMMAND_TYPE_LEASE_CLAIMS",
 	}
 	CommandType_value = map[string]int32{
 		"COMMAND_TYPE_UNKNOWN":               0,
@@ -71,6 +83,12 @@ var (
 		"COMMAND_TYPE_EXPIRE":                8,
 		"COMMAND_TYPE_REGISTER_NODE":         9,
 		"COMMAND_TYPE_SET_FRONT_DOOR_CONFIG": 10,
+		"COMMAND_TYPE_DEFINE_CARDS":          11,
+		"COMMAND_TYPE_GRANT_DRAWS":           12,
+		"COMMAND_TYPE_DRAW_CARD":             13,
+		"COMMAND_TYPE_REDEEM_SET":            14,
+		"COMMAND_TYPE_CLOSE_AND_SPLIT":       15,
+		"COMMAND_TYPE_LEASE_CLAIMS":          16,
 	}
 )
 
@@ -276,6 +294,12 @@ type Command struct {
 	Expire             *Expire             `protobuf:"bytes,17,opt,name=expire,proto3" json:"expire,omitempty"`
 	RegisterNode       *RegisterNode       `protobuf:"bytes,18,opt,name=register_node,json=registerNode,proto3" json:"register_node,omitempty"`
 	SetFrontDoorConfig *SetFrontDoorConfig `protobuf:"bytes,19,opt,name=set_front_door_config,json=setFrontDoorConfig,proto3" json:"set_front_door_config,omitempty"`
+	DefineCards        *DefineCards        `protobuf:"bytes,20,opt,name=define_cards,json=defineCards,proto3" json:"define_cards,omitempty"`
+	GrantDraws         *GrantDraws         `protobuf:"bytes,21,opt,name=grant_draws,json=grantDraws,proto3" json:"grant_draws,omitempty"`
+	DrawCard           *DrawCard           `protobuf:"bytes,22,opt,name=draw_card,json=drawCard,proto3" json:"draw_card,omitempty"`
+	RedeemSet          *RedeemSet          `protobuf:"bytes,23,opt,name=redeem_set,json=redeemSet,proto3" json:"redeem_set,omitempty"`
+	CloseAndSplit      *CloseAndSplit      `protobuf:"bytes,24,opt,name=close_and_split,json=closeAndSplit,proto3" json:"close_and_split,omitempty"`
+	LeaseClaims        *LeaseClaims        `protobuf:"bytes,25,opt,name=lease_claims,json=leaseClaims,proto3" json:"lease_claims,omitempty"`
 	unknownFields      protoimpl.UnknownFields
 	sizeCache          protoimpl.SizeCache
 }
@@ -404,6 +428,48 @@ func (x *Command) GetRegisterNode() *RegisterNode {
 func (x *Command) GetSetFrontDoorConfig() *SetFrontDoorConfig {
 	if x != nil {
 		return x.SetFrontDoorConfig
+	}
+	return nil
+}
+
+func (x *Command) GetDefineCards() *DefineCards {
+	if x != nil {
+		return x.DefineCards
+	}
+	return nil
+}
+
+func (x *Command) GetGrantDraws() *GrantDraws {
+	if x != nil {
+		return x.GrantDraws
+	}
+	return nil
+}
+
+func (x *Command) GetDrawCard() *DrawCard {
+	if x != nil {
+		return x.DrawCard
+	}
+	return nil
+}
+
+func (x *Command) GetRedeemSet() *RedeemSet {
+	if x != nil {
+		return x.RedeemSet
+	}
+	return nil
+}
+
+func (x *Command) GetCloseAndSplit() *CloseAndSplit {
+	if x != nil {
+		return x.CloseAndSplit
+	}
+	return nil
+}
+
+func (x *Command) GetLeaseClaims() *LeaseClaims {
+	if x != nil {
+		return x.LeaseClaims
 	}
 	return nil
 }
@@ -1177,6 +1243,437 @@ func (x *FrontDoorConfig) GetDegradeAuto() bool {
 	return false
 }
 
+type CardType struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	TypeId        string                 `protobuf:"bytes,1,opt,name=type_id,json=typeId,proto3" json:"type_id,omitempty"`
+	Weight        uint64                 `protobuf:"varint,2,opt,name=weight,proto3" json:"weight,omitempty"` // relative draw weight, at least 1
+	Cap           uint64                 `protobuf:"varint,3,opt,name=cap,proto3" json:"cap,omitempty"`       // most cards of this type ever issued; 0: no cap
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CardType) Reset() {
+	*x = CardType{}
+	mi := &file_command_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CardType) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CardType) ProtoMessage() {}
+
+func (x *CardType) ProtoReflect() protoreflect.Message {
+	mi := &file_command_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CardType.ProtoReflect.Descriptor instead.
+func (*CardType) Descriptor() ([]byte, []int) {
+	return file_command_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *CardType) GetTypeId() string {
+	if x != nil {
+		return x.TypeId
+	}
+	return ""
+}
+
+func (x *CardType) GetWeight() uint64 {
+	if x != nil {
+		return x.Weight
+	}
+	return 0
+}
+
+func (x *CardType) GetCap() uint64 {
+	if x != nil {
+		return x.Cap
+	}
+	return 0
+}
+
+// DefineCards gives a card-collect campaign in DRAFT its cards, once.
+type DefineCards struct {
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	CampaignId      string                 `protobuf:"bytes,1,opt,name=campaign_id,json=campaignId,proto3" json:"campaign_id,omitempty"`
+	Types           []*CardType            `protobuf:"bytes,2,rep,name=types,proto3" json:"types,omitempty"`                                                 // drawn in this order of weights
+	SetTypes        []string               `protobuf:"bytes,3,rep,name=set_types,json=setTypes,proto3" json:"set_types,omitempty"`                           // one card of each makes a full set
+	RewardPool      uint64                 `protobuf:"varint,4,opt,name=reward_pool,json=rewardPool,proto3" json:"reward_pool,omitempty"`                    // rewards RedeemSet may give, in all
+	PotCents        uint64                 `protobuf:"varint,5,opt,name=pot_cents,json=potCents,proto3" json:"pot_cents,omitempty"`                          // split at close among full-set holders; 0: none
+	DrawsPerUserMax uint64                 `protobuf:"varint,6,opt,name=draws_per_user_max,json=drawsPerUserMax,proto3" json:"draws_per_user_max,omitempty"` // most draws granted to one user; 0: no limit
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *DefineCards) Reset() {
+	*x = DefineCards{}
+	mi := &file_command_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DefineCards) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DefineCards) ProtoMessage() {}
+
+func (x *DefineCards) ProtoReflect() protoreflect.Message {
+	mi := &file_command_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DefineCards.ProtoReflect.Descriptor instead.
+func (*DefineCards) Descriptor() ([]byte, []int) {
+	return file_command_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *DefineCards) GetCampaignId() string {
+	if x != nil {
+		return x.CampaignId
+	}
+	return ""
+}
+
+func (x *DefineCards) GetTypes() []*CardType {
+	if x != nil {
+		return x.Types
+	}
+	return nil
+}
+
+func (x *DefineCards) GetSetTypes() []string {
+	if x != nil {
+		return x.SetTypes
+	}
+	return nil
+}
+
+func (x *DefineCards) GetRewardPool() uint64 {
+	if x != nil {
+		return x.RewardPool
+	}
+	return 0
+}
+
+func (x *DefineCards) GetPotCents() uint64 {
+	if x != nil {
+		return x.PotCents
+	}
+	return 0
+}
+
+func (x *DefineCards) GetDrawsPerUserMax() uint64 {
+	if x != nil {
+		return x.DrawsPerUserMax
+	}
+	return 0
+}
+
+// GrantDraws gives a user draw chances. Idempotent by the command's request ID.
+type GrantDraws struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	CampaignId    string                 `protobuf:"bytes,1,opt,name=campaign_id,json=campaignId,proto3" json:"campaign_id,omitempty"`
+	UserId        string                 `protobuf:"bytes,2,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	Count         uint32                 `protobuf:"varint,3,opt,name=count,proto3" json:"count,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GrantDraws) Reset() {
+	*x = GrantDraws{}
+	mi := &file_command_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GrantDraws) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GrantDraws) ProtoMessage() {}
+
+func (x *GrantDraws) ProtoReflect() protoreflect.Message {
+	mi := &file_command_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GrantDraws.ProtoReflect.Descriptor instead.
+func (*GrantDraws) Descriptor() ([]byte, []int) {
+	return file_command_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *GrantDraws) GetCampaignId() string {
+	if x != nil {
+		return x.CampaignId
+	}
+	return ""
+}
+
+func (x *GrantDraws) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
+}
+
+func (x *GrantDraws) GetCount() uint32 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
+}
+
+// DrawCard spends one draw chance for one card, chosen by weight with the
+// command's seed among the types whose cap is not reached.
+type DrawCard struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	CampaignId    string                 `protobuf:"bytes,1,opt,name=campaign_id,json=campaignId,proto3" json:"campaign_id,omitempty"`
+	UserId        string                 `protobuf:"bytes,2,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DrawCard) Reset() {
+	*x = DrawCard{}
+	mi := &file_command_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DrawCard) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DrawCard) ProtoMessage() {}
+
+func (x *DrawCard) ProtoReflect() protoreflect.Message {
+	mi := &file_command_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DrawCard.ProtoReflect.Descriptor instead.
+func (*DrawCard) Descriptor() ([]byte, []int) {
+	return file_command_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *DrawCard) GetCampaignId() string {
+	if x != nil {
+		return x.CampaignId
+	}
+	return ""
+}
+
+func (x *DrawCard) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
+}
+
+// RedeemSet spends one card of each set type for one reward from the pool.
+type RedeemSet struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	CampaignId    string                 `protobuf:"bytes,1,opt,name=campaign_id,json=campaignId,proto3" json:"campaign_id,omitempty"`
+	UserId        string                 `protobuf:"bytes,2,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RedeemSet) Reset() {
+	*x = RedeemSet{}
+	mi := &file_command_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RedeemSet) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RedeemSet) ProtoMessage() {}
+
+func (x *RedeemSet) ProtoReflect() protoreflect.Message {
+	mi := &file_command_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RedeemSet.ProtoReflect.Descriptor instead.
+func (*RedeemSet) Descriptor() ([]byte, []int) {
+	return file_command_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *RedeemSet) GetCampaignId() string {
+	if x != nil {
+		return x.CampaignId
+	}
+	return ""
+}
+
+func (x *RedeemSet) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
+}
+
+// CloseAndSplit closes the campaign and splits the pot among the users who
+// hold a full set then.
+type CloseAndSplit struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	CampaignId    string                 `protobuf:"bytes,1,opt,name=campaign_id,json=campaignId,proto3" json:"campaign_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CloseAndSplit) Reset() {
+	*x = CloseAndSplit{}
+	mi := &file_command_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CloseAndSplit) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CloseAndSplit) ProtoMessage() {}
+
+func (x *CloseAndSplit) ProtoReflect() protoreflect.Message {
+	mi := &file_command_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CloseAndSplit.ProtoReflect.Descriptor instead.
+func (*CloseAndSplit) Descriptor() ([]byte, []int) {
+	return file_command_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *CloseAndSplit) GetCampaignId() string {
+	if x != nil {
+		return x.CampaignId
+	}
+	return ""
+}
+
+// LeaseClaims hands up to max reserved claims, in claim ID order from the
+// group's cursor, to worker until the command's time plus lease_nanos. A
+// claim leased to another worker of the group and not yet past its lease
+// deadline is passed over.
+type LeaseClaims struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Group         string                 `protobuf:"bytes,1,opt,name=group,proto3" json:"group,omitempty"`
+	Worker        string                 `protobuf:"bytes,2,opt,name=worker,proto3" json:"worker,omitempty"`
+	Max           uint32                 `protobuf:"varint,3,opt,name=max,proto3" json:"max,omitempty"`
+	LeaseNanos    int64                  `protobuf:"varint,4,opt,name=lease_nanos,json=leaseNanos,proto3" json:"lease_nanos,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LeaseClaims) Reset() {
+	*x = LeaseClaims{}
+	mi := &file_command_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LeaseClaims) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LeaseClaims) ProtoMessage() {}
+
+func (x *LeaseClaims) ProtoReflect() protoreflect.Message {
+	mi := &file_command_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LeaseClaims.ProtoReflect.Descriptor instead.
+func (*LeaseClaims) Descriptor() ([]byte, []int) {
+	return file_command_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *LeaseClaims) GetGroup() string {
+	if x != nil {
+		return x.Group
+	}
+	return ""
+}
+
+func (x *LeaseClaims) GetWorker() string {
+	if x != nil {
+		return x.Worker
+	}
+	return ""
+}
+
+func (x *LeaseClaims) GetMax() uint32 {
+	if x != nil {
+		return x.Max
+	}
+	return 0
+}
+
+func (x *LeaseClaims) GetLeaseNanos() int64 {
+	if x != nil {
+		return x.LeaseNanos
+	}
+	return 0
+}
+
 // SnapshotHeader opens every snapshot. A restore refuses a format_version it
 // does not know.
 type SnapshotHeader struct {
@@ -1192,14 +1689,17 @@ type SnapshotHeader struct {
 	FrontDoorConfig     *FrontDoorConfig       `protobuf:"bytes,9,opt,name=front_door_config,json=frontDoorConfig,proto3" json:"front_door_config,omitempty"`
 	// applied_index is the Raft index of the last entry the state reflects:
 	// Restore cannot see the snapshot's metadata, so the state carries it.
-	AppliedIndex  uint64 `protobuf:"varint,10,opt,name=applied_index,json=appliedIndex,proto3" json:"applied_index,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	AppliedIndex    uint64 `protobuf:"varint,10,opt,name=applied_index,json=appliedIndex,proto3" json:"applied_index,omitempty"`
+	CardCollects    uint64 `protobuf:"varint,11,opt,name=card_collects,json=cardCollects,proto3" json:"card_collects,omitempty"`
+	CardHolders     uint64 `protobuf:"varint,12,opt,name=card_holders,json=cardHolders,proto3" json:"card_holders,omitempty"`
+	SettlementFeeds uint64 `protobuf:"varint,13,opt,name=settlement_feeds,json=settlementFeeds,proto3" json:"settlement_feeds,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *SnapshotHeader) Reset() {
 	*x = SnapshotHeader{}
-	mi := &file_command_proto_msgTypes[13]
+	mi := &file_command_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1211,7 +1711,7 @@ func (x *SnapshotHeader) String() string {
 func (*SnapshotHeader) ProtoMessage() {}
 
 func (x *SnapshotHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_command_proto_msgTypes[13]
+	mi := &file_command_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1224,7 +1724,7 @@ func (x *SnapshotHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotHeader.ProtoReflect.Descriptor instead.
 func (*SnapshotHeader) Descriptor() ([]byte, []int) {
-	return file_command_proto_rawDescGZIP(), []int{13}
+	return file_command_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *SnapshotHeader) GetFormatVersion() uint32 {
@@ -1297,6 +1797,27 @@ func (x *SnapshotHeader) GetAppliedIndex() uint64 {
 	return 0
 }
 
+func (x *SnapshotHeader) GetCardCollects() uint64 {
+	if x != nil {
+		return x.CardCollects
+	}
+	return 0
+}
+
+func (x *SnapshotHeader) GetCardHolders() uint64 {
+	if x != nil {
+		return x.CardHolders
+	}
+	return 0
+}
+
+func (x *SnapshotHeader) GetSettlementFeeds() uint64 {
+	if x != nil {
+		return x.SettlementFeeds
+	}
+	return 0
+}
+
 type CampaignRecord struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Campaign      *CreateCampaign        `protobuf:"bytes,1,opt,name=campaign,proto3" json:"campaign,omitempty"`
@@ -1307,7 +1828,7 @@ type CampaignRecord struct {
 
 func (x *CampaignRecord) Reset() {
 	*x = CampaignRecord{}
-	mi := &file_command_proto_msgTypes[14]
+	mi := &file_command_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1319,7 +1840,7 @@ func (x *CampaignRecord) String() string {
 func (*CampaignRecord) ProtoMessage() {}
 
 func (x *CampaignRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_command_proto_msgTypes[14]
+	mi := &file_command_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1332,7 +1853,7 @@ func (x *CampaignRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CampaignRecord.ProtoReflect.Descriptor instead.
 func (*CampaignRecord) Descriptor() ([]byte, []int) {
-	return file_command_proto_rawDescGZIP(), []int{14}
+	return file_command_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *CampaignRecord) GetCampaign() *CreateCampaign {
@@ -1364,7 +1885,7 @@ type ItemRecord struct {
 
 func (x *ItemRecord) Reset() {
 	*x = ItemRecord{}
-	mi := &file_command_proto_msgTypes[15]
+	mi := &file_command_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1376,7 +1897,7 @@ func (x *ItemRecord) String() string {
 func (*ItemRecord) ProtoMessage() {}
 
 func (x *ItemRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_command_proto_msgTypes[15]
+	mi := &file_command_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1389,7 +1910,7 @@ func (x *ItemRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ItemRecord.ProtoReflect.Descriptor instead.
 func (*ItemRecord) Descriptor() ([]byte, []int) {
-	return file_command_proto_rawDescGZIP(), []int{15}
+	return file_command_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ItemRecord) GetCampaignId() string {
@@ -1458,7 +1979,7 @@ type ClaimRecord struct {
 
 func (x *ClaimRecord) Reset() {
 	*x = ClaimRecord{}
-	mi := &file_command_proto_msgTypes[16]
+	mi := &file_command_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1470,7 +1991,7 @@ func (x *ClaimRecord) String() string {
 func (*ClaimRecord) ProtoMessage() {}
 
 func (x *ClaimRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_command_proto_msgTypes[16]
+	mi := &file_command_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1483,7 +2004,7 @@ func (x *ClaimRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClaimRecord.ProtoReflect.Descriptor instead.
 func (*ClaimRecord) Descriptor() ([]byte, []int) {
-	return file_command_proto_rawDescGZIP(), []int{16}
+	return file_command_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ClaimRecord) GetClaimId() uint64 {
@@ -1550,19 +2071,22 @@ func (x *ClaimRecord) GetRequestId() string {
 }
 
 type IdempotencyRecord struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	RequestId     string                 `protobuf:"bytes,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
-	PayloadHash   uint64                 `protobuf:"varint,2,opt,name=payload_hash,json=payloadHash,proto3" json:"payload_hash,omitempty"`
-	TimeUnixNano  int64                  `protobuf:"varint,3,opt,name=time_unix_nano,json=timeUnixNano,proto3" json:"time_unix_nano,omitempty"`
-	Reason        uint32                 `protobuf:"varint,4,opt,name=reason,proto3" json:"reason,omitempty"`                  // the fsm.Reason of the first result
-	ClaimId       uint64                 `protobuf:"varint,5,opt,name=claim_id,json=claimId,proto3" json:"claim_id,omitempty"` // the claim it created, if any
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	RequestId    string                 `protobuf:"bytes,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	PayloadHash  uint64                 `protobuf:"varint,2,opt,name=payload_hash,json=payloadHash,proto3" json:"payload_hash,omitempty"`
+	TimeUnixNano int64                  `protobuf:"varint,3,opt,name=time_unix_nano,json=timeUnixNano,proto3" json:"time_unix_nano,omitempty"`
+	Reason       uint32                 `protobuf:"varint,4,opt,name=reason,proto3" json:"reason,omitempty"`                  // the fsm.Reason of the first result
+	ClaimId      uint64                 `protobuf:"varint,5,opt,name=claim_id,json=claimId,proto3" json:"claim_id,omitempty"` // the claim it created, if any
+	// detail of the first result a replay repeats: a draw's card type (its
+	// position in the definition, from 1) or a redemption's reward number.
+	Detail        uint64 `protobuf:"varint,6,opt,name=detail,proto3" json:"detail,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *IdempotencyRecord) Reset() {
 	*x = IdempotencyRecord{}
-	mi := &file_command_proto_msgTypes[17]
+	mi := &file_command_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1574,7 +2098,7 @@ func (x *IdempotencyRecord) String() string {
 func (*IdempotencyRecord) ProtoMessage() {}
 
 func (x *IdempotencyRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_command_proto_msgTypes[17]
+	mi := &file_command_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1587,7 +2111,7 @@ func (x *IdempotencyRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IdempotencyRecord.ProtoReflect.Descriptor instead.
 func (*IdempotencyRecord) Descriptor() ([]byte, []int) {
-	return file_command_proto_rawDescGZIP(), []int{17}
+	return file_command_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *IdempotencyRecord) GetRequestId() string {
@@ -1625,6 +2149,13 @@ func (x *IdempotencyRecord) GetClaimId() uint64 {
 	return 0
 }
 
+func (x *IdempotencyRecord) GetDetail() uint64 {
+	if x != nil {
+		return x.Detail
+	}
+	return 0
+}
+
 // SnapshotRecord is one length-delimited record after the header.
 type SnapshotRecord struct {
 	state       protoimpl.MessageState `protogen:"open.v1"`
@@ -1636,14 +2167,17 @@ type SnapshotRecord struct {
 	// granted_claim stands for the idempotency record of a granted claim:
 	// its request ID, payload and time are the claim's, so only its ID is
 	// written. It takes that record's place in the idempotency records' order.
-	GrantedClaim  uint64 `protobuf:"varint,6,opt,name=granted_claim,json=grantedClaim,proto3" json:"granted_claim,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	GrantedClaim   uint64                `protobuf:"varint,6,opt,name=granted_claim,json=grantedClaim,proto3" json:"granted_claim,omitempty"`
+	CardCollect    *CardCollectRecord    `protobuf:"bytes,7,opt,name=card_collect,json=cardCollect,proto3" json:"card_collect,omitempty"`
+	CardHolder     *CardHolderRecord     `protobuf:"bytes,8,opt,name=card_holder,json=cardHolder,proto3" json:"card_holder,omitempty"`
+	SettlementFeed *SettlementFeedRecord `protobuf:"bytes,9,opt,name=settlement_feed,json=settlementFeed,proto3" json:"settlement_feed,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *SnapshotRecord) Reset() {
 	*x = SnapshotRecord{}
-	mi := &file_command_proto_msgTypes[18]
+	mi := &file_command_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1655,7 +2189,7 @@ func (x *SnapshotRecord) String() string {
 func (*SnapshotRecord) ProtoMessage() {}
 
 func (x *SnapshotRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_command_proto_msgTypes[18]
+	mi := &file_command_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1668,7 +2202,7 @@ func (x *SnapshotRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotRecord.ProtoReflect.Descriptor instead.
 func (*SnapshotRecord) Descriptor() ([]byte, []int) {
-	return file_command_proto_rawDescGZIP(), []int{18}
+	return file_command_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *SnapshotRecord) GetCampaign() *CampaignRecord {
@@ -1713,11 +2247,367 @@ func (x *SnapshotRecord) GetGrantedClaim() uint64 {
 	return 0
 }
 
+func (x *SnapshotRecord) GetCardCollect() *CardCollectRecord {
+	if x != nil {
+		return x.CardCollect
+	}
+	return nil
+}
+
+func (x *SnapshotRecord) GetCardHolder() *CardHolderRecord {
+	if x != nil {
+		return x.CardHolder
+	}
+	return nil
+}
+
+func (x *SnapshotRecord) GetSettlementFeed() *SettlementFeedRecord {
+	if x != nil {
+		return x.SettlementFeed
+	}
+	return nil
+}
+
+type Payout struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	UserId        string                 `protobuf:"bytes,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	Cents         uint64                 `protobuf:"varint,2,opt,name=cents,proto3" json:"cents,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Payout) Reset() {
+	*x = Payout{}
+	mi := &file_command_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Payout) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Payout) ProtoMessage() {}
+
+func (x *Payout) ProtoReflect() protoreflect.Message {
+	mi := &file_command_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Payout.ProtoReflect.Descriptor instead.
+func (*Payout) Descriptor() ([]byte, []int) {
+	return file_command_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *Payout) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
+}
+
+func (x *Payout) GetCents() uint64 {
+	if x != nil {
+		return x.Cents
+	}
+	return 0
+}
+
+// CardCollectRecord is a card-collect campaign's definition and counters.
+type CardCollectRecord struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Definition    *DefineCards           `protobuf:"bytes,1,opt,name=definition,proto3" json:"definition,omitempty"`
+	Issued        []uint64               `protobuf:"varint,2,rep,packed,name=issued,proto3" json:"issued,omitempty"` // per type, in definition order
+	RewardsGiven  uint64                 `protobuf:"varint,3,opt,name=rewards_given,json=rewardsGiven,proto3" json:"rewards_given,omitempty"`
+	Split         bool                   `protobuf:"varint,4,opt,name=split,proto3" json:"split,omitempty"`    // CloseAndSplit has run
+	Payouts       []*Payout              `protobuf:"bytes,5,rep,name=payouts,proto3" json:"payouts,omitempty"` // in user ID order
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CardCollectRecord) Reset() {
+	*x = CardCollectRecord{}
+	mi := &file_command_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CardCollectRecord) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CardCollectRecord) ProtoMessage() {}
+
+func (x *CardCollectRecord) ProtoReflect() protoreflect.Message {
+	mi := &file_command_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CardCollectRecord.ProtoReflect.Descriptor instead.
+func (*CardCollectRecord) Descriptor() ([]byte, []int) {
+	return file_command_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *CardCollectRecord) GetDefinition() *DefineCards {
+	if x != nil {
+		return x.Definition
+	}
+	return nil
+}
+
+func (x *CardCollectRecord) GetIssued() []uint64 {
+	if x != nil {
+		return x.Issued
+	}
+	return nil
+}
+
+func (x *CardCollectRecord) GetRewardsGiven() uint64 {
+	if x != nil {
+		return x.RewardsGiven
+	}
+	return 0
+}
+
+func (x *CardCollectRecord) GetSplit() bool {
+	if x != nil {
+		return x.Split
+	}
+	return false
+}
+
+func (x *CardCollectRecord) GetPayouts() []*Payout {
+	if x != nil {
+		return x.Payouts
+	}
+	return nil
+}
+
+// CardHolderRecord is one user's draws and cards in one campaign.
+type CardHolderRecord struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	CampaignId    string                 `protobuf:"bytes,1,opt,name=campaign_id,json=campaignId,proto3" json:"campaign_id,omitempty"`
+	UserId        string                 `protobuf:"bytes,2,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	DrawsLeft     uint64                 `protobuf:"varint,3,opt,name=draws_left,json=drawsLeft,proto3" json:"draws_left,omitempty"`
+	DrawsGranted  uint64                 `protobuf:"varint,4,opt,name=draws_granted,json=drawsGranted,proto3" json:"draws_granted,omitempty"`
+	Cards         []uint64               `protobuf:"varint,5,rep,packed,name=cards,proto3" json:"cards,omitempty"` // held per type, in definition order
+	Rewards       uint64                 `protobuf:"varint,6,opt,name=rewards,proto3" json:"rewards,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CardHolderRecord) Reset() {
+	*x = CardHolderRecord{}
+	mi := &file_command_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CardHolderRecord) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CardHolderRecord) ProtoMessage() {}
+
+func (x *CardHolderRecord) ProtoReflect() protoreflect.Message {
+	mi := &file_command_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CardHolderRecord.ProtoReflect.Descriptor instead.
+func (*CardHolderRecord) Descriptor() ([]byte, []int) {
+	return file_command_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *CardHolderRecord) GetCampaignId() string {
+	if x != nil {
+		return x.CampaignId
+	}
+	return ""
+}
+
+func (x *CardHolderRecord) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
+}
+
+func (x *CardHolderRecord) GetDrawsLeft() uint64 {
+	if x != nil {
+		return x.DrawsLeft
+	}
+	return 0
+}
+
+func (x *CardHolderRecord) GetDrawsGranted() uint64 {
+	if x != nil {
+		return x.DrawsGranted
+	}
+	return 0
+}
+
+func (x *CardHolderRecord) GetCards() []uint64 {
+	if x != nil {
+		return x.Cards
+	}
+	return nil
+}
+
+func (x *CardHolderRecord) GetRewards() uint64 {
+	if x != nil {
+		return x.Rewards
+	}
+	return 0
+}
+
+type Lease struct {
+	state            protoimpl.MessageState `protogen:"open.v1"`
+	ClaimId          uint64                 `protobuf:"varint,1,opt,name=claim_id,json=claimId,proto3" json:"claim_id,omitempty"`
+	Worker           string                 `protobuf:"bytes,2,opt,name=worker,proto3" json:"worker,omitempty"`
+	DeadlineUnixNano int64                  `protobuf:"varint,3,opt,name=deadline_unix_nano,json=deadlineUnixNano,proto3" json:"deadline_unix_nano,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *Lease) Reset() {
+	*x = Lease{}
+	mi := &file_command_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Lease) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Lease) ProtoMessage() {}
+
+func (x *Lease) ProtoReflect() protoreflect.Message {
+	mi := &file_command_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Lease.ProtoReflect.Descriptor instead.
+func (*Lease) Descriptor() ([]byte, []int) {
+	return file_command_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *Lease) GetClaimId() uint64 {
+	if x != nil {
+		return x.ClaimId
+	}
+	return 0
+}
+
+func (x *Lease) GetWorker() string {
+	if x != nil {
+		return x.Worker
+	}
+	return ""
+}
+
+func (x *Lease) GetDeadlineUnixNano() int64 {
+	if x != nil {
+		return x.DeadlineUnixNano
+	}
+	return 0
+}
+
+// SettlementFeedRecord is one worker group's cursor and live leases.
+type SettlementFeedRecord struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Group         string                 `protobuf:"bytes,1,opt,name=group,proto3" json:"group,omitempty"`
+	Cursor        uint64                 `protobuf:"varint,2,opt,name=cursor,proto3" json:"cursor,omitempty"`
+	Leases        []*Lease               `protobuf:"bytes,3,rep,name=leases,proto3" json:"leases,omitempty"` // by claim ID
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SettlementFeedRecord) Reset() {
+	*x = SettlementFeedRecord{}
+	mi := &file_command_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SettlementFeedRecord) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SettlementFeedRecord) ProtoMessage() {}
+
+func (x *SettlementFeedRecord) ProtoReflect() protoreflect.Message {
+	mi := &file_command_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SettlementFeedRecord.ProtoReflect.Descriptor instead.
+func (*SettlementFeedRecord) Descriptor() ([]byte, []int) {
+	return file_command_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *SettlementFeedRecord) GetGroup() string {
+	if x != nil {
+		return x.Group
+	}
+	return ""
+}
+
+func (x *SettlementFeedRecord) GetCursor() uint64 {
+	if x != nil {
+		return x.Cursor
+	}
+	return 0
+}
+
+func (x *SettlementFeedRecord) GetLeases() []*Lease {
+	if x != nil {
+		return x.Leases
+	}
+	return nil
+}
+
 var File_command_proto protoreflect.FileDescriptor
 
 const file_command_proto_rawDesc = "" +
 	"\n" +
-	"\rcommand.proto\x12\rflashd.fsm.v1\"\xf8\x05\n" +
+	"\rcommand.proto\x12\rflashd.fsm.v1\"\xe7\b\n" +
 	"\aCommand\x12.\n" +
 	"\x04type\x18\x01 \x01(\x0e2\x1a.flashd.fsm.v1.CommandTypeR\x04type\x12$\n" +
 	"\x0etime_unix_nano\x18\x02 \x01(\x03R\ftimeUnixNano\x12\x12\n" +
@@ -1735,7 +2625,15 @@ const file_command_proto_rawDesc = "" +
 	"\arelease\x18\x10 \x01(\v2\x16.flashd.fsm.v1.ReleaseR\arelease\x12-\n" +
 	"\x06expire\x18\x11 \x01(\v2\x15.flashd.fsm.v1.ExpireR\x06expire\x12@\n" +
 	"\rregister_node\x18\x12 \x01(\v2\x1b.flashd.fsm.v1.RegisterNodeR\fregisterNode\x12T\n" +
-	"\x15set_front_door_config\x18\x13 \x01(\v2!.flashd.fsm.v1.SetFrontDoorConfigR\x12setFrontDoorConfig\"\xeb\x02\n" +
+	"\x15set_front_door_config\x18\x13 \x01(\v2!.flashd.fsm.v1.SetFrontDoorConfigR\x12setFrontDoorConfig\x12=\n" +
+	"\fdefine_cards\x18\x14 \x01(\v2\x1a.flashd.fsm.v1.DefineCardsR\vdefineCards\x12:\n" +
+	"\vgrant_draws\x18\x15 \x01(\v2\x19.flashd.fsm.v1.GrantDrawsR\n" +
+	"grantDraws\x124\n" +
+	"\tdraw_card\x18\x16 \x01(\v2\x17.flashd.fsm.v1.DrawCardR\bdrawCard\x127\n" +
+	"\n" +
+	"redeem_set\x18\x17 \x01(\v2\x18.flashd.fsm.v1.RedeemSetR\tredeemSet\x12D\n" +
+	"\x0fclose_and_split\x18\x18 \x01(\v2\x1c.flashd.fsm.v1.CloseAndSplitR\rcloseAndSplit\x12=\n" +
+	"\flease_claims\x18\x19 \x01(\v2\x1a.flashd.fsm.v1.LeaseClaimsR\vleaseClaims\"\xeb\x02\n" +
 	"\x0eCreateCampaign\x12\x1f\n" +
 	"\vcampaign_id\x18\x01 \x01(\tR\n" +
 	"campaignId\x12/\n" +
@@ -1800,7 +2698,43 @@ const file_command_proto_rawDesc = "" +
 	"\vper_ip_rate\x18\x04 \x01(\x01R\tperIpRate\x12#\n" +
 	"\rdegrade_level\x18\x05 \x01(\rR\fdegradeLevel\x12#\n" +
 	"\rdrop_fraction\x18\x06 \x01(\x01R\fdropFraction\x12!\n" +
-	"\fdegrade_auto\x18\a \x01(\bR\vdegradeAuto\"\x94\x03\n" +
+	"\fdegrade_auto\x18\a \x01(\bR\vdegradeAuto\"M\n" +
+	"\bCardType\x12\x17\n" +
+	"\atype_id\x18\x01 \x01(\tR\x06typeId\x12\x16\n" +
+	"\x06weight\x18\x02 \x01(\x04R\x06weight\x12\x10\n" +
+	"\x03cap\x18\x03 \x01(\x04R\x03cap\"\xe5\x01\n" +
+	"\vDefineCards\x12\x1f\n" +
+	"\vcampaign_id\x18\x01 \x01(\tR\n" +
+	"campaignId\x12-\n" +
+	"\x05types\x18\x02 \x03(\v2\x17.flashd.fsm.v1.CardTypeR\x05types\x12\x1b\n" +
+	"\tset_types\x18\x03 \x03(\tR\bsetTypes\x12\x1f\n" +
+	"\vreward_pool\x18\x04 \x01(\x04R\n" +
+	"rewardPool\x12\x1b\n" +
+	"\tpot_cents\x18\x05 \x01(\x04R\bpotCents\x12+\n" +
+	"\x12draws_per_user_max\x18\x06 \x01(\x04R\x0fdrawsPerUserMax\"\\\n" +
+	"\n" +
+	"GrantDraws\x12\x1f\n" +
+	"\vcampaign_id\x18\x01 \x01(\tR\n" +
+	"campaignId\x12\x17\n" +
+	"\auser_id\x18\x02 \x01(\tR\x06userId\x12\x14\n" +
+	"\x05count\x18\x03 \x01(\rR\x05count\"D\n" +
+	"\bDrawCard\x12\x1f\n" +
+	"\vcampaign_id\x18\x01 \x01(\tR\n" +
+	"campaignId\x12\x17\n" +
+	"\auser_id\x18\x02 \x01(\tR\x06userId\"E\n" +
+	"\tRedeemSet\x12\x1f\n" +
+	"\vcampaign_id\x18\x01 \x01(\tR\n" +
+	"campaignId\x12\x17\n" +
+	"\auser_id\x18\x02 \x01(\tR\x06userId\"0\n" +
+	"\rCloseAndSplit\x12\x1f\n" +
+	"\vcampaign_id\x18\x01 \x01(\tR\n" +
+	"campaignId\"n\n" +
+	"\vLeaseClaims\x12\x14\n" +
+	"\x05group\x18\x01 \x01(\tR\x05group\x12\x16\n" +
+	"\x06worker\x18\x02 \x01(\tR\x06worker\x12\x10\n" +
+	"\x03max\x18\x03 \x01(\rR\x03max\x12\x1f\n" +
+	"\vlease_nanos\x18\x04 \x01(\x03R\n" +
+	"leaseNanos\"\x87\x04\n" +
 	"\x0eSnapshotHeader\x12%\n" +
 	"\x0eformat_version\x18\x01 \x01(\rR\rformatVersion\x12\x1c\n" +
 	"\tcampaigns\x18\x02 \x01(\x04R\tcampaigns\x12\x14\n" +
@@ -1812,7 +2746,10 @@ const file_command_proto_rawDesc = "" +
 	"\x16last_command_unix_nano\x18\b \x01(\x03R\x13lastCommandUnixNano\x12J\n" +
 	"\x11front_door_config\x18\t \x01(\v2\x1e.flashd.fsm.v1.FrontDoorConfigR\x0ffrontDoorConfig\x12#\n" +
 	"\rapplied_index\x18\n" +
-	" \x01(\x04R\fappliedIndex\"\x7f\n" +
+	" \x01(\x04R\fappliedIndex\x12#\n" +
+	"\rcard_collects\x18\v \x01(\x04R\fcardCollects\x12!\n" +
+	"\fcard_holders\x18\f \x01(\x04R\vcardHolders\x12)\n" +
+	"\x10settlement_feeds\x18\r \x01(\x04R\x0fsettlementFeeds\"\x7f\n" +
 	"\x0eCampaignRecord\x129\n" +
 	"\bcampaign\x18\x01 \x01(\v2\x1d.flashd.fsm.v1.CreateCampaignR\bcampaign\x122\n" +
 	"\x05state\x18\x02 \x01(\x0e2\x1c.flashd.fsm.v1.CampaignStateR\x05state\"\xd0\x01\n" +
@@ -1837,21 +2774,54 @@ const file_command_proto_rawDesc = "" +
 	"\x11created_unix_nano\x18\a \x01(\x03R\x0fcreatedUnixNano\x12,\n" +
 	"\x12deadline_unix_nano\x18\b \x01(\x03R\x10deadlineUnixNano\x12\x1d\n" +
 	"\n" +
-	"request_id\x18\t \x01(\tR\trequestId\"\xae\x01\n" +
+	"request_id\x18\t \x01(\tR\trequestId\"\xc6\x01\n" +
 	"\x11IdempotencyRecord\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tR\trequestId\x12!\n" +
 	"\fpayload_hash\x18\x02 \x01(\x04R\vpayloadHash\x12$\n" +
 	"\x0etime_unix_nano\x18\x03 \x01(\x03R\ftimeUnixNano\x12\x16\n" +
 	"\x06reason\x18\x04 \x01(\rR\x06reason\x12\x19\n" +
-	"\bclaim_id\x18\x05 \x01(\x04R\aclaimId\"\xc6\x02\n" +
+	"\bclaim_id\x18\x05 \x01(\x04R\aclaimId\x12\x16\n" +
+	"\x06detail\x18\x06 \x01(\x04R\x06detail\"\x9b\x04\n" +
 	"\x0eSnapshotRecord\x129\n" +
 	"\bcampaign\x18\x01 \x01(\v2\x1d.flashd.fsm.v1.CampaignRecordR\bcampaign\x12-\n" +
 	"\x04item\x18\x02 \x01(\v2\x19.flashd.fsm.v1.ItemRecordR\x04item\x120\n" +
 	"\x05claim\x18\x03 \x01(\v2\x1a.flashd.fsm.v1.ClaimRecordR\x05claim\x12B\n" +
 	"\vidempotency\x18\x04 \x01(\v2 .flashd.fsm.v1.IdempotencyRecordR\vidempotency\x12/\n" +
 	"\x04node\x18\x05 \x01(\v2\x1b.flashd.fsm.v1.RegisterNodeR\x04node\x12#\n" +
-	"\rgranted_claim\x18\x06 \x01(\x04R\fgrantedClaim*\xd7\x02\n" +
+	"\rgranted_claim\x18\x06 \x01(\x04R\fgrantedClaim\x12C\n" +
+	"\fcard_collect\x18\a \x01(\v2 .flashd.fsm.v1.CardCollectRecordR\vcardCollect\x12@\n" +
+	"\vcard_holder\x18\b \x01(\v2\x1f.flashd.fsm.v1.CardHolderRecordR\n" +
+	"cardHolder\x12L\n" +
+	"\x0fsettlement_feed\x18\t \x01(\v2#.flashd.fsm.v1.SettlementFeedRecordR\x0esettlementFeed\"7\n" +
+	"\x06Payout\x12\x17\n" +
+	"\auser_id\x18\x01 \x01(\tR\x06userId\x12\x14\n" +
+	"\x05cents\x18\x02 \x01(\x04R\x05cents\"\xd3\x01\n" +
+	"\x11CardCollectRecord\x12:\n" +
+	"\n" +
+	"definition\x18\x01 \x01(\v2\x1a.flashd.fsm.v1.DefineCardsR\n" +
+	"definition\x12\x16\n" +
+	"\x06issued\x18\x02 \x03(\x04R\x06issued\x12#\n" +
+	"\rrewards_given\x18\x03 \x01(\x04R\frewardsGiven\x12\x14\n" +
+	"\x05split\x18\x04 \x01(\bR\x05split\x12/\n" +
+	"\apayouts\x18\x05 \x03(\v2\x15.flashd.fsm.v1.PayoutR\apayouts\"\xc0\x01\n" +
+	"\x10CardHolderRecord\x12\x1f\n" +
+	"\vcampaign_id\x18\x01 \x01(\tR\n" +
+	"campaignId\x12\x17\n" +
+	"\auser_id\x18\x02 \x01(\tR\x06userId\x12\x1d\n" +
+	"\n" +
+	"draws_left\x18\x03 \x01(\x04R\tdrawsLeft\x12#\n" +
+	"\rdraws_granted\x18\x04 \x01(\x04R\fdrawsGranted\x12\x14\n" +
+	"\x05cards\x18\x05 \x03(\x04R\x05cards\x12\x18\n" +
+	"\arewards\x18\x06 \x01(\x04R\arewards\"h\n" +
+	"\x05Lease\x12\x19\n" +
+	"\bclaim_id\x18\x01 \x01(\x04R\aclaimId\x12\x16\n" +
+	"\x06worker\x18\x02 \x01(\tR\x06worker\x12,\n" +
+	"\x12deadline_unix_nano\x18\x03 \x01(\x03R\x10deadlineUnixNano\"r\n" +
+	"\x14SettlementFeedRecord\x12\x14\n" +
+	"\x05group\x18\x01 \x01(\tR\x05group\x12\x16\n" +
+	"\x06cursor\x18\x02 \x01(\x04R\x06cursor\x12,\n" +
+	"\x06leases\x18\x03 \x03(\v2\x14.flashd.fsm.v1.LeaseR\x06leases*\x8e\x04\n" +
 	"\vCommandType\x12\x18\n" +
 	"\x14COMMAND_TYPE_UNKNOWN\x10\x00\x12 \n" +
 	"\x1cCOMMAND_TYPE_CREATE_CAMPAIGN\x10\x01\x12 \n" +
@@ -1864,7 +2834,13 @@ const file_command_proto_rawDesc = "" +
 	"\x13COMMAND_TYPE_EXPIRE\x10\b\x12\x1e\n" +
 	"\x1aCOMMAND_TYPE_REGISTER_NODE\x10\t\x12&\n" +
 	"\"COMMAND_TYPE_SET_FRONT_DOOR_CONFIG\x10\n" +
-	"*g\n" +
+	"\x12\x1d\n" +
+	"\x19COMMAND_TYPE_DEFINE_CARDS\x10\v\x12\x1c\n" +
+	"\x18COMMAND_TYPE_GRANT_DRAWS\x10\f\x12\x1a\n" +
+	"\x16COMMAND_TYPE_DRAW_CARD\x10\r\x12\x1b\n" +
+	"\x17COMMAND_TYPE_REDEEM_SET\x10\x0e\x12 \n" +
+	"\x1cCOMMAND_TYPE_CLOSE_AND_SPLIT\x10\x0f\x12\x1d\n" +
+	"\x19COMMAND_TYPE_LEASE_CLAIMS\x10\x10*g\n" +
 	"\fCampaignKind\x12\x19\n" +
 	"\x15CAMPAIGN_KIND_UNKNOWN\x10\x00\x12\x1c\n" +
 	"\x18CAMPAIGN_KIND_FLASH_SALE\x10\x01\x12\x1e\n" +
@@ -1894,31 +2870,43 @@ func file_command_proto_rawDescGZIP() []byte {
 }
 
 var file_command_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_command_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
+var file_command_proto_msgTypes = make([]protoimpl.MessageInfo, 31)
 var file_command_proto_goTypes = []any{
-	(CommandType)(0),           // 0: flashd.fsm.v1.CommandType
-	(CampaignKind)(0),          // 1: flashd.fsm.v1.CampaignKind
-	(CampaignState)(0),         // 2: flashd.fsm.v1.CampaignState
-	(ClaimState)(0),            // 3: flashd.fsm.v1.ClaimState
-	(*Command)(nil),            // 4: flashd.fsm.v1.Command
-	(*CreateCampaign)(nil),     // 5: flashd.fsm.v1.CreateCampaign
-	(*UpdateCampaign)(nil),     // 6: flashd.fsm.v1.UpdateCampaign
-	(*AddItem)(nil),            // 7: flashd.fsm.v1.AddItem
-	(*AdjustStock)(nil),        // 8: flashd.fsm.v1.AdjustStock
-	(*ClaimRequest)(nil),       // 9: flashd.fsm.v1.ClaimRequest
-	(*ClaimBatch)(nil),         // 10: flashd.fsm.v1.ClaimBatch
-	(*Settle)(nil),             // 11: flashd.fsm.v1.Settle
-	(*Release)(nil),            // 12: flashd.fsm.v1.Release
-	(*Expire)(nil),             // 13: flashd.fsm.v1.Expire
-	(*RegisterNode)(nil),       // 14: flashd.fsm.v1.RegisterNode
-	(*SetFrontDoorConfig)(nil), // 15: flashd.fsm.v1.SetFrontDoorConfig
-	(*FrontDoorConfig)(nil),    // 16: flashd.fsm.v1.FrontDoorConfig
-	(*SnapshotHeader)(nil),     // 17: flashd.fsm.v1.SnapshotHeader
-	(*CampaignRecord)(nil),     // 18: flashd.fsm.v1.CampaignRecord
-	(*ItemRecord)(nil),         // 19: flashd.fsm.v1.ItemRecord
-	(*ClaimRecord)(nil),        // 20: flashd.fsm.v1.ClaimRecord
-	(*IdempotencyRecord)(nil),  // 21: flashd.fsm.v1.IdempotencyRecord
-	(*SnapshotRecord)(nil),     // 22: flashd.fsm.v1.SnapshotRecord
+	(CommandType)(0),             // 0: flashd.fsm.v1.CommandType
+	(CampaignKind)(0),            // 1: flashd.fsm.v1.CampaignKind
+	(CampaignState)(0),           // 2: flashd.fsm.v1.CampaignState
+	(ClaimState)(0),              // 3: flashd.fsm.v1.ClaimState
+	(*Command)(nil),              // 4: flashd.fsm.v1.Command
+	(*CreateCampaign)(nil),       // 5: flashd.fsm.v1.CreateCampaign
+	(*UpdateCampaign)(nil),       // 6: flashd.fsm.v1.UpdateCampaign
+	(*AddItem)(nil),              // 7: flashd.fsm.v1.AddItem
+	(*AdjustStock)(nil),          // 8: flashd.fsm.v1.AdjustStock
+	(*ClaimRequest)(nil),         // 9: flashd.fsm.v1.ClaimRequest
+	(*ClaimBatch)(nil),           // 10: flashd.fsm.v1.ClaimBatch
+	(*Settle)(nil),               // 11: flashd.fsm.v1.Settle
+	(*Release)(nil),              // 12: flashd.fsm.v1.Release
+	(*Expire)(nil),               // 13: flashd.fsm.v1.Expire
+	(*RegisterNode)(nil),         // 14: flashd.fsm.v1.RegisterNode
+	(*SetFrontDoorConfig)(nil),   // 15: flashd.fsm.v1.SetFrontDoorConfig
+	(*FrontDoorConfig)(nil),      // 16: flashd.fsm.v1.FrontDoorConfig
+	(*CardType)(nil),             // 17: flashd.fsm.v1.CardType
+	(*DefineCards)(nil),          // 18: flashd.fsm.v1.DefineCards
+	(*GrantDraws)(nil),           // 19: flashd.fsm.v1.GrantDraws
+	(*DrawCard)(nil),             // 20: flashd.fsm.v1.DrawCard
+	(*RedeemSet)(nil),            // 21: flashd.fsm.v1.RedeemSet
+	(*CloseAndSplit)(nil),        // 22: flashd.fsm.v1.CloseAndSplit
+	(*LeaseClaims)(nil),          // 23: flashd.fsm.v1.LeaseClaims
+	(*SnapshotHeader)(nil),       // 24: flashd.fsm.v1.SnapshotHeader
+	(*CampaignRecord)(nil),       // 25: flashd.fsm.v1.CampaignRecord
+	(*ItemRecord)(nil),           // 26: flashd.fsm.v1.ItemRecord
+	(*ClaimRecord)(nil),          // 27: flashd.fsm.v1.ClaimRecord
+	(*IdempotencyRecord)(nil),    // 28: flashd.fsm.v1.IdempotencyRecord
+	(*SnapshotRecord)(nil),       // 29: flashd.fsm.v1.SnapshotRecord
+	(*Payout)(nil),               // 30: flashd.fsm.v1.Payout
+	(*CardCollectRecord)(nil),    // 31: flashd.fsm.v1.CardCollectRecord
+	(*CardHolderRecord)(nil),     // 32: flashd.fsm.v1.CardHolderRecord
+	(*Lease)(nil),                // 33: flashd.fsm.v1.Lease
+	(*SettlementFeedRecord)(nil), // 34: flashd.fsm.v1.SettlementFeedRecord
 }
 var file_command_proto_depIdxs = []int32{
 	0,  // 0: flashd.fsm.v1.Command.type:type_name -> flashd.fsm.v1.CommandType
@@ -1932,24 +2920,37 @@ var file_command_proto_depIdxs = []int32{
 	13, // 8: flashd.fsm.v1.Command.expire:type_name -> flashd.fsm.v1.Expire
 	14, // 9: flashd.fsm.v1.Command.register_node:type_name -> flashd.fsm.v1.RegisterNode
 	15, // 10: flashd.fsm.v1.Command.set_front_door_config:type_name -> flashd.fsm.v1.SetFrontDoorConfig
-	1,  // 11: flashd.fsm.v1.CreateCampaign.kind:type_name -> flashd.fsm.v1.CampaignKind
-	2,  // 12: flashd.fsm.v1.UpdateCampaign.state:type_name -> flashd.fsm.v1.CampaignState
-	9,  // 13: flashd.fsm.v1.ClaimBatch.claims:type_name -> flashd.fsm.v1.ClaimRequest
-	16, // 14: flashd.fsm.v1.SetFrontDoorConfig.config:type_name -> flashd.fsm.v1.FrontDoorConfig
-	16, // 15: flashd.fsm.v1.SnapshotHeader.front_door_config:type_name -> flashd.fsm.v1.FrontDoorConfig
-	5,  // 16: flashd.fsm.v1.CampaignRecord.campaign:type_name -> flashd.fsm.v1.CreateCampaign
-	2,  // 17: flashd.fsm.v1.CampaignRecord.state:type_name -> flashd.fsm.v1.CampaignState
-	3,  // 18: flashd.fsm.v1.ClaimRecord.state:type_name -> flashd.fsm.v1.ClaimState
-	18, // 19: flashd.fsm.v1.SnapshotRecord.campaign:type_name -> flashd.fsm.v1.CampaignRecord
-	19, // 20: flashd.fsm.v1.SnapshotRecord.item:type_name -> flashd.fsm.v1.ItemRecord
-	20, // 21: flashd.fsm.v1.SnapshotRecord.claim:type_name -> flashd.fsm.v1.ClaimRecord
-	21, // 22: flashd.fsm.v1.SnapshotRecord.idempotency:type_name -> flashd.fsm.v1.IdempotencyRecord
-	14, // 23: flashd.fsm.v1.SnapshotRecord.node:type_name -> flashd.fsm.v1.RegisterNode
-	24, // [24:24] is the sub-list for method output_type
-	24, // [24:24] is the sub-list for method input_type
-	24, // [24:24] is the sub-list for extension type_name
-	24, // [24:24] is the sub-list for extension extendee
-	0,  // [0:24] is the sub-list for field type_name
+	18, // 11: flashd.fsm.v1.Command.define_cards:type_name -> flashd.fsm.v1.DefineCards
+	19, // 12: flashd.fsm.v1.Command.grant_draws:type_name -> flashd.fsm.v1.GrantDraws
+	20, // 13: flashd.fsm.v1.Command.draw_card:type_name -> flashd.fsm.v1.DrawCard
+	21, // 14: flashd.fsm.v1.Command.redeem_set:type_name -> flashd.fsm.v1.RedeemSet
+	22, // 15: flashd.fsm.v1.Command.close_and_split:type_name -> flashd.fsm.v1.CloseAndSplit
+	23, // 16: flashd.fsm.v1.Command.lease_claims:type_name -> flashd.fsm.v1.LeaseClaims
+	1,  // 17: flashd.fsm.v1.CreateCampaign.kind:type_name -> flashd.fsm.v1.CampaignKind
+	2,  // 18: flashd.fsm.v1.UpdateCampaign.state:type_name -> flashd.fsm.v1.CampaignState
+	9,  // 19: flashd.fsm.v1.ClaimBatch.claims:type_name -> flashd.fsm.v1.ClaimRequest
+	16, // 20: flashd.fsm.v1.SetFrontDoorConfig.config:type_name -> flashd.fsm.v1.FrontDoorConfig
+	17, // 21: flashd.fsm.v1.DefineCards.types:type_name -> flashd.fsm.v1.CardType
+	16, // 22: flashd.fsm.v1.SnapshotHeader.front_door_config:type_name -> flashd.fsm.v1.FrontDoorConfig
+	5,  // 23: flashd.fsm.v1.CampaignRecord.campaign:type_name -> flashd.fsm.v1.CreateCampaign
+	2,  // 24: flashd.fsm.v1.CampaignRecord.state:type_name -> flashd.fsm.v1.CampaignState
+	3,  // 25: flashd.fsm.v1.ClaimRecord.state:type_name -> flashd.fsm.v1.ClaimState
+	25, // 26: flashd.fsm.v1.SnapshotRecord.campaign:type_name -> flashd.fsm.v1.CampaignRecord
+	26, // 27: flashd.fsm.v1.SnapshotRecord.item:type_name -> flashd.fsm.v1.ItemRecord
+	27, // 28: flashd.fsm.v1.SnapshotRecord.claim:type_name -> flashd.fsm.v1.ClaimRecord
+	28, // 29: flashd.fsm.v1.SnapshotRecord.idempotency:type_name -> flashd.fsm.v1.IdempotencyRecord
+	14, // 30: flashd.fsm.v1.SnapshotRecord.node:type_name -> flashd.fsm.v1.RegisterNode
+	31, // 31: flashd.fsm.v1.SnapshotRecord.card_collect:type_name -> flashd.fsm.v1.CardCollectRecord
+	32, // 32: flashd.fsm.v1.SnapshotRecord.card_holder:type_name -> flashd.fsm.v1.CardHolderRecord
+	34, // 33: flashd.fsm.v1.SnapshotRecord.settlement_feed:type_name -> flashd.fsm.v1.SettlementFeedRecord
+	18, // 34: flashd.fsm.v1.CardCollectRecord.definition:type_name -> flashd.fsm.v1.DefineCards
+	30, // 35: flashd.fsm.v1.CardCollectRecord.payouts:type_name -> flashd.fsm.v1.Payout
+	33, // 36: flashd.fsm.v1.SettlementFeedRecord.leases:type_name -> flashd.fsm.v1.Lease
+	37, // [37:37] is the sub-list for method output_type
+	37, // [37:37] is the sub-list for method input_type
+	37, // [37:37] is the sub-list for extension type_name
+	37, // [37:37] is the sub-list for extension extendee
+	0,  // [0:37] is the sub-list for field type_name
 }
 
 func init() { file_command_proto_init() }
@@ -1964,7 +2965,7 @@ func file_command_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_command_proto_rawDesc), len(file_command_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   19,
+			NumMessages:   31,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
