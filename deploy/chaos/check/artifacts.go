@@ -26,21 +26,11 @@ func WriteArtifacts(dir string, h History, f Final, r *Report) ([]string, error)
 	var files []string
 	write := func(name string, v any) error {
 		path := filepath.Join(dir, name)
-		out, err := os.Create(path)
-		if err != nil {
-			return fmt.Errorf("create %s: %w", path, err)
-		}
-		defer out.Close()
-		if s, ok := v.(string); ok {
-			_, err = out.WriteString(s)
-		} else {
-			err = WriteJSON(out, v)
-		}
-		if err != nil {
-			return fmt.Errorf("write %s: %w", path, err)
+		if err := WriteFile(path, v); err != nil {
+			return err
 		}
 		files = append(files, path)
-		return out.Close()
+		return nil
 	}
 	for _, a := range []struct {
 		name string
@@ -72,4 +62,22 @@ func fileSafe(s string) string {
 		}
 		return '_'
 	}, s)
+}
+
+// WriteFile writes v to path: a string as it is, anything else as JSON.
+func WriteFile(path string, v any) error {
+	out, err := os.Create(path)
+	if err != nil {
+		return fmt.Errorf("create %s: %w", path, err)
+	}
+	defer out.Close()
+	if s, ok := v.(string); ok {
+		_, err = out.WriteString(s)
+	} else {
+		err = WriteJSON(out, v)
+	}
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return out.Close()
 }
