@@ -497,6 +497,150 @@ func (x *AdjustStockRequest) GetRequestId() string {
 	return ""
 }
 
+type DefineCardsRequest struct {
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	CampaignId      string                 `protobuf:"bytes,1,opt,name=campaign_id,json=campaignId,proto3" json:"campaign_id,omitempty"`
+	Types           []*CardType            `protobuf:"bytes,2,rep,name=types,proto3" json:"types,omitempty"` // issued is ignored
+	SetTypes        []string               `protobuf:"bytes,3,rep,name=set_types,json=setTypes,proto3" json:"set_types,omitempty"`
+	RewardPool      uint64                 `protobuf:"varint,4,opt,name=reward_pool,json=rewardPool,proto3" json:"reward_pool,omitempty"`
+	PotCents        uint64                 `protobuf:"varint,5,opt,name=pot_cents,json=potCents,proto3" json:"pot_cents,omitempty"`
+	DrawsPerUserMax uint64                 `protobuf:"varint,6,opt,name=draws_per_user_max,json=drawsPerUserMax,proto3" json:"draws_per_user_max,omitempty"`
+	RequestId       string                 `protobuf:"bytes,7,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *DefineCardsRequest) Reset() {
+	*x = DefineCardsRequest{}
+	mi := &file_flashd_v1_admin_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DefineCardsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DefineCardsRequest) ProtoMessage() {}
+
+func (x *DefineCardsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_flashd_v1_admin_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DefineCardsRequest.ProtoReflect.Descriptor instead.
+func (*DefineCardsRequest) Descriptor() ([]byte, []int) {
+	return file_flashd_v1_admin_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *DefineCardsRequest) GetCampaignId() string {
+	if x != nil {
+		return x.CampaignId
+	}
+	return ""
+}
+
+func (x *DefineCardsRequest) GetTypes() []*CardType {
+	if x != nil {
+		return x.Types
+	}
+	return nil
+}
+
+func (x *DefineCardsRequest) GetSetTypes() []string {
+	if x != nil {
+		return x.SetTypes
+	}
+	return nil
+}
+
+func (x *DefineCardsRequest) GetRewardPool() uint64 {
+	if x != nil {
+		return x.RewardPool
+	}
+	return 0
+}
+
+func (x *DefineCardsRequest) GetPotCents() uint64 {
+	if x != nil {
+		return x.PotCents
+	}
+	return 0
+}
+
+func (x *DefineCardsRequest) GetDrawsPerUserMax() uint64 {
+	if x != nil {
+		return x.DrawsPerUserMax
+	}
+	return 0
+}
+
+func (x *DefineCardsRequest) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
+type CloseAndSplitRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	CampaignId    string                 `protobuf:"bytes,1,opt,name=campaign_id,json=campaignId,proto3" json:"campaign_id,omitempty"`
+	RequestId     string                 `protobuf:"bytes,2,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CloseAndSplitRequest) Reset() {
+	*x = CloseAndSplitRequest{}
+	mi := &file_flashd_v1_admin_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CloseAndSplitRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CloseAndSplitRequest) ProtoMessage() {}
+
+func (x *CloseAndSplitRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_flashd_v1_admin_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CloseAndSplitRequest.ProtoReflect.Descriptor instead.
+func (*CloseAndSplitRequest) Descriptor() ([]byte, []int) {
+	return file_flashd_v1_admin_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *CloseAndSplitRequest) GetCampaignId() string {
+	if x != nil {
+		return x.CampaignId
+	}
+	return ""
+}
+
+func (x *CloseAndSplitRequest) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
 type SetFrontDoorConfigRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Config        *FrontDoorConfig       `protobuf:"bytes,1,opt,name=config,proto3" json:"config,omitempty"`
@@ -507,7 +651,7 @@ type SetFrontDoorConfigRequest struct {
 
 func (x *SetFrontDoorConfigRequest) Reset() {
 	*x = SetFrontDoorConfigRequest{}
-	mi := &file_flashd_v1_admin_proto_msgTypes[8]
+	mi := &file_flashd_v1_admin_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -519,7 +663,7 @@ func (x *SetFrontDoorConfigRequest) String() string {
 func (*SetFrontDoorConfigRequest) ProtoMessage() {}
 
 func (x *SetFrontDoorConfigRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flashd_v1_admin_proto_msgTypes[8]
+	mi := &file_flashd_v1_admin_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -532,7 +676,7 @@ func (x *SetFrontDoorConfigRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetFrontDoorConfigRequest.ProtoReflect.Descriptor instead.
 func (*SetFrontDoorConfigRequest) Descriptor() ([]byte, []int) {
-	return file_flashd_v1_admin_proto_rawDescGZIP(), []int{8}
+	return file_flashd_v1_admin_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *SetFrontDoorConfigRequest) GetConfig() *FrontDoorConfig {
@@ -557,7 +701,7 @@ type ClusterStatusRequest struct {
 
 func (x *ClusterStatusRequest) Reset() {
 	*x = ClusterStatusRequest{}
-	mi := &file_flashd_v1_admin_proto_msgTypes[9]
+	mi := &file_flashd_v1_admin_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -569,7 +713,7 @@ func (x *ClusterStatusRequest) String() string {
 func (*ClusterStatusRequest) ProtoMessage() {}
 
 func (x *ClusterStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flashd_v1_admin_proto_msgTypes[9]
+	mi := &file_flashd_v1_admin_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -582,7 +726,7 @@ func (x *ClusterStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterStatusRequest.ProtoReflect.Descriptor instead.
 func (*ClusterStatusRequest) Descriptor() ([]byte, []int) {
-	return file_flashd_v1_admin_proto_rawDescGZIP(), []int{9}
+	return file_flashd_v1_admin_proto_rawDescGZIP(), []int{11}
 }
 
 type Member struct {
@@ -601,7 +745,7 @@ type Member struct {
 
 func (x *Member) Reset() {
 	*x = Member{}
-	mi := &file_flashd_v1_admin_proto_msgTypes[10]
+	mi := &file_flashd_v1_admin_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -613,7 +757,7 @@ func (x *Member) String() string {
 func (*Member) ProtoMessage() {}
 
 func (x *Member) ProtoReflect() protoreflect.Message {
-	mi := &file_flashd_v1_admin_proto_msgTypes[10]
+	mi := &file_flashd_v1_admin_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -626,7 +770,7 @@ func (x *Member) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Member.ProtoReflect.Descriptor instead.
 func (*Member) Descriptor() ([]byte, []int) {
-	return file_flashd_v1_admin_proto_rawDescGZIP(), []int{10}
+	return file_flashd_v1_admin_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Member) GetId() string {
@@ -699,7 +843,7 @@ type ClusterStatusResponse struct {
 
 func (x *ClusterStatusResponse) Reset() {
 	*x = ClusterStatusResponse{}
-	mi := &file_flashd_v1_admin_proto_msgTypes[11]
+	mi := &file_flashd_v1_admin_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -711,7 +855,7 @@ func (x *ClusterStatusResponse) String() string {
 func (*ClusterStatusResponse) ProtoMessage() {}
 
 func (x *ClusterStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flashd_v1_admin_proto_msgTypes[11]
+	mi := &file_flashd_v1_admin_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -724,7 +868,7 @@ func (x *ClusterStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterStatusResponse.ProtoReflect.Descriptor instead.
 func (*ClusterStatusResponse) Descriptor() ([]byte, []int) {
-	return file_flashd_v1_admin_proto_rawDescGZIP(), []int{11}
+	return file_flashd_v1_admin_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ClusterStatusResponse) GetLeaderId() string {
@@ -777,7 +921,7 @@ type NodeStatusRequest struct {
 
 func (x *NodeStatusRequest) Reset() {
 	*x = NodeStatusRequest{}
-	mi := &file_flashd_v1_admin_proto_msgTypes[12]
+	mi := &file_flashd_v1_admin_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -789,7 +933,7 @@ func (x *NodeStatusRequest) String() string {
 func (*NodeStatusRequest) ProtoMessage() {}
 
 func (x *NodeStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flashd_v1_admin_proto_msgTypes[12]
+	mi := &file_flashd_v1_admin_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -802,7 +946,7 @@ func (x *NodeStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeStatusRequest.ProtoReflect.Descriptor instead.
 func (*NodeStatusRequest) Descriptor() ([]byte, []int) {
-	return file_flashd_v1_admin_proto_rawDescGZIP(), []int{12}
+	return file_flashd_v1_admin_proto_rawDescGZIP(), []int{14}
 }
 
 type NodeStatusResponse struct {
@@ -826,7 +970,7 @@ type NodeStatusResponse struct {
 
 func (x *NodeStatusResponse) Reset() {
 	*x = NodeStatusResponse{}
-	mi := &file_flashd_v1_admin_proto_msgTypes[13]
+	mi := &file_flashd_v1_admin_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -838,7 +982,7 @@ func (x *NodeStatusResponse) String() string {
 func (*NodeStatusResponse) ProtoMessage() {}
 
 func (x *NodeStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flashd_v1_admin_proto_msgTypes[13]
+	mi := &file_flashd_v1_admin_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -851,7 +995,7 @@ func (x *NodeStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeStatusResponse.ProtoReflect.Descriptor instead.
 func (*NodeStatusResponse) Descriptor() ([]byte, []int) {
-	return file_flashd_v1_admin_proto_rawDescGZIP(), []int{13}
+	return file_flashd_v1_admin_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *NodeStatusResponse) GetId() string {
@@ -959,7 +1103,7 @@ type JoinRequest struct {
 
 func (x *JoinRequest) Reset() {
 	*x = JoinRequest{}
-	mi := &file_flashd_v1_admin_proto_msgTypes[14]
+	mi := &file_flashd_v1_admin_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -971,7 +1115,7 @@ func (x *JoinRequest) String() string {
 func (*JoinRequest) ProtoMessage() {}
 
 func (x *JoinRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flashd_v1_admin_proto_msgTypes[14]
+	mi := &file_flashd_v1_admin_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -984,7 +1128,7 @@ func (x *JoinRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinRequest.ProtoReflect.Descriptor instead.
 func (*JoinRequest) Descriptor() ([]byte, []int) {
-	return file_flashd_v1_admin_proto_rawDescGZIP(), []int{14}
+	return file_flashd_v1_admin_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *JoinRequest) GetId() string {
@@ -1037,7 +1181,7 @@ type JoinResponse struct {
 
 func (x *JoinResponse) Reset() {
 	*x = JoinResponse{}
-	mi := &file_flashd_v1_admin_proto_msgTypes[15]
+	mi := &file_flashd_v1_admin_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1049,7 +1193,7 @@ func (x *JoinResponse) String() string {
 func (*JoinResponse) ProtoMessage() {}
 
 func (x *JoinResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flashd_v1_admin_proto_msgTypes[15]
+	mi := &file_flashd_v1_admin_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1062,7 +1206,7 @@ func (x *JoinResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinResponse.ProtoReflect.Descriptor instead.
 func (*JoinResponse) Descriptor() ([]byte, []int) {
-	return file_flashd_v1_admin_proto_rawDescGZIP(), []int{15}
+	return file_flashd_v1_admin_proto_rawDescGZIP(), []int{17}
 }
 
 type RemoveRequest struct {
@@ -1074,7 +1218,7 @@ type RemoveRequest struct {
 
 func (x *RemoveRequest) Reset() {
 	*x = RemoveRequest{}
-	mi := &file_flashd_v1_admin_proto_msgTypes[16]
+	mi := &file_flashd_v1_admin_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1086,7 +1230,7 @@ func (x *RemoveRequest) String() string {
 func (*RemoveRequest) ProtoMessage() {}
 
 func (x *RemoveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flashd_v1_admin_proto_msgTypes[16]
+	mi := &file_flashd_v1_admin_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1099,7 +1243,7 @@ func (x *RemoveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveRequest.ProtoReflect.Descriptor instead.
 func (*RemoveRequest) Descriptor() ([]byte, []int) {
-	return file_flashd_v1_admin_proto_rawDescGZIP(), []int{16}
+	return file_flashd_v1_admin_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *RemoveRequest) GetId() string {
@@ -1117,7 +1261,7 @@ type RemoveResponse struct {
 
 func (x *RemoveResponse) Reset() {
 	*x = RemoveResponse{}
-	mi := &file_flashd_v1_admin_proto_msgTypes[17]
+	mi := &file_flashd_v1_admin_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1129,7 +1273,7 @@ func (x *RemoveResponse) String() string {
 func (*RemoveResponse) ProtoMessage() {}
 
 func (x *RemoveResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flashd_v1_admin_proto_msgTypes[17]
+	mi := &file_flashd_v1_admin_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1142,7 +1286,7 @@ func (x *RemoveResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveResponse.ProtoReflect.Descriptor instead.
 func (*RemoveResponse) Descriptor() ([]byte, []int) {
-	return file_flashd_v1_admin_proto_rawDescGZIP(), []int{17}
+	return file_flashd_v1_admin_proto_rawDescGZIP(), []int{19}
 }
 
 type TransferLeadershipRequest struct {
@@ -1155,7 +1299,7 @@ type TransferLeadershipRequest struct {
 
 func (x *TransferLeadershipRequest) Reset() {
 	*x = TransferLeadershipRequest{}
-	mi := &file_flashd_v1_admin_proto_msgTypes[18]
+	mi := &file_flashd_v1_admin_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1167,7 +1311,7 @@ func (x *TransferLeadershipRequest) String() string {
 func (*TransferLeadershipRequest) ProtoMessage() {}
 
 func (x *TransferLeadershipRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flashd_v1_admin_proto_msgTypes[18]
+	mi := &file_flashd_v1_admin_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1180,7 +1324,7 @@ func (x *TransferLeadershipRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferLeadershipRequest.ProtoReflect.Descriptor instead.
 func (*TransferLeadershipRequest) Descriptor() ([]byte, []int) {
-	return file_flashd_v1_admin_proto_rawDescGZIP(), []int{18}
+	return file_flashd_v1_admin_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *TransferLeadershipRequest) GetToId() string {
@@ -1206,7 +1350,7 @@ type TransferLeadershipResponse struct {
 
 func (x *TransferLeadershipResponse) Reset() {
 	*x = TransferLeadershipResponse{}
-	mi := &file_flashd_v1_admin_proto_msgTypes[19]
+	mi := &file_flashd_v1_admin_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1218,7 +1362,7 @@ func (x *TransferLeadershipResponse) String() string {
 func (*TransferLeadershipResponse) ProtoMessage() {}
 
 func (x *TransferLeadershipResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flashd_v1_admin_proto_msgTypes[19]
+	mi := &file_flashd_v1_admin_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1231,7 +1375,7 @@ func (x *TransferLeadershipResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferLeadershipResponse.ProtoReflect.Descriptor instead.
 func (*TransferLeadershipResponse) Descriptor() ([]byte, []int) {
-	return file_flashd_v1_admin_proto_rawDescGZIP(), []int{19}
+	return file_flashd_v1_admin_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *TransferLeadershipResponse) GetLeaderId() string {
@@ -1249,7 +1393,7 @@ type SnapshotRequest struct {
 
 func (x *SnapshotRequest) Reset() {
 	*x = SnapshotRequest{}
-	mi := &file_flashd_v1_admin_proto_msgTypes[20]
+	mi := &file_flashd_v1_admin_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1261,7 +1405,7 @@ func (x *SnapshotRequest) String() string {
 func (*SnapshotRequest) ProtoMessage() {}
 
 func (x *SnapshotRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flashd_v1_admin_proto_msgTypes[20]
+	mi := &file_flashd_v1_admin_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1274,7 +1418,7 @@ func (x *SnapshotRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotRequest.ProtoReflect.Descriptor instead.
 func (*SnapshotRequest) Descriptor() ([]byte, []int) {
-	return file_flashd_v1_admin_proto_rawDescGZIP(), []int{20}
+	return file_flashd_v1_admin_proto_rawDescGZIP(), []int{22}
 }
 
 type SnapshotResponse struct {
@@ -1286,7 +1430,7 @@ type SnapshotResponse struct {
 
 func (x *SnapshotResponse) Reset() {
 	*x = SnapshotResponse{}
-	mi := &file_flashd_v1_admin_proto_msgTypes[21]
+	mi := &file_flashd_v1_admin_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1298,7 +1442,7 @@ func (x *SnapshotResponse) String() string {
 func (*SnapshotResponse) ProtoMessage() {}
 
 func (x *SnapshotResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flashd_v1_admin_proto_msgTypes[21]
+	mi := &file_flashd_v1_admin_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1311,7 +1455,7 @@ func (x *SnapshotResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotResponse.ProtoReflect.Descriptor instead.
 func (*SnapshotResponse) Descriptor() ([]byte, []int) {
-	return file_flashd_v1_admin_proto_rawDescGZIP(), []int{21}
+	return file_flashd_v1_admin_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *SnapshotResponse) GetIndex() uint64 {
@@ -1365,7 +1509,23 @@ const file_flashd_v1_admin_proto_rawDesc = "" +
 	"\aitem_id\x18\x02 \x01(\tR\x06itemId\x12\x14\n" +
 	"\x05delta\x18\x03 \x01(\x03R\x05delta\x12\x1d\n" +
 	"\n" +
-	"request_id\x18\x04 \x01(\tR\trequestId\"n\n" +
+	"request_id\x18\x04 \x01(\tR\trequestId\"\x87\x02\n" +
+	"\x12DefineCardsRequest\x12\x1f\n" +
+	"\vcampaign_id\x18\x01 \x01(\tR\n" +
+	"campaignId\x12)\n" +
+	"\x05types\x18\x02 \x03(\v2\x13.flashd.v1.CardTypeR\x05types\x12\x1b\n" +
+	"\tset_types\x18\x03 \x03(\tR\bsetTypes\x12\x1f\n" +
+	"\vreward_pool\x18\x04 \x01(\x04R\n" +
+	"rewardPool\x12\x1b\n" +
+	"\tpot_cents\x18\x05 \x01(\x04R\bpotCents\x12+\n" +
+	"\x12draws_per_user_max\x18\x06 \x01(\x04R\x0fdrawsPerUserMax\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\a \x01(\tR\trequestId\"V\n" +
+	"\x14CloseAndSplitRequest\x12\x1f\n" +
+	"\vcampaign_id\x18\x01 \x01(\tR\n" +
+	"campaignId\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x02 \x01(\tR\trequestId\"n\n" +
 	"\x19SetFrontDoorConfigRequest\x122\n" +
 	"\x06config\x18\x01 \x01(\v2\x1a.flashd.v1.FrontDoorConfigR\x06config\x12\x1d\n" +
 	"\n" +
@@ -1422,7 +1582,7 @@ const file_flashd_v1_admin_proto_rawDesc = "" +
 	"\tleader_id\x18\x01 \x01(\tR\bleaderId\"\x11\n" +
 	"\x0fSnapshotRequest\"(\n" +
 	"\x10SnapshotResponse\x12\x14\n" +
-	"\x05index\x18\x01 \x01(\x04R\x05index2\xc2\a\n" +
+	"\x05index\x18\x01 \x01(\x04R\x05index2\xd2\b\n" +
 	"\x05Admin\x12G\n" +
 	"\x0eCreateCampaign\x12 .flashd.v1.CreateCampaignRequest\x1a\x13.flashd.v1.Campaign\x12G\n" +
 	"\x0eUpdateCampaign\x12 .flashd.v1.UpdateCampaignRequest\x1a\x13.flashd.v1.Campaign\x12R\n" +
@@ -1430,7 +1590,9 @@ const file_flashd_v1_admin_proto_rawDesc = "" +
 	"\aAddItem\x12\x19.flashd.v1.AddItemRequest\x1a\x0f.flashd.v1.Item\x12F\n" +
 	"\tListItems\x12\x1b.flashd.v1.ListItemsRequest\x1a\x1c.flashd.v1.ListItemsResponse\x12=\n" +
 	"\vAdjustStock\x12\x1d.flashd.v1.AdjustStockRequest\x1a\x0f.flashd.v1.Item\x12V\n" +
-	"\x12SetFrontDoorConfig\x12$.flashd.v1.SetFrontDoorConfigRequest\x1a\x1a.flashd.v1.FrontDoorConfig\x12R\n" +
+	"\x12SetFrontDoorConfig\x12$.flashd.v1.SetFrontDoorConfigRequest\x1a\x1a.flashd.v1.FrontDoorConfig\x12D\n" +
+	"\vDefineCards\x12\x1d.flashd.v1.DefineCardsRequest\x1a\x16.flashd.v1.CardCollect\x12H\n" +
+	"\rCloseAndSplit\x12\x1f.flashd.v1.CloseAndSplitRequest\x1a\x16.flashd.v1.CardCollect\x12R\n" +
 	"\rClusterStatus\x12\x1f.flashd.v1.ClusterStatusRequest\x1a .flashd.v1.ClusterStatusResponse\x12I\n" +
 	"\n" +
 	"NodeStatus\x12\x1c.flashd.v1.NodeStatusRequest\x1a\x1d.flashd.v1.NodeStatusResponse\x127\n" +
@@ -1451,7 +1613,7 @@ func file_flashd_v1_admin_proto_rawDescGZIP() []byte {
 	return file_flashd_v1_admin_proto_rawDescData
 }
 
-var file_flashd_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
+var file_flashd_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
 var file_flashd_v1_admin_proto_goTypes = []any{
 	(*CreateCampaignRequest)(nil),      // 0: flashd.v1.CreateCampaignRequest
 	(*UpdateCampaignRequest)(nil),      // 1: flashd.v1.UpdateCampaignRequest
@@ -1461,76 +1623,85 @@ var file_flashd_v1_admin_proto_goTypes = []any{
 	(*ListItemsRequest)(nil),           // 5: flashd.v1.ListItemsRequest
 	(*ListItemsResponse)(nil),          // 6: flashd.v1.ListItemsResponse
 	(*AdjustStockRequest)(nil),         // 7: flashd.v1.AdjustStockRequest
-	(*SetFrontDoorConfigRequest)(nil),  // 8: flashd.v1.SetFrontDoorConfigRequest
-	(*ClusterStatusRequest)(nil),       // 9: flashd.v1.ClusterStatusRequest
-	(*Member)(nil),                     // 10: flashd.v1.Member
-	(*ClusterStatusResponse)(nil),      // 11: flashd.v1.ClusterStatusResponse
-	(*NodeStatusRequest)(nil),          // 12: flashd.v1.NodeStatusRequest
-	(*NodeStatusResponse)(nil),         // 13: flashd.v1.NodeStatusResponse
-	(*JoinRequest)(nil),                // 14: flashd.v1.JoinRequest
-	(*JoinResponse)(nil),               // 15: flashd.v1.JoinResponse
-	(*RemoveRequest)(nil),              // 16: flashd.v1.RemoveRequest
-	(*RemoveResponse)(nil),             // 17: flashd.v1.RemoveResponse
-	(*TransferLeadershipRequest)(nil),  // 18: flashd.v1.TransferLeadershipRequest
-	(*TransferLeadershipResponse)(nil), // 19: flashd.v1.TransferLeadershipResponse
-	(*SnapshotRequest)(nil),            // 20: flashd.v1.SnapshotRequest
-	(*SnapshotResponse)(nil),           // 21: flashd.v1.SnapshotResponse
-	(*Campaign)(nil),                   // 22: flashd.v1.Campaign
-	(CampaignState)(0),                 // 23: flashd.v1.CampaignState
-	(*timestamppb.Timestamp)(nil),      // 24: google.protobuf.Timestamp
-	(Consistency)(0),                   // 25: flashd.v1.Consistency
-	(*Item)(nil),                       // 26: flashd.v1.Item
-	(*FrontDoorConfig)(nil),            // 27: flashd.v1.FrontDoorConfig
-	(*FrontDoorPresence)(nil),          // 28: flashd.v1.FrontDoorPresence
-	(*durationpb.Duration)(nil),        // 29: google.protobuf.Duration
+	(*DefineCardsRequest)(nil),         // 8: flashd.v1.DefineCardsRequest
+	(*CloseAndSplitRequest)(nil),       // 9: flashd.v1.CloseAndSplitRequest
+	(*SetFrontDoorConfigRequest)(nil),  // 10: flashd.v1.SetFrontDoorConfigRequest
+	(*ClusterStatusRequest)(nil),       // 11: flashd.v1.ClusterStatusRequest
+	(*Member)(nil),                     // 12: flashd.v1.Member
+	(*ClusterStatusResponse)(nil),      // 13: flashd.v1.ClusterStatusResponse
+	(*NodeStatusRequest)(nil),          // 14: flashd.v1.NodeStatusRequest
+	(*NodeStatusResponse)(nil),         // 15: flashd.v1.NodeStatusResponse
+	(*JoinRequest)(nil),                // 16: flashd.v1.JoinRequest
+	(*JoinResponse)(nil),               // 17: flashd.v1.JoinResponse
+	(*RemoveRequest)(nil),              // 18: flashd.v1.RemoveRequest
+	(*RemoveResponse)(nil),             // 19: flashd.v1.RemoveResponse
+	(*TransferLeadershipRequest)(nil),  // 20: flashd.v1.TransferLeadershipRequest
+	(*TransferLeadershipResponse)(nil), // 21: flashd.v1.TransferLeadershipResponse
+	(*SnapshotRequest)(nil),            // 22: flashd.v1.SnapshotRequest
+	(*SnapshotResponse)(nil),           // 23: flashd.v1.SnapshotResponse
+	(*Campaign)(nil),                   // 24: flashd.v1.Campaign
+	(CampaignState)(0),                 // 25: flashd.v1.CampaignState
+	(*timestamppb.Timestamp)(nil),      // 26: google.protobuf.Timestamp
+	(Consistency)(0),                   // 27: flashd.v1.Consistency
+	(*Item)(nil),                       // 28: flashd.v1.Item
+	(*CardType)(nil),                   // 29: flashd.v1.CardType
+	(*FrontDoorConfig)(nil),            // 30: flashd.v1.FrontDoorConfig
+	(*FrontDoorPresence)(nil),          // 31: flashd.v1.FrontDoorPresence
+	(*durationpb.Duration)(nil),        // 32: google.protobuf.Duration
+	(*CardCollect)(nil),                // 33: flashd.v1.CardCollect
 }
 var file_flashd_v1_admin_proto_depIdxs = []int32{
-	22, // 0: flashd.v1.CreateCampaignRequest.campaign:type_name -> flashd.v1.Campaign
-	23, // 1: flashd.v1.UpdateCampaignRequest.state:type_name -> flashd.v1.CampaignState
-	24, // 2: flashd.v1.UpdateCampaignRequest.start:type_name -> google.protobuf.Timestamp
-	24, // 3: flashd.v1.UpdateCampaignRequest.end:type_name -> google.protobuf.Timestamp
-	25, // 4: flashd.v1.ListCampaignsRequest.consistency:type_name -> flashd.v1.Consistency
-	22, // 5: flashd.v1.ListCampaignsResponse.campaigns:type_name -> flashd.v1.Campaign
-	25, // 6: flashd.v1.ListItemsRequest.consistency:type_name -> flashd.v1.Consistency
-	26, // 7: flashd.v1.ListItemsResponse.items:type_name -> flashd.v1.Item
-	27, // 8: flashd.v1.SetFrontDoorConfigRequest.config:type_name -> flashd.v1.FrontDoorConfig
-	13, // 9: flashd.v1.Member.status:type_name -> flashd.v1.NodeStatusResponse
-	10, // 10: flashd.v1.ClusterStatusResponse.members:type_name -> flashd.v1.Member
-	27, // 11: flashd.v1.ClusterStatusResponse.front_door_config:type_name -> flashd.v1.FrontDoorConfig
-	28, // 12: flashd.v1.ClusterStatusResponse.front_doors:type_name -> flashd.v1.FrontDoorPresence
-	24, // 13: flashd.v1.NodeStatusResponse.last_contact:type_name -> google.protobuf.Timestamp
-	29, // 14: flashd.v1.NodeStatusResponse.uptime:type_name -> google.protobuf.Duration
-	0,  // 15: flashd.v1.Admin.CreateCampaign:input_type -> flashd.v1.CreateCampaignRequest
-	1,  // 16: flashd.v1.Admin.UpdateCampaign:input_type -> flashd.v1.UpdateCampaignRequest
-	2,  // 17: flashd.v1.Admin.ListCampaigns:input_type -> flashd.v1.ListCampaignsRequest
-	4,  // 18: flashd.v1.Admin.AddItem:input_type -> flashd.v1.AddItemRequest
-	5,  // 19: flashd.v1.Admin.ListItems:input_type -> flashd.v1.ListItemsRequest
-	7,  // 20: flashd.v1.Admin.AdjustStock:input_type -> flashd.v1.AdjustStockRequest
-	8,  // 21: flashd.v1.Admin.SetFrontDoorConfig:input_type -> flashd.v1.SetFrontDoorConfigRequest
-	9,  // 22: flashd.v1.Admin.ClusterStatus:input_type -> flashd.v1.ClusterStatusRequest
-	12, // 23: flashd.v1.Admin.NodeStatus:input_type -> flashd.v1.NodeStatusRequest
-	14, // 24: flashd.v1.Admin.Join:input_type -> flashd.v1.JoinRequest
-	16, // 25: flashd.v1.Admin.Remove:input_type -> flashd.v1.RemoveRequest
-	18, // 26: flashd.v1.Admin.TransferLeadership:input_type -> flashd.v1.TransferLeadershipRequest
-	20, // 27: flashd.v1.Admin.Snapshot:input_type -> flashd.v1.SnapshotRequest
-	22, // 28: flashd.v1.Admin.CreateCampaign:output_type -> flashd.v1.Campaign
-	22, // 29: flashd.v1.Admin.UpdateCampaign:output_type -> flashd.v1.Campaign
-	3,  // 30: flashd.v1.Admin.ListCampaigns:output_type -> flashd.v1.ListCampaignsResponse
-	26, // 31: flashd.v1.Admin.AddItem:output_type -> flashd.v1.Item
-	6,  // 32: flashd.v1.Admin.ListItems:output_type -> flashd.v1.ListItemsResponse
-	26, // 33: flashd.v1.Admin.AdjustStock:output_type -> flashd.v1.Item
-	27, // 34: flashd.v1.Admin.SetFrontDoorConfig:output_type -> flashd.v1.FrontDoorConfig
-	11, // 35: flashd.v1.Admin.ClusterStatus:output_type -> flashd.v1.ClusterStatusResponse
-	13, // 36: flashd.v1.Admin.NodeStatus:output_type -> flashd.v1.NodeStatusResponse
-	15, // 37: flashd.v1.Admin.Join:output_type -> flashd.v1.JoinResponse
-	17, // 38: flashd.v1.Admin.Remove:output_type -> flashd.v1.RemoveResponse
-	19, // 39: flashd.v1.Admin.TransferLeadership:output_type -> flashd.v1.TransferLeadershipResponse
-	21, // 40: flashd.v1.Admin.Snapshot:output_type -> flashd.v1.SnapshotResponse
-	28, // [28:41] is the sub-list for method output_type
-	15, // [15:28] is the sub-list for method input_type
-	15, // [15:15] is the sub-list for extension type_name
-	15, // [15:15] is the sub-list for extension extendee
-	0,  // [0:15] is the sub-list for field type_name
+	24, // 0: flashd.v1.CreateCampaignRequest.campaign:type_name -> flashd.v1.Campaign
+	25, // 1: flashd.v1.UpdateCampaignRequest.state:type_name -> flashd.v1.CampaignState
+	26, // 2: flashd.v1.UpdateCampaignRequest.start:type_name -> google.protobuf.Timestamp
+	26, // 3: flashd.v1.UpdateCampaignRequest.end:type_name -> google.protobuf.Timestamp
+	27, // 4: flashd.v1.ListCampaignsRequest.consistency:type_name -> flashd.v1.Consistency
+	24, // 5: flashd.v1.ListCampaignsResponse.campaigns:type_name -> flashd.v1.Campaign
+	27, // 6: flashd.v1.ListItemsRequest.consistency:type_name -> flashd.v1.Consistency
+	28, // 7: flashd.v1.ListItemsResponse.items:type_name -> flashd.v1.Item
+	29, // 8: flashd.v1.DefineCardsRequest.types:type_name -> flashd.v1.CardType
+	30, // 9: flashd.v1.SetFrontDoorConfigRequest.config:type_name -> flashd.v1.FrontDoorConfig
+	15, // 10: flashd.v1.Member.status:type_name -> flashd.v1.NodeStatusResponse
+	12, // 11: flashd.v1.ClusterStatusResponse.members:type_name -> flashd.v1.Member
+	30, // 12: flashd.v1.ClusterStatusResponse.front_door_config:type_name -> flashd.v1.FrontDoorConfig
+	31, // 13: flashd.v1.ClusterStatusResponse.front_doors:type_name -> flashd.v1.FrontDoorPresence
+	26, // 14: flashd.v1.NodeStatusResponse.last_contact:type_name -> google.protobuf.Timestamp
+	32, // 15: flashd.v1.NodeStatusResponse.uptime:type_name -> google.protobuf.Duration
+	0,  // 16: flashd.v1.Admin.CreateCampaign:input_type -> flashd.v1.CreateCampaignRequest
+	1,  // 17: flashd.v1.Admin.UpdateCampaign:input_type -> flashd.v1.UpdateCampaignRequest
+	2,  // 18: flashd.v1.Admin.ListCampaigns:input_type -> flashd.v1.ListCampaignsRequest
+	4,  // 19: flashd.v1.Admin.AddItem:input_type -> flashd.v1.AddItemRequest
+	5,  // 20: flashd.v1.Admin.ListItems:input_type -> flashd.v1.ListItemsRequest
+	7,  // 21: flashd.v1.Admin.AdjustStock:input_type -> flashd.v1.AdjustStockRequest
+	10, // 22: flashd.v1.Admin.SetFrontDoorConfig:input_type -> flashd.v1.SetFrontDoorConfigRequest
+	8,  // 23: flashd.v1.Admin.DefineCards:input_type -> flashd.v1.DefineCardsRequest
+	9,  // 24: flashd.v1.Admin.CloseAndSplit:input_type -> flashd.v1.CloseAndSplitRequest
+	11, // 25: flashd.v1.Admin.ClusterStatus:input_type -> flashd.v1.ClusterStatusRequest
+	14, // 26: flashd.v1.Admin.NodeStatus:input_type -> flashd.v1.NodeStatusRequest
+	16, // 27: flashd.v1.Admin.Join:input_type -> flashd.v1.JoinRequest
+	18, // 28: flashd.v1.Admin.Remove:input_type -> flashd.v1.RemoveRequest
+	20, // 29: flashd.v1.Admin.TransferLeadership:input_type -> flashd.v1.TransferLeadershipRequest
+	22, // 30: flashd.v1.Admin.Snapshot:input_type -> flashd.v1.SnapshotRequest
+	24, // 31: flashd.v1.Admin.CreateCampaign:output_type -> flashd.v1.Campaign
+	24, // 32: flashd.v1.Admin.UpdateCampaign:output_type -> flashd.v1.Campaign
+	3,  // 33: flashd.v1.Admin.ListCampaigns:output_type -> flashd.v1.ListCampaignsResponse
+	28, // 34: flashd.v1.Admin.AddItem:output_type -> flashd.v1.Item
+	6,  // 35: flashd.v1.Admin.ListItems:output_type -> flashd.v1.ListItemsResponse
+	28, // 36: flashd.v1.Admin.AdjustStock:output_type -> flashd.v1.Item
+	30, // 37: flashd.v1.Admin.SetFrontDoorConfig:output_type -> flashd.v1.FrontDoorConfig
+	33, // 38: flashd.v1.Admin.DefineCards:output_type -> flashd.v1.CardCollect
+	33, // 39: flashd.v1.Admin.CloseAndSplit:output_type -> flashd.v1.CardCollect
+	13, // 40: flashd.v1.Admin.ClusterStatus:output_type -> flashd.v1.ClusterStatusResponse
+	15, // 41: flashd.v1.Admin.NodeStatus:output_type -> flashd.v1.NodeStatusResponse
+	17, // 42: flashd.v1.Admin.Join:output_type -> flashd.v1.JoinResponse
+	19, // 43: flashd.v1.Admin.Remove:output_type -> flashd.v1.RemoveResponse
+	21, // 44: flashd.v1.Admin.TransferLeadership:output_type -> flashd.v1.TransferLeadershipResponse
+	23, // 45: flashd.v1.Admin.Snapshot:output_type -> flashd.v1.SnapshotResponse
+	31, // [31:46] is the sub-list for method output_type
+	16, // [16:31] is the sub-list for method input_type
+	16, // [16:16] is the sub-list for extension type_name
+	16, // [16:16] is the sub-list for extension extendee
+	0,  // [0:16] is the sub-list for field type_name
 }
 
 func init() { file_flashd_v1_admin_proto_init() }
@@ -1547,7 +1718,7 @@ func file_flashd_v1_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_flashd_v1_admin_proto_rawDesc), len(file_flashd_v1_admin_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   22,
+			NumMessages:   24,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

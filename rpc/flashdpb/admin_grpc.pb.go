@@ -28,6 +28,8 @@ const (
 	Admin_ListItems_FullMethodName          = "/flashd.v1.Admin/ListItems"
 	Admin_AdjustStock_FullMethodName        = "/flashd.v1.Admin/AdjustStock"
 	Admin_SetFrontDoorConfig_FullMethodName = "/flashd.v1.Admin/SetFrontDoorConfig"
+	Admin_DefineCards_FullMethodName        = "/flashd.v1.Admin/DefineCards"
+	Admin_CloseAndSplit_FullMethodName      = "/flashd.v1.Admin/CloseAndSplit"
 	Admin_ClusterStatus_FullMethodName      = "/flashd.v1.Admin/ClusterStatus"
 	Admin_NodeStatus_FullMethodName         = "/flashd.v1.Admin/NodeStatus"
 	Admin_Join_FullMethodName               = "/flashd.v1.Admin/Join"
@@ -47,6 +49,11 @@ type AdminClient interface {
 	ListItems(ctx context.Context, in *ListItemsRequest, opts ...grpc.CallOption) (*ListItemsResponse, error)
 	AdjustStock(ctx context.Context, in *AdjustStockRequest, opts ...grpc.CallOption) (*Item, error)
 	SetFrontDoorConfig(ctx context.Context, in *SetFrontDoorConfigRequest, opts ...grpc.CallOption) (*FrontDoorConfig, error)
+	// DefineCards gives a card-collect campaign in DRAFT its cards, once.
+	DefineCards(ctx context.Context, in *DefineCardsRequest, opts ...grpc.CallOption) (*CardCollect, error)
+	// CloseAndSplit closes a card-collect campaign and splits its pot among
+	// the users holding a full set; repeated, it answers the same payouts.
+	CloseAndSplit(ctx context.Context, in *CloseAndSplitRequest, opts ...grpc.CallOption) (*CardCollect, error)
 	// ClusterStatus is answered from the node asked, which asks every member
 	// for its own view (NodeStatus) with a short deadline.
 	ClusterStatus(ctx context.Context, in *ClusterStatusRequest, opts ...grpc.CallOption) (*ClusterStatusResponse, error)
@@ -135,6 +142,26 @@ func (c *adminClient) SetFrontDoorConfig(ctx context.Context, in *SetFrontDoorCo
 	return out, nil
 }
 
+func (c *adminClient) DefineCards(ctx context.Context, in *DefineCardsRequest, opts ...grpc.CallOption) (*CardCollect, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CardCollect)
+	err := c.cc.Invoke(ctx, Admin_DefineCards_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminClient) CloseAndSplit(ctx context.Context, in *CloseAndSplitRequest, opts ...grpc.CallOption) (*CardCollect, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CardCollect)
+	err := c.cc.Invoke(ctx, Admin_CloseAndSplit_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *adminClient) ClusterStatus(ctx context.Context, in *ClusterStatusRequest, opts ...grpc.CallOption) (*ClusterStatusResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(ClusterStatusResponse)
@@ -206,6 +233,11 @@ type AdminServer interface {
 	ListItems(context.Context, *ListItemsRequest) (*ListItemsResponse, error)
 	AdjustStock(context.Context, *AdjustStockRequest) (*Item, error)
 	SetFrontDoorConfig(context.Context, *SetFrontDoorConfigRequest) (*FrontDoorConfig, error)
+	// DefineCards gives a card-collect campaign in DRAFT its cards, once.
+	DefineCards(context.Context, *DefineCardsRequest) (*CardCollect, error)
+	// CloseAndSplit closes a card-collect campaign and splits its pot among
+	// the users holding a full set; repeated, it answers the same payouts.
+	CloseAndSplit(context.Context, *CloseAndSplitRequest) (*CardCollect, error)
 	// ClusterStatus is answered from the node asked, which asks every member
 	// for its own view (NodeStatus) with a short deadline.
 	ClusterStatus(context.Context, *ClusterStatusRequest) (*ClusterStatusResponse, error)
@@ -244,6 +276,12 @@ func (UnimplementedAdminServer) AdjustStock(context.Context, *AdjustStockRequest
 }
 func (UnimplementedAdminServer) SetFrontDoorConfig(context.Context, *SetFrontDoorConfigRequest) (*FrontDoorConfig, error) {
 	return nil, status.Error(codes.Unimplemented, "method SetFrontDoorConfig not implemented")
+}
+func (UnimplementedAdminServer) DefineCards(context.Context, *DefineCardsRequest) (*CardCollect, error) {
+	return nil, status.Error(codes.Unimplemented, "method DefineCards not implemented")
+}
+func (UnimplementedAdminServer) CloseAndSplit(context.Context, *CloseAndSplitRequest) (*CardCollect, error) {
+	return nil, status.Error(codes.Unimplemented, "method CloseAndSplit not implemented")
 }
 func (UnimplementedAdminServer) ClusterStatus(context.Context, *ClusterStatusRequest) (*ClusterStatusResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ClusterStatus not implemented")
@@ -410,6 +448,42 @@ func _Admin_SetFrontDoorConfig_Handler(srv interface{}, ctx context.Context, dec
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Admin_DefineCards_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DefineCardsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServer).DefineCards(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Admin_DefineCards_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServer).DefineCards(ctx, req.(*DefineCardsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Admin_CloseAndSplit_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CloseAndSplitRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServer).CloseAndSplit(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Admin_CloseAndSplit_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServer).CloseAndSplit(ctx, req.(*CloseAndSplitRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _Admin_ClusterStatus_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(ClusterStatusRequest)
 	if err := dec(in); err != nil {
@@ -552,6 +626,14 @@ var Admin_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "SetFrontDoorConfig",
 			Handler:    _Admin_SetFrontDoorConfig_Handler,
+		},
+		{
+			MethodName: "DefineCards",
+			Handler:    _Admin_DefineCards_Handler,
+		},
+		{
+			MethodName: "CloseAndSplit",
+			Handler:    _Admin_CloseAndSplit_Handler,
 		},
 		{
 			MethodName: "ClusterStatus",

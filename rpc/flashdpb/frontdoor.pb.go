@@ -41,6 +41,154 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+type FrontDoorDrawCardRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	CampaignId    string                 `protobuf:"bytes,1,opt,name=campaign_id,json=campaignId,proto3" json:"campaign_id,omitempty"`
+	RequestId     string                 `protobuf:"bytes,2,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"` // as in FrontDoorClaimRequest
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FrontDoorDrawCardRequest) Reset() {
+	*x = FrontDoorDrawCardRequest{}
+	mi := &file_flashd_v1_frontdoor_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FrontDoorDrawCardRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FrontDoorDrawCardRequest) ProtoMessage() {}
+
+func (x *FrontDoorDrawCardRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_flashd_v1_frontdoor_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FrontDoorDrawCardRequest.ProtoReflect.Descriptor instead.
+func (*FrontDoorDrawCardRequest) Descriptor() ([]byte, []int) {
+	return file_flashd_v1_frontdoor_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *FrontDoorDrawCardRequest) GetCampaignId() string {
+	if x != nil {
+		return x.CampaignId
+	}
+	return ""
+}
+
+func (x *FrontDoorDrawCardRequest) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
+type FrontDoorRedeemSetRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	CampaignId    string                 `protobuf:"bytes,1,opt,name=campaign_id,json=campaignId,proto3" json:"campaign_id,omitempty"`
+	RequestId     string                 `protobuf:"bytes,2,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FrontDoorRedeemSetRequest) Reset() {
+	*x = FrontDoorRedeemSetRequest{}
+	mi := &file_flashd_v1_frontdoor_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FrontDoorRedeemSetRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FrontDoorRedeemSetRequest) ProtoMessage() {}
+
+func (x *FrontDoorRedeemSetRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_flashd_v1_frontdoor_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FrontDoorRedeemSetRequest.ProtoReflect.Descriptor instead.
+func (*FrontDoorRedeemSetRequest) Descriptor() ([]byte, []int) {
+	return file_flashd_v1_frontdoor_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *FrontDoorRedeemSetRequest) GetCampaignId() string {
+	if x != nil {
+		return x.CampaignId
+	}
+	return ""
+}
+
+func (x *FrontDoorRedeemSetRequest) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
+type GetMyCardsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	CampaignId    string                 `protobuf:"bytes,1,opt,name=campaign_id,json=campaignId,proto3" json:"campaign_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetMyCardsRequest) Reset() {
+	*x = GetMyCardsRequest{}
+	mi := &file_flashd_v1_frontdoor_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetMyCardsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetMyCardsRequest) ProtoMessage() {}
+
+func (x *GetMyCardsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_flashd_v1_frontdoor_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetMyCardsRequest.ProtoReflect.Descriptor instead.
+func (*GetMyCardsRequest) Descriptor() ([]byte, []int) {
+	return file_flashd_v1_frontdoor_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *GetMyCardsRequest) GetCampaignId() string {
+	if x != nil {
+		return x.CampaignId
+	}
+	return ""
+}
+
 type FrontDoorClaimRequest struct {
 	state      protoimpl.MessageState `protogen:"open.v1"`
 	CampaignId string                 `protobuf:"bytes,1,opt,name=campaign_id,json=campaignId,proto3" json:"campaign_id,omitempty"`
@@ -61,7 +209,7 @@ type FrontDoorClaimRequest struct {
 
 func (x *FrontDoorClaimRequest) Reset() {
 	*x = FrontDoorClaimRequest{}
-	mi := &file_flashd_v1_frontdoor_proto_msgTypes[0]
+	mi := &file_flashd_v1_frontdoor_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -73,7 +221,7 @@ func (x *FrontDoorClaimRequest) String() string {
 func (*FrontDoorClaimRequest) ProtoMessage() {}
 
 func (x *FrontDoorClaimRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flashd_v1_frontdoor_proto_msgTypes[0]
+	mi := &file_flashd_v1_frontdoor_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -86,7 +234,7 @@ func (x *FrontDoorClaimRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FrontDoorClaimRequest.ProtoReflect.Descriptor instead.
 func (*FrontDoorClaimRequest) Descriptor() ([]byte, []int) {
-	return file_flashd_v1_frontdoor_proto_rawDescGZIP(), []int{0}
+	return file_flashd_v1_frontdoor_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *FrontDoorClaimRequest) GetCampaignId() string {
@@ -137,7 +285,7 @@ type FrontDoorClaimResponse struct {
 
 func (x *FrontDoorClaimResponse) Reset() {
 	*x = FrontDoorClaimResponse{}
-	mi := &file_flashd_v1_frontdoor_proto_msgTypes[1]
+	mi := &file_flashd_v1_frontdoor_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -149,7 +297,7 @@ func (x *FrontDoorClaimResponse) String() string {
 func (*FrontDoorClaimResponse) ProtoMessage() {}
 
 func (x *FrontDoorClaimResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flashd_v1_frontdoor_proto_msgTypes[1]
+	mi := &file_flashd_v1_frontdoor_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -162,7 +310,7 @@ func (x *FrontDoorClaimResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FrontDoorClaimResponse.ProtoReflect.Descriptor instead.
 func (*FrontDoorClaimResponse) Descriptor() ([]byte, []int) {
-	return file_flashd_v1_frontdoor_proto_rawDescGZIP(), []int{1}
+	return file_flashd_v1_frontdoor_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *FrontDoorClaimResponse) GetClaimId() uint64 {
@@ -210,7 +358,7 @@ type PublicItemRequest struct {
 
 func (x *PublicItemRequest) Reset() {
 	*x = PublicItemRequest{}
-	mi := &file_flashd_v1_frontdoor_proto_msgTypes[2]
+	mi := &file_flashd_v1_frontdoor_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -222,7 +370,7 @@ func (x *PublicItemRequest) String() string {
 func (*PublicItemRequest) ProtoMessage() {}
 
 func (x *PublicItemRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flashd_v1_frontdoor_proto_msgTypes[2]
+	mi := &file_flashd_v1_frontdoor_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -235,7 +383,7 @@ func (x *PublicItemRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PublicItemRequest.ProtoReflect.Descriptor instead.
 func (*PublicItemRequest) Descriptor() ([]byte, []int) {
-	return file_flashd_v1_frontdoor_proto_rawDescGZIP(), []int{2}
+	return file_flashd_v1_frontdoor_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *PublicItemRequest) GetCampaignId() string {
@@ -272,7 +420,7 @@ type PublicItem struct {
 
 func (x *PublicItem) Reset() {
 	*x = PublicItem{}
-	mi := &file_flashd_v1_frontdoor_proto_msgTypes[3]
+	mi := &file_flashd_v1_frontdoor_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -284,7 +432,7 @@ func (x *PublicItem) String() string {
 func (*PublicItem) ProtoMessage() {}
 
 func (x *PublicItem) ProtoReflect() protoreflect.Message {
-	mi := &file_flashd_v1_frontdoor_proto_msgTypes[3]
+	mi := &file_flashd_v1_frontdoor_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -297,7 +445,7 @@ func (x *PublicItem) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PublicItem.ProtoReflect.Descriptor instead.
 func (*PublicItem) Descriptor() ([]byte, []int) {
-	return file_flashd_v1_frontdoor_proto_rawDescGZIP(), []int{3}
+	return file_flashd_v1_frontdoor_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *PublicItem) GetCampaignId() string {
@@ -372,7 +520,7 @@ type ListMyClaimsRequest struct {
 
 func (x *ListMyClaimsRequest) Reset() {
 	*x = ListMyClaimsRequest{}
-	mi := &file_flashd_v1_frontdoor_proto_msgTypes[4]
+	mi := &file_flashd_v1_frontdoor_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -384,7 +532,7 @@ func (x *ListMyClaimsRequest) String() string {
 func (*ListMyClaimsRequest) ProtoMessage() {}
 
 func (x *ListMyClaimsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flashd_v1_frontdoor_proto_msgTypes[4]
+	mi := &file_flashd_v1_frontdoor_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -397,7 +545,7 @@ func (x *ListMyClaimsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListMyClaimsRequest.ProtoReflect.Descriptor instead.
 func (*ListMyClaimsRequest) Descriptor() ([]byte, []int) {
-	return file_flashd_v1_frontdoor_proto_rawDescGZIP(), []int{4}
+	return file_flashd_v1_frontdoor_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ListMyClaimsRequest) GetCampaignId() string {
@@ -416,7 +564,7 @@ type ListMyClaimsResponse struct {
 
 func (x *ListMyClaimsResponse) Reset() {
 	*x = ListMyClaimsResponse{}
-	mi := &file_flashd_v1_frontdoor_proto_msgTypes[5]
+	mi := &file_flashd_v1_frontdoor_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -428,7 +576,7 @@ func (x *ListMyClaimsResponse) String() string {
 func (*ListMyClaimsResponse) ProtoMessage() {}
 
 func (x *ListMyClaimsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flashd_v1_frontdoor_proto_msgTypes[5]
+	mi := &file_flashd_v1_frontdoor_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -441,7 +589,7 @@ func (x *ListMyClaimsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListMyClaimsResponse.ProtoReflect.Descriptor instead.
 func (*ListMyClaimsResponse) Descriptor() ([]byte, []int) {
-	return file_flashd_v1_frontdoor_proto_rawDescGZIP(), []int{5}
+	return file_flashd_v1_frontdoor_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ListMyClaimsResponse) GetClaims() []*Claim {
@@ -455,7 +603,20 @@ var File_flashd_v1_frontdoor_proto protoreflect.FileDescriptor
 
 const file_flashd_v1_frontdoor_proto_rawDesc = "" +
 	"\n" +
-	"\x19flashd/v1/frontdoor.proto\x12\tflashd.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x15flashd/v1/types.proto\"\xa2\x01\n" +
+	"\x19flashd/v1/frontdoor.proto\x12\tflashd.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x15flashd/v1/types.proto\x1a\x15flashd/v1/store.proto\"Z\n" +
+	"\x18FrontDoorDrawCardRequest\x12\x1f\n" +
+	"\vcampaign_id\x18\x01 \x01(\tR\n" +
+	"campaignId\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x02 \x01(\tR\trequestId\"[\n" +
+	"\x19FrontDoorRedeemSetRequest\x12\x1f\n" +
+	"\vcampaign_id\x18\x01 \x01(\tR\n" +
+	"campaignId\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x02 \x01(\tR\trequestId\"4\n" +
+	"\x11GetMyCardsRequest\x12\x1f\n" +
+	"\vcampaign_id\x18\x01 \x01(\tR\n" +
+	"campaignId\"\xa2\x01\n" +
 	"\x15FrontDoorClaimRequest\x12\x1f\n" +
 	"\vcampaign_id\x18\x01 \x01(\tR\n" +
 	"campaignId\x12\x17\n" +
@@ -491,11 +652,15 @@ const file_flashd_v1_frontdoor_proto_rawDesc = "" +
 	"\vcampaign_id\x18\x01 \x01(\tR\n" +
 	"campaignId\"@\n" +
 	"\x14ListMyClaimsResponse\x12(\n" +
-	"\x06claims\x18\x01 \x03(\v2\x10.flashd.v1.ClaimR\x06claims2\xea\x01\n" +
+	"\x06claims\x18\x01 \x03(\v2\x10.flashd.v1.ClaimR\x06claims2\xcc\x03\n" +
 	"\tFrontDoor\x12L\n" +
 	"\x05Claim\x12 .flashd.v1.FrontDoorClaimRequest\x1a!.flashd.v1.FrontDoorClaimResponse\x12>\n" +
 	"\aGetItem\x12\x1c.flashd.v1.PublicItemRequest\x1a\x15.flashd.v1.PublicItem\x12O\n" +
-	"\fListMyClaims\x12\x1e.flashd.v1.ListMyClaimsRequest\x1a\x1f.flashd.v1.ListMyClaimsResponseB'Z%github.com/flashd/flashd/rpc/flashdpbb\x06proto3"
+	"\fListMyClaims\x12\x1e.flashd.v1.ListMyClaimsRequest\x1a\x1f.flashd.v1.ListMyClaimsResponse\x12L\n" +
+	"\bDrawCard\x12#.flashd.v1.FrontDoorDrawCardRequest\x1a\x1b.flashd.v1.DrawCardResponse\x12O\n" +
+	"\tRedeemSet\x12$.flashd.v1.FrontDoorRedeemSetRequest\x1a\x1c.flashd.v1.RedeemSetResponse\x12A\n" +
+	"\n" +
+	"GetMyCards\x12\x1c.flashd.v1.GetMyCardsRequest\x1a\x15.flashd.v1.CardHolderB'Z%github.com/flashd/flashd/rpc/flashdpbb\x06proto3"
 
 var (
 	file_flashd_v1_frontdoor_proto_rawDescOnce sync.Once
@@ -509,35 +674,47 @@ func file_flashd_v1_frontdoor_proto_rawDescGZIP() []byte {
 	return file_flashd_v1_frontdoor_proto_rawDescData
 }
 
-var file_flashd_v1_frontdoor_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
+var file_flashd_v1_frontdoor_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
 var file_flashd_v1_frontdoor_proto_goTypes = []any{
-	(*FrontDoorClaimRequest)(nil),  // 0: flashd.v1.FrontDoorClaimRequest
-	(*FrontDoorClaimResponse)(nil), // 1: flashd.v1.FrontDoorClaimResponse
-	(*PublicItemRequest)(nil),      // 2: flashd.v1.PublicItemRequest
-	(*PublicItem)(nil),             // 3: flashd.v1.PublicItem
-	(*ListMyClaimsRequest)(nil),    // 4: flashd.v1.ListMyClaimsRequest
-	(*ListMyClaimsResponse)(nil),   // 5: flashd.v1.ListMyClaimsResponse
-	(ClaimState)(0),                // 6: flashd.v1.ClaimState
-	(*timestamppb.Timestamp)(nil),  // 7: google.protobuf.Timestamp
-	(*Claim)(nil),                  // 8: flashd.v1.Claim
-	(CampaignState)(0),             // 9: flashd.v1.CampaignState
+	(*FrontDoorDrawCardRequest)(nil),  // 0: flashd.v1.FrontDoorDrawCardRequest
+	(*FrontDoorRedeemSetRequest)(nil), // 1: flashd.v1.FrontDoorRedeemSetRequest
+	(*GetMyCardsRequest)(nil),         // 2: flashd.v1.GetMyCardsRequest
+	(*FrontDoorClaimRequest)(nil),     // 3: flashd.v1.FrontDoorClaimRequest
+	(*FrontDoorClaimResponse)(nil),    // 4: flashd.v1.FrontDoorClaimResponse
+	(*PublicItemRequest)(nil),         // 5: flashd.v1.PublicItemRequest
+	(*PublicItem)(nil),                // 6: flashd.v1.PublicItem
+	(*ListMyClaimsRequest)(nil),       // 7: flashd.v1.ListMyClaimsRequest
+	(*ListMyClaimsResponse)(nil),      // 8: flashd.v1.ListMyClaimsResponse
+	(ClaimState)(0),                   // 9: flashd.v1.ClaimState
+	(*timestamppb.Timestamp)(nil),     // 10: google.protobuf.Timestamp
+	(*Claim)(nil),                     // 11: flashd.v1.Claim
+	(CampaignState)(0),                // 12: flashd.v1.CampaignState
+	(*DrawCardResponse)(nil),          // 13: flashd.v1.DrawCardResponse
+	(*RedeemSetResponse)(nil),         // 14: flashd.v1.RedeemSetResponse
+	(*CardHolder)(nil),                // 15: flashd.v1.CardHolder
 }
 var file_flashd_v1_frontdoor_proto_depIdxs = []int32{
-	6,  // 0: flashd.v1.FrontDoorClaimResponse.state:type_name -> flashd.v1.ClaimState
-	7,  // 1: flashd.v1.FrontDoorClaimResponse.deadline:type_name -> google.protobuf.Timestamp
-	8,  // 2: flashd.v1.FrontDoorClaimResponse.claim:type_name -> flashd.v1.Claim
-	9,  // 3: flashd.v1.PublicItem.campaign_state:type_name -> flashd.v1.CampaignState
-	7,  // 4: flashd.v1.PublicItem.campaign_start:type_name -> google.protobuf.Timestamp
-	7,  // 5: flashd.v1.PublicItem.campaign_end:type_name -> google.protobuf.Timestamp
-	8,  // 6: flashd.v1.ListMyClaimsResponse.claims:type_name -> flashd.v1.Claim
-	0,  // 7: flashd.v1.FrontDoor.Claim:input_type -> flashd.v1.FrontDoorClaimRequest
-	2,  // 8: flashd.v1.FrontDoor.GetItem:input_type -> flashd.v1.PublicItemRequest
-	4,  // 9: flashd.v1.FrontDoor.ListMyClaims:input_type -> flashd.v1.ListMyClaimsRequest
-	1,  // 10: flashd.v1.FrontDoor.Claim:output_type -> flashd.v1.FrontDoorClaimResponse
-	3,  // 11: flashd.v1.FrontDoor.GetItem:output_type -> flashd.v1.PublicItem
-	5,  // 12: flashd.v1.FrontDoor.ListMyClaims:output_type -> flashd.v1.ListMyClaimsResponse
-	10, // [10:13] is the sub-list for method output_type
-	7,  // [7:10] is the sub-list for method input_type
+	9,  // 0: flashd.v1.FrontDoorClaimResponse.state:type_name -> flashd.v1.ClaimState
+	10, // 1: flashd.v1.FrontDoorClaimResponse.deadline:type_name -> google.protobuf.Timestamp
+	11, // 2: flashd.v1.FrontDoorClaimResponse.claim:type_name -> flashd.v1.Claim
+	12, // 3: flashd.v1.PublicItem.campaign_state:type_name -> flashd.v1.CampaignState
+	10, // 4: flashd.v1.PublicItem.campaign_start:type_name -> google.protobuf.Timestamp
+	10, // 5: flashd.v1.PublicItem.campaign_end:type_name -> google.protobuf.Timestamp
+	11, // 6: flashd.v1.ListMyClaimsResponse.claims:type_name -> flashd.v1.Claim
+	3,  // 7: flashd.v1.FrontDoor.Claim:input_type -> flashd.v1.FrontDoorClaimRequest
+	5,  // 8: flashd.v1.FrontDoor.GetItem:input_type -> flashd.v1.PublicItemRequest
+	7,  // 9: flashd.v1.FrontDoor.ListMyClaims:input_type -> flashd.v1.ListMyClaimsRequest
+	0,  // 10: flashd.v1.FrontDoor.DrawCard:input_type -> flashd.v1.FrontDoorDrawCardRequest
+	1,  // 11: flashd.v1.FrontDoor.RedeemSet:input_type -> flashd.v1.FrontDoorRedeemSetRequest
+	2,  // 12: flashd.v1.FrontDoor.GetMyCards:input_type -> flashd.v1.GetMyCardsRequest
+	4,  // 13: flashd.v1.FrontDoor.Claim:output_type -> flashd.v1.FrontDoorClaimResponse
+	6,  // 14: flashd.v1.FrontDoor.GetItem:output_type -> flashd.v1.PublicItem
+	8,  // 15: flashd.v1.FrontDoor.ListMyClaims:output_type -> flashd.v1.ListMyClaimsResponse
+	13, // 16: flashd.v1.FrontDoor.DrawCard:output_type -> flashd.v1.DrawCardResponse
+	14, // 17: flashd.v1.FrontDoor.RedeemSet:output_type -> flashd.v1.RedeemSetResponse
+	15, // 18: flashd.v1.FrontDoor.GetMyCards:output_type -> flashd.v1.CardHolder
+	13, // [13:19] is the sub-list for method output_type
+	7,  // [7:13] is the sub-list for method input_type
 	7,  // [7:7] is the sub-list for extension type_name
 	7,  // [7:7] is the sub-list for extension extendee
 	0,  // [0:7] is the sub-list for field type_name
@@ -549,13 +726,14 @@ func file_flashd_v1_frontdoor_proto_init() {
 		return
 	}
 	file_flashd_v1_types_proto_init()
+	file_flashd_v1_store_proto_init()
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_flashd_v1_frontdoor_proto_rawDesc), len(file_flashd_v1_frontdoor_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   6,
+			NumMessages:   9,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

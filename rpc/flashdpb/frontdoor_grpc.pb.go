@@ -41,6 +41,9 @@ const (
 	FrontDoor_Claim_FullMethodName        = "/flashd.v1.FrontDoor/Claim"
 	FrontDoor_GetItem_FullMethodName      = "/flashd.v1.FrontDoor/GetItem"
 	FrontDoor_ListMyClaims_FullMethodName = "/flashd.v1.FrontDoor/ListMyClaims"
+	FrontDoor_DrawCard_FullMethodName     = "/flashd.v1.FrontDoor/DrawCard"
+	FrontDoor_RedeemSet_FullMethodName    = "/flashd.v1.FrontDoor/RedeemSet"
+	FrontDoor_GetMyCards_FullMethodName   = "/flashd.v1.FrontDoor/GetMyCards"
 )
 
 // FrontDoorClient is the client API for FrontDoor service.
@@ -55,6 +58,15 @@ type FrontDoorClient interface {
 	GetItem(ctx context.Context, in *PublicItemRequest, opts ...grpc.CallOption) (*PublicItem, error)
 	// ListMyClaims lists the calling user's claims.
 	ListMyClaims(ctx context.Context, in *ListMyClaimsRequest, opts ...grpc.CallOption) (*ListMyClaimsResponse, error)
+	// DrawCard spends one of the calling user's draw chances in a
+	// card-collect campaign for one card. Refusals: NO_DRAWS_LEFT, SOLD_OUT
+	// (every type at its cap), CAMPAIGN_CLOSED, NOT_ELIGIBLE.
+	DrawCard(ctx context.Context, in *FrontDoorDrawCardRequest, opts ...grpc.CallOption) (*DrawCardResponse, error)
+	// RedeemSet spends one full set of the calling user for one reward.
+	// Refusals: NO_FULL_SET, POOL_EMPTY, CAMPAIGN_CLOSED.
+	RedeemSet(ctx context.Context, in *FrontDoorRedeemSetRequest, opts ...grpc.CallOption) (*RedeemSetResponse, error)
+	// GetMyCards is the calling user's draws and cards.
+	GetMyCards(ctx context.Context, in *GetMyCardsRequest, opts ...grpc.CallOption) (*CardHolder, error)
 }
 
 type frontDoorClient struct {
@@ -95,6 +107,36 @@ func (c *frontDoorClient) ListMyClaims(ctx context.Context, in *ListMyClaimsRequ
 	return out, nil
 }
 
+func (c *frontDoorClient) DrawCard(ctx context.Context, in *FrontDoorDrawCardRequest, opts ...grpc.CallOption) (*DrawCardResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DrawCardResponse)
+	err := c.cc.Invoke(ctx, FrontDoor_DrawCard_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *frontDoorClient) RedeemSet(ctx context.Context, in *FrontDoorRedeemSetRequest, opts ...grpc.CallOption) (*RedeemSetResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RedeemSetResponse)
+	err := c.cc.Invoke(ctx, FrontDoor_RedeemSet_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *frontDoorClient) GetMyCards(ctx context.Context, in *GetMyCardsRequest, opts ...grpc.CallOption) (*CardHolder, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CardHolder)
+	err := c.cc.Invoke(ctx, FrontDoor_GetMyCards_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // FrontDoorServer is the server API for FrontDoor service.
 // All implementations must embed UnimplementedFrontDoorServer
 // for forward compatibility.
@@ -107,6 +149,15 @@ type FrontDoorServer interface {
 	GetItem(context.Context, *PublicItemRequest) (*PublicItem, error)
 	// ListMyClaims lists the calling user's claims.
 	ListMyClaims(context.Context, *ListMyClaimsRequest) (*ListMyClaimsResponse, error)
+	// DrawCard spends one of the calling user's draw chances in a
+	// card-collect campaign for one card. Refusals: NO_DRAWS_LEFT, SOLD_OUT
+	// (every type at its cap), CAMPAIGN_CLOSED, NOT_ELIGIBLE.
+	DrawCard(context.Context, *FrontDoorDrawCardRequest) (*DrawCardResponse, error)
+	// RedeemSet spends one full set of the calling user for one reward.
+	// Refusals: NO_FULL_SET, POOL_EMPTY, CAMPAIGN_CLOSED.
+	RedeemSet(context.Context, *FrontDoorRedeemSetRequest) (*RedeemSetResponse, error)
+	// GetMyCards is the calling user's draws and cards.
+	GetMyCards(context.Context, *GetMyCardsRequest) (*CardHolder, error)
 	mustEmbedUnimplementedFrontDoorServer()
 }
 
@@ -125,6 +176,15 @@ func (UnimplementedFrontDoorServer) GetItem(context.Context, *PublicItemRequest)
 }
 func (UnimplementedFrontDoorServer) ListMyClaims(context.Context, *ListMyClaimsRequest) (*ListMyClaimsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListMyClaims not implemented")
+}
+func (UnimplementedFrontDoorServer) DrawCard(context.Context, *FrontDoorDrawCardRequest) (*DrawCardResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method DrawCard not implemented")
+}
+func (UnimplementedFrontDoorServer) RedeemSet(context.Context, *FrontDoorRedeemSetRequest) (*RedeemSetResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RedeemSet not implemented")
+}
+func (UnimplementedFrontDoorServer) GetMyCards(context.Context, *GetMyCardsRequest) (*CardHolder, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetMyCards not implemented")
 }
 func (UnimplementedFrontDoorServer) mustEmbedUnimplementedFrontDoorServer() {}
 func (UnimplementedFrontDoorServer) testEmbeddedByValue()                   {}
@@ -201,6 +261,60 @@ func _FrontDoor_ListMyClaims_Handler(srv interface{}, ctx context.Context, dec f
 	return interceptor(ctx, in, info, handler)
 }
 
+func _FrontDoor_DrawCard_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(FrontDoorDrawCardRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(FrontDoorServer).DrawCard(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: FrontDoor_DrawCard_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(FrontDoorServer).DrawCard(ctx, req.(*FrontDoorDrawCardRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _FrontDoor_RedeemSet_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(FrontDoorRedeemSetRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(FrontDoorServer).RedeemSet(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: FrontDoor_RedeemSet_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(FrontDoorServer).RedeemSet(ctx, req.(*FrontDoorRedeemSetRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _FrontDoor_GetMyCards_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetMyCardsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(FrontDoorServer).GetMyCards(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: FrontDoor_GetMyCards_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(FrontDoorServer).GetMyCards(ctx, req.(*GetMyCardsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // FrontDoor_ServiceDesc is the grpc.ServiceDesc for FrontDoor service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -219,6 +333,18 @@ var FrontDoor_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListMyClaims",
 			Handler:    _FrontDoor_ListMyClaims_Handler,
+		},
+		{
+			MethodName: "DrawCard",
+			Handler:    _FrontDoor_DrawCard_Handler,
+		},
+		{
+			MethodName: "RedeemSet",
+			Handler:    _FrontDoor_RedeemSet_Handler,
+		},
+		{
+			MethodName: "GetMyCards",
+			Handler:    _FrontDoor_GetMyCards_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -25,6 +25,710 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+type GrantDrawsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	CampaignId    string                 `protobuf:"bytes,1,opt,name=campaign_id,json=campaignId,proto3" json:"campaign_id,omitempty"`
+	UserId        string                 `protobuf:"bytes,2,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	Count         uint32                 `protobuf:"varint,3,opt,name=count,proto3" json:"count,omitempty"`
+	RequestId     string                 `protobuf:"bytes,4,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GrantDrawsRequest) Reset() {
+	*x = GrantDrawsRequest{}
+	mi := &file_flashd_v1_store_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GrantDrawsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GrantDrawsRequest) ProtoMessage() {}
+
+func (x *GrantDrawsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_flashd_v1_store_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GrantDrawsRequest.ProtoReflect.Descriptor instead.
+func (*GrantDrawsRequest) Descriptor() ([]byte, []int) {
+	return file_flashd_v1_store_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *GrantDrawsRequest) GetCampaignId() string {
+	if x != nil {
+		return x.CampaignId
+	}
+	return ""
+}
+
+func (x *GrantDrawsRequest) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
+}
+
+func (x *GrantDrawsRequest) GetCount() uint32 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
+}
+
+func (x *GrantDrawsRequest) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
+type GrantDrawsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Holder        *CardHolder            `protobuf:"bytes,1,opt,name=holder,proto3" json:"holder,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GrantDrawsResponse) Reset() {
+	*x = GrantDrawsResponse{}
+	mi := &file_flashd_v1_store_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GrantDrawsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GrantDrawsResponse) ProtoMessage() {}
+
+func (x *GrantDrawsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_flashd_v1_store_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GrantDrawsResponse.ProtoReflect.Descriptor instead.
+func (*GrantDrawsResponse) Descriptor() ([]byte, []int) {
+	return file_flashd_v1_store_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *GrantDrawsResponse) GetHolder() *CardHolder {
+	if x != nil {
+		return x.Holder
+	}
+	return nil
+}
+
+type DrawCardRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	CampaignId    string                 `protobuf:"bytes,1,opt,name=campaign_id,json=campaignId,proto3" json:"campaign_id,omitempty"`
+	UserId        string                 `protobuf:"bytes,2,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	RequestId     string                 `protobuf:"bytes,3,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DrawCardRequest) Reset() {
+	*x = DrawCardRequest{}
+	mi := &file_flashd_v1_store_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DrawCardRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DrawCardRequest) ProtoMessage() {}
+
+func (x *DrawCardRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_flashd_v1_store_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DrawCardRequest.ProtoReflect.Descriptor instead.
+func (*DrawCardRequest) Descriptor() ([]byte, []int) {
+	return file_flashd_v1_store_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *DrawCardRequest) GetCampaignId() string {
+	if x != nil {
+		return x.CampaignId
+	}
+	return ""
+}
+
+func (x *DrawCardRequest) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
+}
+
+func (x *DrawCardRequest) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
+type DrawCardResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	CardType      string                 `protobuf:"bytes,1,opt,name=card_type,json=cardType,proto3" json:"card_type,omitempty"` // the type drawn
+	Holder        *CardHolder            `protobuf:"bytes,2,opt,name=holder,proto3" json:"holder,omitempty"`
+	RequestId     string                 `protobuf:"bytes,3,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DrawCardResponse) Reset() {
+	*x = DrawCardResponse{}
+	mi := &file_flashd_v1_store_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DrawCardResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DrawCardResponse) ProtoMessage() {}
+
+func (x *DrawCardResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_flashd_v1_store_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DrawCardResponse.ProtoReflect.Descriptor instead.
+func (*DrawCardResponse) Descriptor() ([]byte, []int) {
+	return file_flashd_v1_store_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *DrawCardResponse) GetCardType() string {
+	if x != nil {
+		return x.CardType
+	}
+	return ""
+}
+
+func (x *DrawCardResponse) GetHolder() *CardHolder {
+	if x != nil {
+		return x.Holder
+	}
+	return nil
+}
+
+func (x *DrawCardResponse) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
+type RedeemSetRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	CampaignId    string                 `protobuf:"bytes,1,opt,name=campaign_id,json=campaignId,proto3" json:"campaign_id,omitempty"`
+	UserId        string                 `protobuf:"bytes,2,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	RequestId     string                 `protobuf:"bytes,3,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RedeemSetRequest) Reset() {
+	*x = RedeemSetRequest{}
+	mi := &file_flashd_v1_store_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RedeemSetRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RedeemSetRequest) ProtoMessage() {}
+
+func (x *RedeemSetRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_flashd_v1_store_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RedeemSetRequest.ProtoReflect.Descriptor instead.
+func (*RedeemSetRequest) Descriptor() ([]byte, []int) {
+	return file_flashd_v1_store_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *RedeemSetRequest) GetCampaignId() string {
+	if x != nil {
+		return x.CampaignId
+	}
+	return ""
+}
+
+func (x *RedeemSetRequest) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
+}
+
+func (x *RedeemSetRequest) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
+type RedeemSetResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Reward        uint64                 `protobuf:"varint,1,opt,name=reward,proto3" json:"reward,omitempty"` // the reward's number, 1 to the pool size
+	Holder        *CardHolder            `protobuf:"bytes,2,opt,name=holder,proto3" json:"holder,omitempty"`
+	RequestId     string                 `protobuf:"bytes,3,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RedeemSetResponse) Reset() {
+	*x = RedeemSetResponse{}
+	mi := &file_flashd_v1_store_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RedeemSetResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RedeemSetResponse) ProtoMessage() {}
+
+func (x *RedeemSetResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_flashd_v1_store_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RedeemSetResponse.ProtoReflect.Descriptor instead.
+func (*RedeemSetResponse) Descriptor() ([]byte, []int) {
+	return file_flashd_v1_store_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *RedeemSetResponse) GetReward() uint64 {
+	if x != nil {
+		return x.Reward
+	}
+	return 0
+}
+
+func (x *RedeemSetResponse) GetHolder() *CardHolder {
+	if x != nil {
+		return x.Holder
+	}
+	return nil
+}
+
+func (x *RedeemSetResponse) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
+type GetCardsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	CampaignId    string                 `protobuf:"bytes,1,opt,name=campaign_id,json=campaignId,proto3" json:"campaign_id,omitempty"`
+	UserId        string                 `protobuf:"bytes,2,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	Consistency   Consistency            `protobuf:"varint,3,opt,name=consistency,proto3,enum=flashd.v1.Consistency" json:"consistency,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetCardsRequest) Reset() {
+	*x = GetCardsRequest{}
+	mi := &file_flashd_v1_store_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetCardsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetCardsRequest) ProtoMessage() {}
+
+func (x *GetCardsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_flashd_v1_store_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetCardsRequest.ProtoReflect.Descriptor instead.
+func (*GetCardsRequest) Descriptor() ([]byte, []int) {
+	return file_flashd_v1_store_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *GetCardsRequest) GetCampaignId() string {
+	if x != nil {
+		return x.CampaignId
+	}
+	return ""
+}
+
+func (x *GetCardsRequest) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
+}
+
+func (x *GetCardsRequest) GetConsistency() Consistency {
+	if x != nil {
+		return x.Consistency
+	}
+	return Consistency_CONSISTENCY_UNSPECIFIED
+}
+
+type GetCardsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Holder        *CardHolder            `protobuf:"bytes,1,opt,name=holder,proto3" json:"holder,omitempty"`
+	Index         uint64                 `protobuf:"varint,2,opt,name=index,proto3" json:"index,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetCardsResponse) Reset() {
+	*x = GetCardsResponse{}
+	mi := &file_flashd_v1_store_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetCardsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetCardsResponse) ProtoMessage() {}
+
+func (x *GetCardsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_flashd_v1_store_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetCardsResponse.ProtoReflect.Descriptor instead.
+func (*GetCardsResponse) Descriptor() ([]byte, []int) {
+	return file_flashd_v1_store_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *GetCardsResponse) GetHolder() *CardHolder {
+	if x != nil {
+		return x.Holder
+	}
+	return nil
+}
+
+func (x *GetCardsResponse) GetIndex() uint64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+type GetCardCollectRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	CampaignId    string                 `protobuf:"bytes,1,opt,name=campaign_id,json=campaignId,proto3" json:"campaign_id,omitempty"`
+	Consistency   Consistency            `protobuf:"varint,2,opt,name=consistency,proto3,enum=flashd.v1.Consistency" json:"consistency,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetCardCollectRequest) Reset() {
+	*x = GetCardCollectRequest{}
+	mi := &file_flashd_v1_store_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetCardCollectRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetCardCollectRequest) ProtoMessage() {}
+
+func (x *GetCardCollectRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_flashd_v1_store_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetCardCollectRequest.ProtoReflect.Descriptor instead.
+func (*GetCardCollectRequest) Descriptor() ([]byte, []int) {
+	return file_flashd_v1_store_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *GetCardCollectRequest) GetCampaignId() string {
+	if x != nil {
+		return x.CampaignId
+	}
+	return ""
+}
+
+func (x *GetCardCollectRequest) GetConsistency() Consistency {
+	if x != nil {
+		return x.Consistency
+	}
+	return Consistency_CONSISTENCY_UNSPECIFIED
+}
+
+type GetCardCollectResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Cards         *CardCollect           `protobuf:"bytes,1,opt,name=cards,proto3" json:"cards,omitempty"`
+	Index         uint64                 `protobuf:"varint,2,opt,name=index,proto3" json:"index,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetCardCollectResponse) Reset() {
+	*x = GetCardCollectResponse{}
+	mi := &file_flashd_v1_store_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetCardCollectResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetCardCollectResponse) ProtoMessage() {}
+
+func (x *GetCardCollectResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_flashd_v1_store_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetCardCollectResponse.ProtoReflect.Descriptor instead.
+func (*GetCardCollectResponse) Descriptor() ([]byte, []int) {
+	return file_flashd_v1_store_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *GetCardCollectResponse) GetCards() *CardCollect {
+	if x != nil {
+		return x.Cards
+	}
+	return nil
+}
+
+func (x *GetCardCollectResponse) GetIndex() uint64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+type LeaseClaimsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Group         string                 `protobuf:"bytes,1,opt,name=group,proto3" json:"group,omitempty"`   // workers sharing one cursor
+	Worker        string                 `protobuf:"bytes,2,opt,name=worker,proto3" json:"worker,omitempty"` // this worker's ID
+	Max           uint32                 `protobuf:"varint,3,opt,name=max,proto3" json:"max,omitempty"`      // 1 to 1000
+	Lease         *durationpb.Duration   `protobuf:"bytes,4,opt,name=lease,proto3" json:"lease,omitempty"`   // up to an hour
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LeaseClaimsRequest) Reset() {
+	*x = LeaseClaimsRequest{}
+	mi := &file_flashd_v1_store_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LeaseClaimsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LeaseClaimsRequest) ProtoMessage() {}
+
+func (x *LeaseClaimsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_flashd_v1_store_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LeaseClaimsRequest.ProtoReflect.Descriptor instead.
+func (*LeaseClaimsRequest) Descriptor() ([]byte, []int) {
+	return file_flashd_v1_store_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *LeaseClaimsRequest) GetGroup() string {
+	if x != nil {
+		return x.Group
+	}
+	return ""
+}
+
+func (x *LeaseClaimsRequest) GetWorker() string {
+	if x != nil {
+		return x.Worker
+	}
+	return ""
+}
+
+func (x *LeaseClaimsRequest) GetMax() uint32 {
+	if x != nil {
+		return x.Max
+	}
+	return 0
+}
+
+func (x *LeaseClaimsRequest) GetLease() *durationpb.Duration {
+	if x != nil {
+		return x.Lease
+	}
+	return nil
+}
+
+type LeaseClaimsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Claims        []*Claim               `protobuf:"bytes,1,rep,name=claims,proto3" json:"claims,omitempty"`
+	LeaseDeadline *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=lease_deadline,json=leaseDeadline,proto3" json:"lease_deadline,omitempty"` // by the leader's clock
+	Cursor        uint64                 `protobuf:"varint,3,opt,name=cursor,proto3" json:"cursor,omitempty"`                                   // first claim that may still be reserved
+	Index         uint64                 `protobuf:"varint,4,opt,name=index,proto3" json:"index,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LeaseClaimsResponse) Reset() {
+	*x = LeaseClaimsResponse{}
+	mi := &file_flashd_v1_store_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LeaseClaimsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LeaseClaimsResponse) ProtoMessage() {}
+
+func (x *LeaseClaimsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_flashd_v1_store_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LeaseClaimsResponse.ProtoReflect.Descriptor instead.
+func (*LeaseClaimsResponse) Descriptor() ([]byte, []int) {
+	return file_flashd_v1_store_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *LeaseClaimsResponse) GetClaims() []*Claim {
+	if x != nil {
+		return x.Claims
+	}
+	return nil
+}
+
+func (x *LeaseClaimsResponse) GetLeaseDeadline() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LeaseDeadline
+	}
+	return nil
+}
+
+func (x *LeaseClaimsResponse) GetCursor() uint64 {
+	if x != nil {
+		return x.Cursor
+	}
+	return 0
+}
+
+func (x *LeaseClaimsResponse) GetIndex() uint64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
 type ClaimRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	RequestId     string                 `protobuf:"bytes,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
@@ -38,7 +742,7 @@ type ClaimRequest struct {
 
 func (x *ClaimRequest) Reset() {
 	*x = ClaimRequest{}
-	mi := &file_flashd_v1_store_proto_msgTypes[0]
+	mi := &file_flashd_v1_store_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -50,7 +754,7 @@ func (x *ClaimRequest) String() string {
 func (*ClaimRequest) ProtoMessage() {}
 
 func (x *ClaimRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flashd_v1_store_proto_msgTypes[0]
+	mi := &file_flashd_v1_store_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -63,7 +767,7 @@ func (x *ClaimRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClaimRequest.ProtoReflect.Descriptor instead.
 func (*ClaimRequest) Descriptor() ([]byte, []int) {
-	return file_flashd_v1_store_proto_rawDescGZIP(), []int{0}
+	return file_flashd_v1_store_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ClaimRequest) GetRequestId() string {
@@ -110,7 +814,7 @@ type ClaimBatchRequest struct {
 
 func (x *ClaimBatchRequest) Reset() {
 	*x = ClaimBatchRequest{}
-	mi := &file_flashd_v1_store_proto_msgTypes[1]
+	mi := &file_flashd_v1_store_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -122,7 +826,7 @@ func (x *ClaimBatchRequest) String() string {
 func (*ClaimBatchRequest) ProtoMessage() {}
 
 func (x *ClaimBatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flashd_v1_store_proto_msgTypes[1]
+	mi := &file_flashd_v1_store_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -135,7 +839,7 @@ func (x *ClaimBatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClaimBatchRequest.ProtoReflect.Descriptor instead.
 func (*ClaimBatchRequest) Descriptor() ([]byte, []int) {
-	return file_flashd_v1_store_proto_rawDescGZIP(), []int{1}
+	return file_flashd_v1_store_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ClaimBatchRequest) GetClaims() []*ClaimRequest {
@@ -156,7 +860,7 @@ type ClaimOutcome struct {
 
 func (x *ClaimOutcome) Reset() {
 	*x = ClaimOutcome{}
-	mi := &file_flashd_v1_store_proto_msgTypes[2]
+	mi := &file_flashd_v1_store_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -168,7 +872,7 @@ func (x *ClaimOutcome) String() string {
 func (*ClaimOutcome) ProtoMessage() {}
 
 func (x *ClaimOutcome) ProtoReflect() protoreflect.Message {
-	mi := &file_flashd_v1_store_proto_msgTypes[2]
+	mi := &file_flashd_v1_store_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -181,7 +885,7 @@ func (x *ClaimOutcome) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClaimOutcome.ProtoReflect.Descriptor instead.
 func (*ClaimOutcome) Descriptor() ([]byte, []int) {
-	return file_flashd_v1_store_proto_rawDescGZIP(), []int{2}
+	return file_flashd_v1_store_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ClaimOutcome) GetReason() Reason {
@@ -215,7 +919,7 @@ type ClaimBatchResponse struct {
 
 func (x *ClaimBatchResponse) Reset() {
 	*x = ClaimBatchResponse{}
-	mi := &file_flashd_v1_store_proto_msgTypes[3]
+	mi := &file_flashd_v1_store_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -227,7 +931,7 @@ func (x *ClaimBatchResponse) String() string {
 func (*ClaimBatchResponse) ProtoMessage() {}
 
 func (x *ClaimBatchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flashd_v1_store_proto_msgTypes[3]
+	mi := &file_flashd_v1_store_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -240,7 +944,7 @@ func (x *ClaimBatchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClaimBatchResponse.ProtoReflect.Descriptor instead.
 func (*ClaimBatchResponse) Descriptor() ([]byte, []int) {
-	return file_flashd_v1_store_proto_rawDescGZIP(), []int{3}
+	return file_flashd_v1_store_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ClaimBatchResponse) GetOutcomes() []*ClaimOutcome {
@@ -267,7 +971,7 @@ type SettleRequest struct {
 
 func (x *SettleRequest) Reset() {
 	*x = SettleRequest{}
-	mi := &file_flashd_v1_store_proto_msgTypes[4]
+	mi := &file_flashd_v1_store_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -279,7 +983,7 @@ func (x *SettleRequest) String() string {
 func (*SettleRequest) ProtoMessage() {}
 
 func (x *SettleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flashd_v1_store_proto_msgTypes[4]
+	mi := &file_flashd_v1_store_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -292,7 +996,7 @@ func (x *SettleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SettleRequest.ProtoReflect.Descriptor instead.
 func (*SettleRequest) Descriptor() ([]byte, []int) {
-	return file_flashd_v1_store_proto_rawDescGZIP(), []int{4}
+	return file_flashd_v1_store_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *SettleRequest) GetClaimId() uint64 {
@@ -318,7 +1022,7 @@ type SettleResponse struct {
 
 func (x *SettleResponse) Reset() {
 	*x = SettleResponse{}
-	mi := &file_flashd_v1_store_proto_msgTypes[5]
+	mi := &file_flashd_v1_store_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -330,7 +1034,7 @@ func (x *SettleResponse) String() string {
 func (*SettleResponse) ProtoMessage() {}
 
 func (x *SettleResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flashd_v1_store_proto_msgTypes[5]
+	mi := &file_flashd_v1_store_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -343,7 +1047,7 @@ func (x *SettleResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SettleResponse.ProtoReflect.Descriptor instead.
 func (*SettleResponse) Descriptor() ([]byte, []int) {
-	return file_flashd_v1_store_proto_rawDescGZIP(), []int{5}
+	return file_flashd_v1_store_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *SettleResponse) GetClaim() *Claim {
@@ -363,7 +1067,7 @@ type ReleaseRequest struct {
 
 func (x *ReleaseRequest) Reset() {
 	*x = ReleaseRequest{}
-	mi := &file_flashd_v1_store_proto_msgTypes[6]
+	mi := &file_flashd_v1_store_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -375,7 +1079,7 @@ func (x *ReleaseRequest) String() string {
 func (*ReleaseRequest) ProtoMessage() {}
 
 func (x *ReleaseRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flashd_v1_store_proto_msgTypes[6]
+	mi := &file_flashd_v1_store_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -388,7 +1092,7 @@ func (x *ReleaseRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReleaseRequest.ProtoReflect.Descriptor instead.
 func (*ReleaseRequest) Descriptor() ([]byte, []int) {
-	return file_flashd_v1_store_proto_rawDescGZIP(), []int{6}
+	return file_flashd_v1_store_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ReleaseRequest) GetClaimId() uint64 {
@@ -414,7 +1118,7 @@ type ReleaseResponse struct {
 
 func (x *ReleaseResponse) Reset() {
 	*x = ReleaseResponse{}
-	mi := &file_flashd_v1_store_proto_msgTypes[7]
+	mi := &file_flashd_v1_store_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -426,7 +1130,7 @@ func (x *ReleaseResponse) String() string {
 func (*ReleaseResponse) ProtoMessage() {}
 
 func (x *ReleaseResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flashd_v1_store_proto_msgTypes[7]
+	mi := &file_flashd_v1_store_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -439,7 +1143,7 @@ func (x *ReleaseResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReleaseResponse.ProtoReflect.Descriptor instead.
 func (*ReleaseResponse) Descriptor() ([]byte, []int) {
-	return file_flashd_v1_store_proto_rawDescGZIP(), []int{7}
+	return file_flashd_v1_store_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ReleaseResponse) GetClaim() *Claim {
@@ -460,7 +1164,7 @@ type GetItemRequest struct {
 
 func (x *GetItemRequest) Reset() {
 	*x = GetItemRequest{}
-	mi := &file_flashd_v1_store_proto_msgTypes[8]
+	mi := &file_flashd_v1_store_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -472,7 +1176,7 @@ func (x *GetItemRequest) String() string {
 func (*GetItemRequest) ProtoMessage() {}
 
 func (x *GetItemRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flashd_v1_store_proto_msgTypes[8]
+	mi := &file_flashd_v1_store_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -485,7 +1189,7 @@ func (x *GetItemRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetItemRequest.ProtoReflect.Descriptor instead.
 func (*GetItemRequest) Descriptor() ([]byte, []int) {
-	return file_flashd_v1_store_proto_rawDescGZIP(), []int{8}
+	return file_flashd_v1_store_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *GetItemRequest) GetCampaignId() string {
@@ -519,7 +1223,7 @@ type GetItemResponse struct {
 
 func (x *GetItemResponse) Reset() {
 	*x = GetItemResponse{}
-	mi := &file_flashd_v1_store_proto_msgTypes[9]
+	mi := &file_flashd_v1_store_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -531,7 +1235,7 @@ func (x *GetItemResponse) String() string {
 func (*GetItemResponse) ProtoMessage() {}
 
 func (x *GetItemResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flashd_v1_store_proto_msgTypes[9]
+	mi := &file_flashd_v1_store_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -544,7 +1248,7 @@ func (x *GetItemResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetItemResponse.ProtoReflect.Descriptor instead.
 func (*GetItemResponse) Descriptor() ([]byte, []int) {
-	return file_flashd_v1_store_proto_rawDescGZIP(), []int{9}
+	return file_flashd_v1_store_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *GetItemResponse) GetItem() *Item {
@@ -571,7 +1275,7 @@ type GetCampaignRequest struct {
 
 func (x *GetCampaignRequest) Reset() {
 	*x = GetCampaignRequest{}
-	mi := &file_flashd_v1_store_proto_msgTypes[10]
+	mi := &file_flashd_v1_store_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -583,7 +1287,7 @@ func (x *GetCampaignRequest) String() string {
 func (*GetCampaignRequest) ProtoMessage() {}
 
 func (x *GetCampaignRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flashd_v1_store_proto_msgTypes[10]
+	mi := &file_flashd_v1_store_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -596,7 +1300,7 @@ func (x *GetCampaignRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetCampaignRequest.ProtoReflect.Descriptor instead.
 func (*GetCampaignRequest) Descriptor() ([]byte, []int) {
-	return file_flashd_v1_store_proto_rawDescGZIP(), []int{10}
+	return file_flashd_v1_store_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *GetCampaignRequest) GetCampaignId() string {
@@ -624,7 +1328,7 @@ type GetCampaignResponse struct {
 
 func (x *GetCampaignResponse) Reset() {
 	*x = GetCampaignResponse{}
-	mi := &file_flashd_v1_store_proto_msgTypes[11]
+	mi := &file_flashd_v1_store_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -636,7 +1340,7 @@ func (x *GetCampaignResponse) String() string {
 func (*GetCampaignResponse) ProtoMessage() {}
 
 func (x *GetCampaignResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flashd_v1_store_proto_msgTypes[11]
+	mi := &file_flashd_v1_store_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -649,7 +1353,7 @@ func (x *GetCampaignResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetCampaignResponse.ProtoReflect.Descriptor instead.
 func (*GetCampaignResponse) Descriptor() ([]byte, []int) {
-	return file_flashd_v1_store_proto_rawDescGZIP(), []int{11}
+	return file_flashd_v1_store_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *GetCampaignResponse) GetCampaign() *Campaign {
@@ -684,7 +1388,7 @@ type ListClaimsRequest struct {
 
 func (x *ListClaimsRequest) Reset() {
 	*x = ListClaimsRequest{}
-	mi := &file_flashd_v1_store_proto_msgTypes[12]
+	mi := &file_flashd_v1_store_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -696,7 +1400,7 @@ func (x *ListClaimsRequest) String() string {
 func (*ListClaimsRequest) ProtoMessage() {}
 
 func (x *ListClaimsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flashd_v1_store_proto_msgTypes[12]
+	mi := &file_flashd_v1_store_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -709,7 +1413,7 @@ func (x *ListClaimsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListClaimsRequest.ProtoReflect.Descriptor instead.
 func (*ListClaimsRequest) Descriptor() ([]byte, []int) {
-	return file_flashd_v1_store_proto_rawDescGZIP(), []int{12}
+	return file_flashd_v1_store_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ListClaimsRequest) GetUserId() string {
@@ -743,7 +1447,7 @@ type ListClaimsResponse struct {
 
 func (x *ListClaimsResponse) Reset() {
 	*x = ListClaimsResponse{}
-	mi := &file_flashd_v1_store_proto_msgTypes[13]
+	mi := &file_flashd_v1_store_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -755,7 +1459,7 @@ func (x *ListClaimsResponse) String() string {
 func (*ListClaimsResponse) ProtoMessage() {}
 
 func (x *ListClaimsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flashd_v1_store_proto_msgTypes[13]
+	mi := &file_flashd_v1_store_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -768,7 +1472,7 @@ func (x *ListClaimsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListClaimsResponse.ProtoReflect.Descriptor instead.
 func (*ListClaimsResponse) Descriptor() ([]byte, []int) {
-	return file_flashd_v1_store_proto_rawDescGZIP(), []int{13}
+	return file_flashd_v1_store_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ListClaimsResponse) GetClaims() []*Claim {
@@ -794,7 +1498,7 @@ type WatchRequest struct {
 
 func (x *WatchRequest) Reset() {
 	*x = WatchRequest{}
-	mi := &file_flashd_v1_store_proto_msgTypes[14]
+	mi := &file_flashd_v1_store_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -806,7 +1510,7 @@ func (x *WatchRequest) String() string {
 func (*WatchRequest) ProtoMessage() {}
 
 func (x *WatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flashd_v1_store_proto_msgTypes[14]
+	mi := &file_flashd_v1_store_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -819,7 +1523,7 @@ func (x *WatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchRequest.ProtoReflect.Descriptor instead.
 func (*WatchRequest) Descriptor() ([]byte, []int) {
-	return file_flashd_v1_store_proto_rawDescGZIP(), []int{14}
+	return file_flashd_v1_store_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *WatchRequest) GetCampaignId() string {
@@ -841,7 +1545,7 @@ type WatchEvent struct {
 
 func (x *WatchEvent) Reset() {
 	*x = WatchEvent{}
-	mi := &file_flashd_v1_store_proto_msgTypes[15]
+	mi := &file_flashd_v1_store_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -853,7 +1557,7 @@ func (x *WatchEvent) String() string {
 func (*WatchEvent) ProtoMessage() {}
 
 func (x *WatchEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_flashd_v1_store_proto_msgTypes[15]
+	mi := &file_flashd_v1_store_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -866,7 +1570,7 @@ func (x *WatchEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchEvent.ProtoReflect.Descriptor instead.
 func (*WatchEvent) Descriptor() ([]byte, []int) {
-	return file_flashd_v1_store_proto_rawDescGZIP(), []int{15}
+	return file_flashd_v1_store_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *WatchEvent) GetIndex() uint64 {
@@ -906,7 +1610,7 @@ type AnnounceFrontDoorRequest struct {
 
 func (x *AnnounceFrontDoorRequest) Reset() {
 	*x = AnnounceFrontDoorRequest{}
-	mi := &file_flashd_v1_store_proto_msgTypes[16]
+	mi := &file_flashd_v1_store_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -918,7 +1622,7 @@ func (x *AnnounceFrontDoorRequest) String() string {
 func (*AnnounceFrontDoorRequest) ProtoMessage() {}
 
 func (x *AnnounceFrontDoorRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flashd_v1_store_proto_msgTypes[16]
+	mi := &file_flashd_v1_store_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -931,7 +1635,7 @@ func (x *AnnounceFrontDoorRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AnnounceFrontDoorRequest.ProtoReflect.Descriptor instead.
 func (*AnnounceFrontDoorRequest) Descriptor() ([]byte, []int) {
-	return file_flashd_v1_store_proto_rawDescGZIP(), []int{16}
+	return file_flashd_v1_store_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *AnnounceFrontDoorRequest) GetFrontDoor() *FrontDoorPresence {
@@ -957,7 +1661,7 @@ type FrontDoorPresence struct {
 
 func (x *FrontDoorPresence) Reset() {
 	*x = FrontDoorPresence{}
-	mi := &file_flashd_v1_store_proto_msgTypes[17]
+	mi := &file_flashd_v1_store_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -969,7 +1673,7 @@ func (x *FrontDoorPresence) String() string {
 func (*FrontDoorPresence) ProtoMessage() {}
 
 func (x *FrontDoorPresence) ProtoReflect() protoreflect.Message {
-	mi := &file_flashd_v1_store_proto_msgTypes[17]
+	mi := &file_flashd_v1_store_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -982,7 +1686,7 @@ func (x *FrontDoorPresence) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FrontDoorPresence.ProtoReflect.Descriptor instead.
 func (*FrontDoorPresence) Descriptor() ([]byte, []int) {
-	return file_flashd_v1_store_proto_rawDescGZIP(), []int{17}
+	return file_flashd_v1_store_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *FrontDoorPresence) GetId() string {
@@ -1045,7 +1749,7 @@ type AnnounceFrontDoorResponse struct {
 
 func (x *AnnounceFrontDoorResponse) Reset() {
 	*x = AnnounceFrontDoorResponse{}
-	mi := &file_flashd_v1_store_proto_msgTypes[18]
+	mi := &file_flashd_v1_store_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1057,7 +1761,7 @@ func (x *AnnounceFrontDoorResponse) String() string {
 func (*AnnounceFrontDoorResponse) ProtoMessage() {}
 
 func (x *AnnounceFrontDoorResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flashd_v1_store_proto_msgTypes[18]
+	mi := &file_flashd_v1_store_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1070,7 +1774,7 @@ func (x *AnnounceFrontDoorResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AnnounceFrontDoorResponse.ProtoReflect.Descriptor instead.
 func (*AnnounceFrontDoorResponse) Descriptor() ([]byte, []int) {
-	return file_flashd_v1_store_proto_rawDescGZIP(), []int{18}
+	return file_flashd_v1_store_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *AnnounceFrontDoorResponse) GetLive() []*FrontDoorPresence {
@@ -1098,7 +1802,63 @@ var File_flashd_v1_store_proto protoreflect.FileDescriptor
 
 const file_flashd_v1_store_proto_rawDesc = "" +
 	"\n" +
-	"\x15flashd/v1/store.proto\x12\tflashd.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x15flashd/v1/types.proto\"\x9c\x01\n" +
+	"\x15flashd/v1/store.proto\x12\tflashd.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x15flashd/v1/types.proto\"\x82\x01\n" +
+	"\x11GrantDrawsRequest\x12\x1f\n" +
+	"\vcampaign_id\x18\x01 \x01(\tR\n" +
+	"campaignId\x12\x17\n" +
+	"\auser_id\x18\x02 \x01(\tR\x06userId\x12\x14\n" +
+	"\x05count\x18\x03 \x01(\rR\x05count\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x04 \x01(\tR\trequestId\"C\n" +
+	"\x12GrantDrawsResponse\x12-\n" +
+	"\x06holder\x18\x01 \x01(\v2\x15.flashd.v1.CardHolderR\x06holder\"j\n" +
+	"\x0fDrawCardRequest\x12\x1f\n" +
+	"\vcampaign_id\x18\x01 \x01(\tR\n" +
+	"campaignId\x12\x17\n" +
+	"\auser_id\x18\x02 \x01(\tR\x06userId\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x03 \x01(\tR\trequestId\"}\n" +
+	"\x10DrawCardResponse\x12\x1b\n" +
+	"\tcard_type\x18\x01 \x01(\tR\bcardType\x12-\n" +
+	"\x06holder\x18\x02 \x01(\v2\x15.flashd.v1.CardHolderR\x06holder\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x03 \x01(\tR\trequestId\"k\n" +
+	"\x10RedeemSetRequest\x12\x1f\n" +
+	"\vcampaign_id\x18\x01 \x01(\tR\n" +
+	"campaignId\x12\x17\n" +
+	"\auser_id\x18\x02 \x01(\tR\x06userId\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x03 \x01(\tR\trequestId\"y\n" +
+	"\x11RedeemSetResponse\x12\x16\n" +
+	"\x06reward\x18\x01 \x01(\x04R\x06reward\x12-\n" +
+	"\x06holder\x18\x02 \x01(\v2\x15.flashd.v1.CardHolderR\x06holder\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x03 \x01(\tR\trequestId\"\x85\x01\n" +
+	"\x0fGetCardsRequest\x12\x1f\n" +
+	"\vcampaign_id\x18\x01 \x01(\tR\n" +
+	"campaignId\x12\x17\n" +
+	"\auser_id\x18\x02 \x01(\tR\x06userId\x128\n" +
+	"\vconsistency\x18\x03 \x01(\x0e2\x16.flashd.v1.ConsistencyR\vconsistency\"W\n" +
+	"\x10GetCardsResponse\x12-\n" +
+	"\x06holder\x18\x01 \x01(\v2\x15.flashd.v1.CardHolderR\x06holder\x12\x14\n" +
+	"\x05index\x18\x02 \x01(\x04R\x05index\"r\n" +
+	"\x15GetCardCollectRequest\x12\x1f\n" +
+	"\vcampaign_id\x18\x01 \x01(\tR\n" +
+	"campaignId\x128\n" +
+	"\vconsistency\x18\x02 \x01(\x0e2\x16.flashd.v1.ConsistencyR\vconsistency\"\\\n" +
+	"\x16GetCardCollectResponse\x12,\n" +
+	"\x05cards\x18\x01 \x01(\v2\x16.flashd.v1.CardCollectR\x05cards\x12\x14\n" +
+	"\x05index\x18\x02 \x01(\x04R\x05index\"\x85\x01\n" +
+	"\x12LeaseClaimsRequest\x12\x14\n" +
+	"\x05group\x18\x01 \x01(\tR\x05group\x12\x16\n" +
+	"\x06worker\x18\x02 \x01(\tR\x06worker\x12\x10\n" +
+	"\x03max\x18\x03 \x01(\rR\x03max\x12/\n" +
+	"\x05lease\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\x05lease\"\xb0\x01\n" +
+	"\x13LeaseClaimsResponse\x12(\n" +
+	"\x06claims\x18\x01 \x03(\v2\x10.flashd.v1.ClaimR\x06claims\x12A\n" +
+	"\x0elease_deadline\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\rleaseDeadline\x12\x16\n" +
+	"\x06cursor\x18\x03 \x01(\x04R\x06cursor\x12\x14\n" +
+	"\x05index\x18\x04 \x01(\x04R\x05index\"\x9c\x01\n" +
 	"\fClaimRequest\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tR\trequestId\x12\x1f\n" +
@@ -1175,7 +1935,7 @@ const file_flashd_v1_store_proto_rawDesc = "" +
 	"\x19AnnounceFrontDoorResponse\x120\n" +
 	"\x04live\x18\x01 \x03(\v2\x1c.flashd.v1.FrontDoorPresenceR\x04live\x122\n" +
 	"\x06config\x18\x02 \x01(\v2\x1a.flashd.v1.FrontDoorConfigR\x06config\x12+\n" +
-	"\x03ttl\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\x03ttl2\xc9\x04\n" +
+	"\x03ttl\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\x03ttl2\x8b\b\n" +
 	"\x05Store\x12I\n" +
 	"\n" +
 	"ClaimBatch\x12\x1c.flashd.v1.ClaimBatchRequest\x1a\x1d.flashd.v1.ClaimBatchResponse\x12=\n" +
@@ -1186,7 +1946,14 @@ const file_flashd_v1_store_proto_rawDesc = "" +
 	"\n" +
 	"ListClaims\x12\x1c.flashd.v1.ListClaimsRequest\x1a\x1d.flashd.v1.ListClaimsResponse\x129\n" +
 	"\x05Watch\x12\x17.flashd.v1.WatchRequest\x1a\x15.flashd.v1.WatchEvent0\x01\x12^\n" +
-	"\x11AnnounceFrontDoor\x12#.flashd.v1.AnnounceFrontDoorRequest\x1a$.flashd.v1.AnnounceFrontDoorResponseB'Z%github.com/flashd/flashd/rpc/flashdpbb\x06proto3"
+	"\x11AnnounceFrontDoor\x12#.flashd.v1.AnnounceFrontDoorRequest\x1a$.flashd.v1.AnnounceFrontDoorResponse\x12I\n" +
+	"\n" +
+	"GrantDraws\x12\x1c.flashd.v1.GrantDrawsRequest\x1a\x1d.flashd.v1.GrantDrawsResponse\x12C\n" +
+	"\bDrawCard\x12\x1a.flashd.v1.DrawCardRequest\x1a\x1b.flashd.v1.DrawCardResponse\x12F\n" +
+	"\tRedeemSet\x12\x1b.flashd.v1.RedeemSetRequest\x1a\x1c.flashd.v1.RedeemSetResponse\x12C\n" +
+	"\bGetCards\x12\x1a.flashd.v1.GetCardsRequest\x1a\x1b.flashd.v1.GetCardsResponse\x12U\n" +
+	"\x0eGetCardCollect\x12 .flashd.v1.GetCardCollectRequest\x1a!.flashd.v1.GetCardCollectResponse\x12L\n" +
+	"\vLeaseClaims\x12\x1d.flashd.v1.LeaseClaimsRequest\x1a\x1e.flashd.v1.LeaseClaimsResponseB'Z%github.com/flashd/flashd/rpc/flashdpbb\x06proto3"
 
 var (
 	file_flashd_v1_store_proto_rawDescOnce sync.Once
@@ -1200,79 +1967,115 @@ func file_flashd_v1_store_proto_rawDescGZIP() []byte {
 	return file_flashd_v1_store_proto_rawDescData
 }
 
-var file_flashd_v1_store_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
+var file_flashd_v1_store_proto_msgTypes = make([]protoimpl.MessageInfo, 31)
 var file_flashd_v1_store_proto_goTypes = []any{
-	(*ClaimRequest)(nil),              // 0: flashd.v1.ClaimRequest
-	(*ClaimBatchRequest)(nil),         // 1: flashd.v1.ClaimBatchRequest
-	(*ClaimOutcome)(nil),              // 2: flashd.v1.ClaimOutcome
-	(*ClaimBatchResponse)(nil),        // 3: flashd.v1.ClaimBatchResponse
-	(*SettleRequest)(nil),             // 4: flashd.v1.SettleRequest
-	(*SettleResponse)(nil),            // 5: flashd.v1.SettleResponse
-	(*ReleaseRequest)(nil),            // 6: flashd.v1.ReleaseRequest
-	(*ReleaseResponse)(nil),           // 7: flashd.v1.ReleaseResponse
-	(*GetItemRequest)(nil),            // 8: flashd.v1.GetItemRequest
-	(*GetItemResponse)(nil),           // 9: flashd.v1.GetItemResponse
-	(*GetCampaignRequest)(nil),        // 10: flashd.v1.GetCampaignRequest
-	(*GetCampaignResponse)(nil),       // 11: flashd.v1.GetCampaignResponse
-	(*ListClaimsRequest)(nil),         // 12: flashd.v1.ListClaimsRequest
-	(*ListClaimsResponse)(nil),        // 13: flashd.v1.ListClaimsResponse
-	(*WatchRequest)(nil),              // 14: flashd.v1.WatchRequest
-	(*WatchEvent)(nil),                // 15: flashd.v1.WatchEvent
-	(*AnnounceFrontDoorRequest)(nil),  // 16: flashd.v1.AnnounceFrontDoorRequest
-	(*FrontDoorPresence)(nil),         // 17: flashd.v1.FrontDoorPresence
-	(*AnnounceFrontDoorResponse)(nil), // 18: flashd.v1.AnnounceFrontDoorResponse
-	(Reason)(0),                       // 19: flashd.v1.Reason
-	(*Claim)(nil),                     // 20: flashd.v1.Claim
-	(Consistency)(0),                  // 21: flashd.v1.Consistency
-	(*Item)(nil),                      // 22: flashd.v1.Item
-	(*Campaign)(nil),                  // 23: flashd.v1.Campaign
-	(*FrontDoorConfig)(nil),           // 24: flashd.v1.FrontDoorConfig
-	(*timestamppb.Timestamp)(nil),     // 25: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),       // 26: google.protobuf.Duration
+	(*GrantDrawsRequest)(nil),         // 0: flashd.v1.GrantDrawsRequest
+	(*GrantDrawsResponse)(nil),        // 1: flashd.v1.GrantDrawsResponse
+	(*DrawCardRequest)(nil),           // 2: flashd.v1.DrawCardRequest
+	(*DrawCardResponse)(nil),          // 3: flashd.v1.DrawCardResponse
+	(*RedeemSetRequest)(nil),          // 4: flashd.v1.RedeemSetRequest
+	(*RedeemSetResponse)(nil),         // 5: flashd.v1.RedeemSetResponse
+	(*GetCardsRequest)(nil),           // 6: flashd.v1.GetCardsRequest
+	(*GetCardsResponse)(nil),          // 7: flashd.v1.GetCardsResponse
+	(*GetCardCollectRequest)(nil),     // 8: flashd.v1.GetCardCollectRequest
+	(*GetCardCollectResponse)(nil),    // 9: flashd.v1.GetCardCollectResponse
+	(*LeaseClaimsRequest)(nil),        // 10: flashd.v1.LeaseClaimsRequest
+	(*LeaseClaimsResponse)(nil),       // 11: flashd.v1.LeaseClaimsResponse
+	(*ClaimRequest)(nil),              // 12: flashd.v1.ClaimRequest
+	(*ClaimBatchRequest)(nil),         // 13: flashd.v1.ClaimBatchRequest
+	(*ClaimOutcome)(nil),              // 14: flashd.v1.ClaimOutcome
+	(*ClaimBatchResponse)(nil),        // 15: flashd.v1.ClaimBatchResponse
+	(*SettleRequest)(nil),             // 16: flashd.v1.SettleRequest
+	(*SettleResponse)(nil),            // 17: flashd.v1.SettleResponse
+	(*ReleaseRequest)(nil),            // 18: flashd.v1.ReleaseRequest
+	(*ReleaseResponse)(nil),           // 19: flashd.v1.ReleaseResponse
+	(*GetItemRequest)(nil),            // 20: flashd.v1.GetItemRequest
+	(*GetItemResponse)(nil),           // 21: flashd.v1.GetItemResponse
+	(*GetCampaignRequest)(nil),        // 22: flashd.v1.GetCampaignRequest
+	(*GetCampaignResponse)(nil),       // 23: flashd.v1.GetCampaignResponse
+	(*ListClaimsRequest)(nil),         // 24: flashd.v1.ListClaimsRequest
+	(*ListClaimsResponse)(nil),        // 25: flashd.v1.ListClaimsResponse
+	(*WatchRequest)(nil),              // 26: flashd.v1.WatchRequest
+	(*WatchEvent)(nil),                // 27: flashd.v1.WatchEvent
+	(*AnnounceFrontDoorRequest)(nil),  // 28: flashd.v1.AnnounceFrontDoorRequest
+	(*FrontDoorPresence)(nil),         // 29: flashd.v1.FrontDoorPresence
+	(*AnnounceFrontDoorResponse)(nil), // 30: flashd.v1.AnnounceFrontDoorResponse
+	(*CardHolder)(nil),                // 31: flashd.v1.CardHolder
+	(Consistency)(0),                  // 32: flashd.v1.Consistency
+	(*CardCollect)(nil),               // 33: flashd.v1.CardCollect
+	(*durationpb.Duration)(nil),       // 34: google.protobuf.Duration
+	(*Claim)(nil),                     // 35: flashd.v1.Claim
+	(*timestamppb.Timestamp)(nil),     // 36: google.protobuf.Timestamp
+	(Reason)(0),                       // 37: flashd.v1.Reason
+	(*Item)(nil),                      // 38: flashd.v1.Item
+	(*Campaign)(nil),                  // 39: flashd.v1.Campaign
+	(*FrontDoorConfig)(nil),           // 40: flashd.v1.FrontDoorConfig
 }
 var file_flashd_v1_store_proto_depIdxs = []int32{
-	0,  // 0: flashd.v1.ClaimBatchRequest.claims:type_name -> flashd.v1.ClaimRequest
-	19, // 1: flashd.v1.ClaimOutcome.reason:type_name -> flashd.v1.Reason
-	20, // 2: flashd.v1.ClaimOutcome.claim:type_name -> flashd.v1.Claim
-	2,  // 3: flashd.v1.ClaimBatchResponse.outcomes:type_name -> flashd.v1.ClaimOutcome
-	20, // 4: flashd.v1.SettleResponse.claim:type_name -> flashd.v1.Claim
-	20, // 5: flashd.v1.ReleaseResponse.claim:type_name -> flashd.v1.Claim
-	21, // 6: flashd.v1.GetItemRequest.consistency:type_name -> flashd.v1.Consistency
-	22, // 7: flashd.v1.GetItemResponse.item:type_name -> flashd.v1.Item
-	21, // 8: flashd.v1.GetCampaignRequest.consistency:type_name -> flashd.v1.Consistency
-	23, // 9: flashd.v1.GetCampaignResponse.campaign:type_name -> flashd.v1.Campaign
-	22, // 10: flashd.v1.GetCampaignResponse.items:type_name -> flashd.v1.Item
-	21, // 11: flashd.v1.ListClaimsRequest.consistency:type_name -> flashd.v1.Consistency
-	20, // 12: flashd.v1.ListClaimsResponse.claims:type_name -> flashd.v1.Claim
-	22, // 13: flashd.v1.WatchEvent.item:type_name -> flashd.v1.Item
-	23, // 14: flashd.v1.WatchEvent.campaign:type_name -> flashd.v1.Campaign
-	24, // 15: flashd.v1.WatchEvent.front_door_config:type_name -> flashd.v1.FrontDoorConfig
-	17, // 16: flashd.v1.AnnounceFrontDoorRequest.front_door:type_name -> flashd.v1.FrontDoorPresence
-	25, // 17: flashd.v1.FrontDoorPresence.last_seen:type_name -> google.protobuf.Timestamp
-	17, // 18: flashd.v1.AnnounceFrontDoorResponse.live:type_name -> flashd.v1.FrontDoorPresence
-	24, // 19: flashd.v1.AnnounceFrontDoorResponse.config:type_name -> flashd.v1.FrontDoorConfig
-	26, // 20: flashd.v1.AnnounceFrontDoorResponse.ttl:type_name -> google.protobuf.Duration
-	1,  // 21: flashd.v1.Store.ClaimBatch:input_type -> flashd.v1.ClaimBatchRequest
-	4,  // 22: flashd.v1.Store.Settle:input_type -> flashd.v1.SettleRequest
-	6,  // 23: flashd.v1.Store.Release:input_type -> flashd.v1.ReleaseRequest
-	8,  // 24: flashd.v1.Store.GetItem:input_type -> flashd.v1.GetItemRequest
-	10, // 25: flashd.v1.Store.GetCampaign:input_type -> flashd.v1.GetCampaignRequest
-	12, // 26: flashd.v1.Store.ListClaims:input_type -> flashd.v1.ListClaimsRequest
-	14, // 27: flashd.v1.Store.Watch:input_type -> flashd.v1.WatchRequest
-	16, // 28: flashd.v1.Store.AnnounceFrontDoor:input_type -> flashd.v1.AnnounceFrontDoorRequest
-	3,  // 29: flashd.v1.Store.ClaimBatch:output_type -> flashd.v1.ClaimBatchResponse
-	5,  // 30: flashd.v1.Store.Settle:output_type -> flashd.v1.SettleResponse
-	7,  // 31: flashd.v1.Store.Release:output_type -> flashd.v1.ReleaseResponse
-	9,  // 32: flashd.v1.Store.GetItem:output_type -> flashd.v1.GetItemResponse
-	11, // 33: flashd.v1.Store.GetCampaign:output_type -> flashd.v1.GetCampaignResponse
-	13, // 34: flashd.v1.Store.ListClaims:output_type -> flashd.v1.ListClaimsResponse
-	15, // 35: flashd.v1.Store.Watch:output_type -> flashd.v1.WatchEvent
-	18, // 36: flashd.v1.Store.AnnounceFrontDoor:output_type -> flashd.v1.AnnounceFrontDoorResponse
-	29, // [29:37] is the sub-list for method output_type
-	21, // [21:29] is the sub-list for method input_type
-	21, // [21:21] is the sub-list for extension type_name
-	21, // [21:21] is the sub-list for extension extendee
-	0,  // [0:21] is the sub-list for field type_name
+	31, // 0: flashd.v1.GrantDrawsResponse.holder:type_name -> flashd.v1.CardHolder
+	31, // 1: flashd.v1.DrawCardResponse.holder:type_name -> flashd.v1.CardHolder
+	31, // 2: flashd.v1.RedeemSetResponse.holder:type_name -> flashd.v1.CardHolder
+	32, // 3: flashd.v1.GetCardsRequest.consistency:type_name -> flashd.v1.Consistency
+	31, // 4: flashd.v1.GetCardsResponse.holder:type_name -> flashd.v1.CardHolder
+	32, // 5: flashd.v1.GetCardCollectRequest.consistency:type_name -> flashd.v1.Consistency
+	33, // 6: flashd.v1.GetCardCollectResponse.cards:type_name -> flashd.v1.CardCollect
+	34, // 7: flashd.v1.LeaseClaimsRequest.lease:type_name -> google.protobuf.Duration
+	35, // 8: flashd.v1.LeaseClaimsResponse.claims:type_name -> flashd.v1.Claim
+	36, // 9: flashd.v1.LeaseClaimsResponse.lease_deadline:type_name -> google.protobuf.Timestamp
+	12, // 10: flashd.v1.ClaimBatchRequest.claims:type_name -> flashd.v1.ClaimRequest
+	37, // 11: flashd.v1.ClaimOutcome.reason:type_name -> flashd.v1.Reason
+	35, // 12: flashd.v1.ClaimOutcome.claim:type_name -> flashd.v1.Claim
+	14, // 13: flashd.v1.ClaimBatchResponse.outcomes:type_name -> flashd.v1.ClaimOutcome
+	35, // 14: flashd.v1.SettleResponse.claim:type_name -> flashd.v1.Claim
+	35, // 15: flashd.v1.ReleaseResponse.claim:type_name -> flashd.v1.Claim
+	32, // 16: flashd.v1.GetItemRequest.consistency:type_name -> flashd.v1.Consistency
+	38, // 17: flashd.v1.GetItemResponse.item:type_name -> flashd.v1.Item
+	32, // 18: flashd.v1.GetCampaignRequest.consistency:type_name -> flashd.v1.Consistency
+	39, // 19: flashd.v1.GetCampaignResponse.campaign:type_name -> flashd.v1.Campaign
+	38, // 20: flashd.v1.GetCampaignResponse.items:type_name -> flashd.v1.Item
+	32, // 21: flashd.v1.ListClaimsRequest.consistency:type_name -> flashd.v1.Consistency
+	35, // 22: flashd.v1.ListClaimsResponse.claims:type_name -> flashd.v1.Claim
+	38, // 23: flashd.v1.WatchEvent.item:type_name -> flashd.v1.Item
+	39, // 24: flashd.v1.WatchEvent.campaign:type_name -> flashd.v1.Campaign
+	40, // 25: flashd.v1.WatchEvent.front_door_config:type_name -> flashd.v1.FrontDoorConfig
+	29, // 26: flashd.v1.AnnounceFrontDoorRequest.front_door:type_name -> flashd.v1.FrontDoorPresence
+	36, // 27: flashd.v1.FrontDoorPresence.last_seen:type_name -> google.protobuf.Timestamp
+	29, // 28: flashd.v1.AnnounceFrontDoorResponse.live:type_name -> flashd.v1.FrontDoorPresence
+	40, // 29: flashd.v1.AnnounceFrontDoorResponse.config:type_name -> flashd.v1.FrontDoorConfig
+	34, // 30: flashd.v1.AnnounceFrontDoorResponse.ttl:type_name -> google.protobuf.Duration
+	13, // 31: flashd.v1.Store.ClaimBatch:input_type -> flashd.v1.ClaimBatchRequest
+	16, // 32: flashd.v1.Store.Settle:input_type -> flashd.v1.SettleRequest
+	18, // 33: flashd.v1.Store.Release:input_type -> flashd.v1.ReleaseRequest
+	20, // 34: flashd.v1.Store.GetItem:input_type -> flashd.v1.GetItemRequest
+	22, // 35: flashd.v1.Store.GetCampaign:input_type -> flashd.v1.GetCampaignRequest
+	24, // 36: flashd.v1.Store.ListClaims:input_type -> flashd.v1.ListClaimsRequest
+	26, // 37: flashd.v1.Store.Watch:input_type -> flashd.v1.WatchRequest
+	28, // 38: flashd.v1.Store.AnnounceFrontDoor:input_type -> flashd.v1.AnnounceFrontDoorRequest
+	0,  // 39: flashd.v1.Store.GrantDraws:input_type -> flashd.v1.GrantDrawsRequest
+	2,  // 40: flashd.v1.Store.DrawCard:input_type -> flashd.v1.DrawCardRequest
+	4,  // 41: flashd.v1.Store.RedeemSet:input_type -> flashd.v1.RedeemSetRequest
+	6,  // 42: flashd.v1.Store.GetCards:input_type -> flashd.v1.GetCardsRequest
+	8,  // 43: flashd.v1.Store.GetCardCollect:input_type -> flashd.v1.GetCardCollectRequest
+	10, // 44: flashd.v1.Store.LeaseClaims:input_type -> flashd.v1.LeaseClaimsRequest
+	15, // 45: flashd.v1.Store.ClaimBatch:output_type -> flashd.v1.ClaimBatchResponse
+	17, // 46: flashd.v1.Store.Settle:output_type -> flashd.v1.SettleResponse
+	19, // 47: flashd.v1.Store.Release:output_type -> flashd.v1.ReleaseResponse
+	21, // 48: flashd.v1.Store.GetItem:output_type -> flashd.v1.GetItemResponse
+	23, // 49: flashd.v1.Store.GetCampaign:output_type -> flashd.v1.GetCampaignResponse
+	25, // 50: flashd.v1.Store.ListClaims:output_type -> flashd.v1.ListClaimsResponse
+	27, // 51: flashd.v1.Store.Watch:output_type -> flashd.v1.WatchEvent
+	30, // 52: flashd.v1.Store.AnnounceFrontDoor:output_type -> flashd.v1.AnnounceFrontDoorResponse
+	1,  // 53: flashd.v1.Store.GrantDraws:output_type -> flashd.v1.GrantDrawsResponse
+	3,  // 54: flashd.v1.Store.DrawCard:output_type -> flashd.v1.DrawCardResponse
+	5,  // 55: flashd.v1.Store.RedeemSet:output_type -> flashd.v1.RedeemSetResponse
+	7,  // 56: flashd.v1.Store.GetCards:output_type -> flashd.v1.GetCardsResponse
+	9,  // 57: flashd.v1.Store.GetCardCollect:output_type -> flashd.v1.GetCardCollectResponse
+	11, // 58: flashd.v1.Store.LeaseClaims:output_type -> flashd.v1.LeaseClaimsResponse
+	45, // [45:59] is the sub-list for method output_type
+	31, // [31:45] is the sub-list for method input_type
+	31, // [31:31] is the sub-list for extension type_name
+	31, // [31:31] is the sub-list for extension extendee
+	0,  // [0:31] is the sub-list for field type_name
 }
 
 func init() { file_flashd_v1_store_proto_init() }
@@ -1287,7 +2090,7 @@ func file_flashd_v1_store_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_flashd_v1_store_proto_rawDesc), len(file_flashd_v1_store_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   19,
+			NumMessages:   31,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

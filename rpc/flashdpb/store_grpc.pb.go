@@ -29,6 +29,12 @@ const (
 	Store_ListClaims_FullMethodName        = "/flashd.v1.Store/ListClaims"
 	Store_Watch_FullMethodName             = "/flashd.v1.Store/Watch"
 	Store_AnnounceFrontDoor_FullMethodName = "/flashd.v1.Store/AnnounceFrontDoor"
+	Store_GrantDraws_FullMethodName        = "/flashd.v1.Store/GrantDraws"
+	Store_DrawCard_FullMethodName          = "/flashd.v1.Store/DrawCard"
+	Store_RedeemSet_FullMethodName         = "/flashd.v1.Store/RedeemSet"
+	Store_GetCards_FullMethodName          = "/flashd.v1.Store/GetCards"
+	Store_GetCardCollect_FullMethodName    = "/flashd.v1.Store/GetCardCollect"
+	Store_LeaseClaims_FullMethodName       = "/flashd.v1.Store/LeaseClaims"
 )
 
 // StoreClient is the client API for Store service.
@@ -54,6 +60,20 @@ type StoreClient interface {
 	// answers with it, so every front door can compute its share of the
 	// global rate limit: global_rate x its weight / sum of live weights.
 	AnnounceFrontDoor(ctx context.Context, in *AnnounceFrontDoorRequest, opts ...grpc.CallOption) (*AnnounceFrontDoorResponse, error)
+	// Card-collect campaigns. GrantDraws, DrawCard and RedeemSet are
+	// idempotent by request ID; refusals (NO_DRAWS_LEFT, SOLD_OUT when every
+	// card type is at its cap, NO_FULL_SET, POOL_EMPTY, CAMPAIGN_CLOSED,
+	// LIMIT_REACHED for grants above the per-user maximum) are
+	// FAILED_PRECONDITION errors with the reason.
+	GrantDraws(ctx context.Context, in *GrantDrawsRequest, opts ...grpc.CallOption) (*GrantDrawsResponse, error)
+	DrawCard(ctx context.Context, in *DrawCardRequest, opts ...grpc.CallOption) (*DrawCardResponse, error)
+	RedeemSet(ctx context.Context, in *RedeemSetRequest, opts ...grpc.CallOption) (*RedeemSetResponse, error)
+	GetCards(ctx context.Context, in *GetCardsRequest, opts ...grpc.CallOption) (*GetCardsResponse, error)
+	GetCardCollect(ctx context.Context, in *GetCardCollectRequest, opts ...grpc.CallOption) (*GetCardCollectResponse, error)
+	// LeaseClaims is the settlement feed: up to max reserved claims in claim
+	// ID order from the group's cursor, each leased to worker until
+	// lease_deadline so no other worker of the group gets it meanwhile.
+	LeaseClaims(ctx context.Context, in *LeaseClaimsRequest, opts ...grpc.CallOption) (*LeaseClaimsResponse, error)
 }
 
 type storeClient struct {
@@ -153,6 +173,66 @@ func (c *storeClient) AnnounceFrontDoor(ctx context.Context, in *AnnounceFrontDo
 	return out, nil
 }
 
+func (c *storeClient) GrantDraws(ctx context.Context, in *GrantDrawsRequest, opts ...grpc.CallOption) (*GrantDrawsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GrantDrawsResponse)
+	err := c.cc.Invoke(ctx, Store_GrantDraws_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *storeClient) DrawCard(ctx context.Context, in *DrawCardRequest, opts ...grpc.CallOption) (*DrawCardResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DrawCardResponse)
+	err := c.cc.Invoke(ctx, Store_DrawCard_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *storeClient) RedeemSet(ctx context.Context, in *RedeemSetRequest, opts ...grpc.CallOption) (*RedeemSetResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RedeemSetResponse)
+	err := c.cc.Invoke(ctx, Store_RedeemSet_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *storeClient) GetCards(ctx context.Context, in *GetCardsRequest, opts ...grpc.CallOption) (*GetCardsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetCardsResponse)
+	err := c.cc.Invoke(ctx, Store_GetCards_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *storeClient) GetCardCollect(ctx context.Context, in *GetCardCollectRequest, opts ...grpc.CallOption) (*GetCardCollectResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetCardCollectResponse)
+	err := c.cc.Invoke(ctx, Store_GetCardCollect_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *storeClient) LeaseClaims(ctx context.Context, in *LeaseClaimsRequest, opts ...grpc.CallOption) (*LeaseClaimsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(LeaseClaimsResponse)
+	err := c.cc.Invoke(ctx, Store_LeaseClaims_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // StoreServer is the server API for Store service.
 // All implementations must embed UnimplementedStoreServer
 // for forward compatibility.
@@ -176,6 +256,20 @@ type StoreServer interface {
 	// answers with it, so every front door can compute its share of the
 	// global rate limit: global_rate x its weight / sum of live weights.
 	AnnounceFrontDoor(context.Context, *AnnounceFrontDoorRequest) (*AnnounceFrontDoorResponse, error)
+	// Card-collect campaigns. GrantDraws, DrawCard and RedeemSet are
+	// idempotent by request ID; refusals (NO_DRAWS_LEFT, SOLD_OUT when every
+	// card type is at its cap, NO_FULL_SET, POOL_EMPTY, CAMPAIGN_CLOSED,
+	// LIMIT_REACHED for grants above the per-user maximum) are
+	// FAILED_PRECONDITION errors with the reason.
+	GrantDraws(context.Context, *GrantDrawsRequest) (*GrantDrawsResponse, error)
+	DrawCard(context.Context, *DrawCardRequest) (*DrawCardResponse, error)
+	RedeemSet(context.Context, *RedeemSetRequest) (*RedeemSetResponse, error)
+	GetCards(context.Context, *GetCardsRequest) (*GetCardsResponse, error)
+	GetCardCollect(context.Context, *GetCardCollectRequest) (*GetCardCollectResponse, error)
+	// LeaseClaims is the settlement feed: up to max reserved claims in claim
+	// ID order from the group's cursor, each leased to worker until
+	// lease_deadline so no other worker of the group gets it meanwhile.
+	LeaseClaims(context.Context, *LeaseClaimsRequest) (*LeaseClaimsResponse, error)
 	mustEmbedUnimplementedStoreServer()
 }
 
@@ -209,6 +303,24 @@ func (UnimplementedStoreServer) Watch(*WatchRequest, grpc.ServerStreamingServer[
 }
 func (UnimplementedStoreServer) AnnounceFrontDoor(context.Context, *AnnounceFrontDoorRequest) (*AnnounceFrontDoorResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method AnnounceFrontDoor not implemented")
+}
+func (UnimplementedStoreServer) GrantDraws(context.Context, *GrantDrawsRequest) (*GrantDrawsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GrantDraws not implemented")
+}
+func (UnimplementedStoreServer) DrawCard(context.Context, *DrawCardRequest) (*DrawCardResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method DrawCard not implemented")
+}
+func (UnimplementedStoreServer) RedeemSet(context.Context, *RedeemSetRequest) (*RedeemSetResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RedeemSet not implemented")
+}
+func (UnimplementedStoreServer) GetCards(context.Context, *GetCardsRequest) (*GetCardsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetCards not implemented")
+}
+func (UnimplementedStoreServer) GetCardCollect(context.Context, *GetCardCollectRequest) (*GetCardCollectResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetCardCollect not implemented")
+}
+func (UnimplementedStoreServer) LeaseClaims(context.Context, *LeaseClaimsRequest) (*LeaseClaimsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method LeaseClaims not implemented")
 }
 func (UnimplementedStoreServer) mustEmbedUnimplementedStoreServer() {}
 func (UnimplementedStoreServer) testEmbeddedByValue()               {}
@@ -368,6 +480,114 @@ func _Store_AnnounceFrontDoor_Handler(srv interface{}, ctx context.Context, dec 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Store_GrantDraws_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GrantDrawsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(StoreServer).GrantDraws(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Store_GrantDraws_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(StoreServer).GrantDraws(ctx, req.(*GrantDrawsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Store_DrawCard_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DrawCardRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(StoreServer).DrawCard(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Store_DrawCard_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(StoreServer).DrawCard(ctx, req.(*DrawCardRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Store_RedeemSet_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RedeemSetRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(StoreServer).RedeemSet(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Store_RedeemSet_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(StoreServer).RedeemSet(ctx, req.(*RedeemSetRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Store_GetCards_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetCardsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(StoreServer).GetCards(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Store_GetCards_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(StoreServer).GetCards(ctx, req.(*GetCardsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Store_GetCardCollect_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetCardCollectRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(StoreServer).GetCardCollect(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Store_GetCardCollect_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(StoreServer).GetCardCollect(ctx, req.(*GetCardCollectRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Store_LeaseClaims_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(LeaseClaimsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(StoreServer).LeaseClaims(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Store_LeaseClaims_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(StoreServer).LeaseClaims(ctx, req.(*LeaseClaimsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Store_ServiceDesc is the grpc.ServiceDesc for Store service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -402,6 +622,30 @@ var Store_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "AnnounceFrontDoor",
 			Handler:    _Store_AnnounceFrontDoor_Handler,
+		},
+		{
+			MethodName: "GrantDraws",
+			Handler:    _Store_GrantDraws_Handler,
+		},
+		{
+			MethodName: "DrawCard",
+			Handler:    _Store_DrawCard_Handler,
+		},
+		{
+			MethodName: "RedeemSet",
+			Handler:    _Store_RedeemSet_Handler,
+		},
+		{
+			MethodName: "GetCards",
+			Handler:    _Store_GetCards_Handler,
+		},
+		{
+			MethodName: "GetCardCollect",
+			Handler:    _Store_GetCardCollect_Handler,
+		},
+		{
+			MethodName: "LeaseClaims",
+			Handler:    _Store_LeaseClaims_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -250,6 +250,9 @@ const (
 	Reason_REASON_ALREADY_RELEASED    Reason = 12
 	Reason_REASON_REQUEST_ID_REUSED   Reason = 13 // same request ID, different payload
 	Reason_REASON_WRONG_CAMPAIGN_KIND Reason = 14
+	Reason_REASON_NO_DRAWS_LEFT       Reason = 15 // the user has no draw chance left
+	Reason_REASON_NO_FULL_SET         Reason = 16 // the user holds no full set of cards
+	Reason_REASON_POOL_EMPTY          Reason = 17 // every reward of the pool is given
 )
 
 // Enum value maps for Reason.
@@ -270,6 +273,9 @@ var (
 		12: "REASON_ALREADY_RELEASED",
 		13: "REASON_REQUEST_ID_REUSED",
 		14: "REASON_WRONG_CAMPAIGN_KIND",
+		15: "REASON_NO_DRAWS_LEFT",
+		16: "REASON_NO_FULL_SET",
+		17: "REASON_POOL_EMPTY",
 	}
 	Reason_value = map[string]int32{
 		"REASON_UNSPECIFIED":         0,
@@ -287,6 +293,9 @@ var (
 		"REASON_ALREADY_RELEASED":    12,
 		"REASON_REQUEST_ID_REUSED":   13,
 		"REASON_WRONG_CAMPAIGN_KIND": 14,
+		"REASON_NO_DRAWS_LEFT":       15,
+		"REASON_NO_FULL_SET":         16,
+		"REASON_POOL_EMPTY":          17,
 	}
 )
 
@@ -633,6 +642,390 @@ func (x *Claim) GetRequestId() string {
 	return ""
 }
 
+type CardType struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Weight        uint64                 `protobuf:"varint,2,opt,name=weight,proto3" json:"weight,omitempty"` // relative draw weight, 1 to 2^32
+	Cap           uint64                 `protobuf:"varint,3,opt,name=cap,proto3" json:"cap,omitempty"`       // most cards of this type ever issued; 0: no cap
+	Issued        uint64                 `protobuf:"varint,4,opt,name=issued,proto3" json:"issued,omitempty"` // read only
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CardType) Reset() {
+	*x = CardType{}
+	mi := &file_flashd_v1_types_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CardType) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CardType) ProtoMessage() {}
+
+func (x *CardType) ProtoReflect() protoreflect.Message {
+	mi := &file_flashd_v1_types_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CardType.ProtoReflect.Descriptor instead.
+func (*CardType) Descriptor() ([]byte, []int) {
+	return file_flashd_v1_types_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *CardType) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *CardType) GetWeight() uint64 {
+	if x != nil {
+		return x.Weight
+	}
+	return 0
+}
+
+func (x *CardType) GetCap() uint64 {
+	if x != nil {
+		return x.Cap
+	}
+	return 0
+}
+
+func (x *CardType) GetIssued() uint64 {
+	if x != nil {
+		return x.Issued
+	}
+	return 0
+}
+
+type Payout struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	UserId        string                 `protobuf:"bytes,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	Cents         uint64                 `protobuf:"varint,2,opt,name=cents,proto3" json:"cents,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Payout) Reset() {
+	*x = Payout{}
+	mi := &file_flashd_v1_types_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Payout) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Payout) ProtoMessage() {}
+
+func (x *Payout) ProtoReflect() protoreflect.Message {
+	mi := &file_flashd_v1_types_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Payout.ProtoReflect.Descriptor instead.
+func (*Payout) Descriptor() ([]byte, []int) {
+	return file_flashd_v1_types_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *Payout) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
+}
+
+func (x *Payout) GetCents() uint64 {
+	if x != nil {
+		return x.Cents
+	}
+	return 0
+}
+
+// CardCollect is a card-collect campaign's cards, rewards and pot.
+type CardCollect struct {
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	CampaignId      string                 `protobuf:"bytes,1,opt,name=campaign_id,json=campaignId,proto3" json:"campaign_id,omitempty"`
+	Types           []*CardType            `protobuf:"bytes,2,rep,name=types,proto3" json:"types,omitempty"`
+	SetTypes        []string               `protobuf:"bytes,3,rep,name=set_types,json=setTypes,proto3" json:"set_types,omitempty"` // one card of each makes a full set
+	RewardPool      uint64                 `protobuf:"varint,4,opt,name=reward_pool,json=rewardPool,proto3" json:"reward_pool,omitempty"`
+	RewardsGiven    uint64                 `protobuf:"varint,5,opt,name=rewards_given,json=rewardsGiven,proto3" json:"rewards_given,omitempty"`
+	PotCents        uint64                 `protobuf:"varint,6,opt,name=pot_cents,json=potCents,proto3" json:"pot_cents,omitempty"`
+	DrawsPerUserMax uint64                 `protobuf:"varint,7,opt,name=draws_per_user_max,json=drawsPerUserMax,proto3" json:"draws_per_user_max,omitempty"` // 0: no limit
+	Holders         uint64                 `protobuf:"varint,8,opt,name=holders,proto3" json:"holders,omitempty"`                                            // users with draws or cards
+	Split           bool                   `protobuf:"varint,9,opt,name=split,proto3" json:"split,omitempty"`                                                // closed and split
+	// payouts, in user ID order: pot / holders each, and the remainder one
+	// cent each to the first holders in user ID order.
+	Payouts       []*Payout `protobuf:"bytes,10,rep,name=payouts,proto3" json:"payouts,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CardCollect) Reset() {
+	*x = CardCollect{}
+	mi := &file_flashd_v1_types_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CardCollect) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CardCollect) ProtoMessage() {}
+
+func (x *CardCollect) ProtoReflect() protoreflect.Message {
+	mi := &file_flashd_v1_types_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CardCollect.ProtoReflect.Descriptor instead.
+func (*CardCollect) Descriptor() ([]byte, []int) {
+	return file_flashd_v1_types_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *CardCollect) GetCampaignId() string {
+	if x != nil {
+		return x.CampaignId
+	}
+	return ""
+}
+
+func (x *CardCollect) GetTypes() []*CardType {
+	if x != nil {
+		return x.Types
+	}
+	return nil
+}
+
+func (x *CardCollect) GetSetTypes() []string {
+	if x != nil {
+		return x.SetTypes
+	}
+	return nil
+}
+
+func (x *CardCollect) GetRewardPool() uint64 {
+	if x != nil {
+		return x.RewardPool
+	}
+	return 0
+}
+
+func (x *CardCollect) GetRewardsGiven() uint64 {
+	if x != nil {
+		return x.RewardsGiven
+	}
+	return 0
+}
+
+func (x *CardCollect) GetPotCents() uint64 {
+	if x != nil {
+		return x.PotCents
+	}
+	return 0
+}
+
+func (x *CardCollect) GetDrawsPerUserMax() uint64 {
+	if x != nil {
+		return x.DrawsPerUserMax
+	}
+	return 0
+}
+
+func (x *CardCollect) GetHolders() uint64 {
+	if x != nil {
+		return x.Holders
+	}
+	return 0
+}
+
+func (x *CardCollect) GetSplit() bool {
+	if x != nil {
+		return x.Split
+	}
+	return false
+}
+
+func (x *CardCollect) GetPayouts() []*Payout {
+	if x != nil {
+		return x.Payouts
+	}
+	return nil
+}
+
+type CardCount struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	TypeId        string                 `protobuf:"bytes,1,opt,name=type_id,json=typeId,proto3" json:"type_id,omitempty"`
+	Count         uint64                 `protobuf:"varint,2,opt,name=count,proto3" json:"count,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CardCount) Reset() {
+	*x = CardCount{}
+	mi := &file_flashd_v1_types_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CardCount) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CardCount) ProtoMessage() {}
+
+func (x *CardCount) ProtoReflect() protoreflect.Message {
+	mi := &file_flashd_v1_types_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CardCount.ProtoReflect.Descriptor instead.
+func (*CardCount) Descriptor() ([]byte, []int) {
+	return file_flashd_v1_types_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *CardCount) GetTypeId() string {
+	if x != nil {
+		return x.TypeId
+	}
+	return ""
+}
+
+func (x *CardCount) GetCount() uint64 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
+}
+
+// CardHolder is one user's draws and cards in a card-collect campaign.
+type CardHolder struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	CampaignId    string                 `protobuf:"bytes,1,opt,name=campaign_id,json=campaignId,proto3" json:"campaign_id,omitempty"`
+	UserId        string                 `protobuf:"bytes,2,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	DrawsLeft     uint64                 `protobuf:"varint,3,opt,name=draws_left,json=drawsLeft,proto3" json:"draws_left,omitempty"`
+	DrawsGranted  uint64                 `protobuf:"varint,4,opt,name=draws_granted,json=drawsGranted,proto3" json:"draws_granted,omitempty"`
+	Cards         []*CardCount           `protobuf:"bytes,5,rep,name=cards,proto3" json:"cards,omitempty"` // every type, in definition order
+	FullSets      uint64                 `protobuf:"varint,6,opt,name=full_sets,json=fullSets,proto3" json:"full_sets,omitempty"`
+	Rewards       uint64                 `protobuf:"varint,7,opt,name=rewards,proto3" json:"rewards,omitempty"` // sets redeemed
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CardHolder) Reset() {
+	*x = CardHolder{}
+	mi := &file_flashd_v1_types_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CardHolder) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CardHolder) ProtoMessage() {}
+
+func (x *CardHolder) ProtoReflect() protoreflect.Message {
+	mi := &file_flashd_v1_types_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CardHolder.ProtoReflect.Descriptor instead.
+func (*CardHolder) Descriptor() ([]byte, []int) {
+	return file_flashd_v1_types_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *CardHolder) GetCampaignId() string {
+	if x != nil {
+		return x.CampaignId
+	}
+	return ""
+}
+
+func (x *CardHolder) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
+}
+
+func (x *CardHolder) GetDrawsLeft() uint64 {
+	if x != nil {
+		return x.DrawsLeft
+	}
+	return 0
+}
+
+func (x *CardHolder) GetDrawsGranted() uint64 {
+	if x != nil {
+		return x.DrawsGranted
+	}
+	return 0
+}
+
+func (x *CardHolder) GetCards() []*CardCount {
+	if x != nil {
+		return x.Cards
+	}
+	return nil
+}
+
+func (x *CardHolder) GetFullSets() uint64 {
+	if x != nil {
+		return x.FullSets
+	}
+	return 0
+}
+
+func (x *CardHolder) GetRewards() uint64 {
+	if x != nil {
+		return x.Rewards
+	}
+	return 0
+}
+
 type FrontDoorConfig struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Version       uint64                 `protobuf:"varint,1,opt,name=version,proto3" json:"version,omitempty"`
@@ -648,7 +1041,7 @@ type FrontDoorConfig struct {
 
 func (x *FrontDoorConfig) Reset() {
 	*x = FrontDoorConfig{}
-	mi := &file_flashd_v1_types_proto_msgTypes[3]
+	mi := &file_flashd_v1_types_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -660,7 +1053,7 @@ func (x *FrontDoorConfig) String() string {
 func (*FrontDoorConfig) ProtoMessage() {}
 
 func (x *FrontDoorConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_flashd_v1_types_proto_msgTypes[3]
+	mi := &file_flashd_v1_types_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -673,7 +1066,7 @@ func (x *FrontDoorConfig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FrontDoorConfig.ProtoReflect.Descriptor instead.
 func (*FrontDoorConfig) Descriptor() ([]byte, []int) {
-	return file_flashd_v1_types_proto_rawDescGZIP(), []int{3}
+	return file_flashd_v1_types_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *FrontDoorConfig) GetVersion() uint64 {
@@ -763,7 +1156,43 @@ const file_flashd_v1_types_proto_rawDesc = "" +
 	"\acreated\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\acreated\x126\n" +
 	"\bdeadline\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\bdeadline\x12\x1d\n" +
 	"\n" +
-	"request_id\x18\t \x01(\tR\trequestId\"\xfd\x01\n" +
+	"request_id\x18\t \x01(\tR\trequestId\"\\\n" +
+	"\bCardType\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
+	"\x06weight\x18\x02 \x01(\x04R\x06weight\x12\x10\n" +
+	"\x03cap\x18\x03 \x01(\x04R\x03cap\x12\x16\n" +
+	"\x06issued\x18\x04 \x01(\x04R\x06issued\"7\n" +
+	"\x06Payout\x12\x17\n" +
+	"\auser_id\x18\x01 \x01(\tR\x06userId\x12\x14\n" +
+	"\x05cents\x18\x02 \x01(\x04R\x05cents\"\xe3\x02\n" +
+	"\vCardCollect\x12\x1f\n" +
+	"\vcampaign_id\x18\x01 \x01(\tR\n" +
+	"campaignId\x12)\n" +
+	"\x05types\x18\x02 \x03(\v2\x13.flashd.v1.CardTypeR\x05types\x12\x1b\n" +
+	"\tset_types\x18\x03 \x03(\tR\bsetTypes\x12\x1f\n" +
+	"\vreward_pool\x18\x04 \x01(\x04R\n" +
+	"rewardPool\x12#\n" +
+	"\rrewards_given\x18\x05 \x01(\x04R\frewardsGiven\x12\x1b\n" +
+	"\tpot_cents\x18\x06 \x01(\x04R\bpotCents\x12+\n" +
+	"\x12draws_per_user_max\x18\a \x01(\x04R\x0fdrawsPerUserMax\x12\x18\n" +
+	"\aholders\x18\b \x01(\x04R\aholders\x12\x14\n" +
+	"\x05split\x18\t \x01(\bR\x05split\x12+\n" +
+	"\apayouts\x18\n" +
+	" \x03(\v2\x11.flashd.v1.PayoutR\apayouts\":\n" +
+	"\tCardCount\x12\x17\n" +
+	"\atype_id\x18\x01 \x01(\tR\x06typeId\x12\x14\n" +
+	"\x05count\x18\x02 \x01(\x04R\x05count\"\xed\x01\n" +
+	"\n" +
+	"CardHolder\x12\x1f\n" +
+	"\vcampaign_id\x18\x01 \x01(\tR\n" +
+	"campaignId\x12\x17\n" +
+	"\auser_id\x18\x02 \x01(\tR\x06userId\x12\x1d\n" +
+	"\n" +
+	"draws_left\x18\x03 \x01(\x04R\tdrawsLeft\x12#\n" +
+	"\rdraws_granted\x18\x04 \x01(\x04R\fdrawsGranted\x12*\n" +
+	"\x05cards\x18\x05 \x03(\v2\x14.flashd.v1.CardCountR\x05cards\x12\x1b\n" +
+	"\tfull_sets\x18\x06 \x01(\x04R\bfullSets\x12\x18\n" +
+	"\arewards\x18\a \x01(\x04R\arewards\"\xfd\x01\n" +
 	"\x0fFrontDoorConfig\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\x04R\aversion\x12\x1f\n" +
 	"\vglobal_rate\x18\x02 \x01(\x01R\n" +
@@ -791,7 +1220,7 @@ const file_flashd_v1_types_proto_rawDesc = "" +
 	"\vConsistency\x12\x1b\n" +
 	"\x17CONSISTENCY_UNSPECIFIED\x10\x00\x12\x1c\n" +
 	"\x18CONSISTENCY_LINEARIZABLE\x10\x01\x12\x15\n" +
-	"\x11CONSISTENCY_STALE\x10\x02*\xa8\x03\n" +
+	"\x11CONSISTENCY_STALE\x10\x02*\xf1\x03\n" +
 	"\x06Reason\x12\x16\n" +
 	"\x12REASON_UNSPECIFIED\x10\x00\x12\x13\n" +
 	"\x0fREASON_SOLD_OUT\x10\x01\x12\x18\n" +
@@ -808,7 +1237,10 @@ const file_flashd_v1_types_proto_rawDesc = "" +
 	"\x16REASON_ALREADY_SETTLED\x10\v\x12\x1b\n" +
 	"\x17REASON_ALREADY_RELEASED\x10\f\x12\x1c\n" +
 	"\x18REASON_REQUEST_ID_REUSED\x10\r\x12\x1e\n" +
-	"\x1aREASON_WRONG_CAMPAIGN_KIND\x10\x0eB'Z%github.com/flashd/flashd/rpc/flashdpbb\x06proto3"
+	"\x1aREASON_WRONG_CAMPAIGN_KIND\x10\x0e\x12\x18\n" +
+	"\x14REASON_NO_DRAWS_LEFT\x10\x0f\x12\x16\n" +
+	"\x12REASON_NO_FULL_SET\x10\x10\x12\x15\n" +
+	"\x11REASON_POOL_EMPTY\x10\x11B'Z%github.com/flashd/flashd/rpc/flashdpbb\x06proto3"
 
 var (
 	file_flashd_v1_types_proto_rawDescOnce sync.Once
@@ -823,7 +1255,7 @@ func file_flashd_v1_types_proto_rawDescGZIP() []byte {
 }
 
 var file_flashd_v1_types_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_flashd_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
+var file_flashd_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
 var file_flashd_v1_types_proto_goTypes = []any{
 	(CampaignKind)(0),             // 0: flashd.v1.CampaignKind
 	(CampaignState)(0),            // 1: flashd.v1.CampaignState
@@ -833,25 +1265,33 @@ var file_flashd_v1_types_proto_goTypes = []any{
 	(*Campaign)(nil),              // 5: flashd.v1.Campaign
 	(*Item)(nil),                  // 6: flashd.v1.Item
 	(*Claim)(nil),                 // 7: flashd.v1.Claim
-	(*FrontDoorConfig)(nil),       // 8: flashd.v1.FrontDoorConfig
-	(*timestamppb.Timestamp)(nil), // 9: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),   // 10: google.protobuf.Duration
+	(*CardType)(nil),              // 8: flashd.v1.CardType
+	(*Payout)(nil),                // 9: flashd.v1.Payout
+	(*CardCollect)(nil),           // 10: flashd.v1.CardCollect
+	(*CardCount)(nil),             // 11: flashd.v1.CardCount
+	(*CardHolder)(nil),            // 12: flashd.v1.CardHolder
+	(*FrontDoorConfig)(nil),       // 13: flashd.v1.FrontDoorConfig
+	(*timestamppb.Timestamp)(nil), // 14: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),   // 15: google.protobuf.Duration
 }
 var file_flashd_v1_types_proto_depIdxs = []int32{
 	0,  // 0: flashd.v1.Campaign.kind:type_name -> flashd.v1.CampaignKind
-	9,  // 1: flashd.v1.Campaign.start:type_name -> google.protobuf.Timestamp
-	9,  // 2: flashd.v1.Campaign.end:type_name -> google.protobuf.Timestamp
-	10, // 3: flashd.v1.Campaign.wave_interval:type_name -> google.protobuf.Duration
-	10, // 4: flashd.v1.Campaign.reservation_ttl:type_name -> google.protobuf.Duration
+	14, // 1: flashd.v1.Campaign.start:type_name -> google.protobuf.Timestamp
+	14, // 2: flashd.v1.Campaign.end:type_name -> google.protobuf.Timestamp
+	15, // 3: flashd.v1.Campaign.wave_interval:type_name -> google.protobuf.Duration
+	15, // 4: flashd.v1.Campaign.reservation_ttl:type_name -> google.protobuf.Duration
 	1,  // 5: flashd.v1.Campaign.state:type_name -> flashd.v1.CampaignState
 	2,  // 6: flashd.v1.Claim.state:type_name -> flashd.v1.ClaimState
-	9,  // 7: flashd.v1.Claim.created:type_name -> google.protobuf.Timestamp
-	9,  // 8: flashd.v1.Claim.deadline:type_name -> google.protobuf.Timestamp
-	9,  // [9:9] is the sub-list for method output_type
-	9,  // [9:9] is the sub-list for method input_type
-	9,  // [9:9] is the sub-list for extension type_name
-	9,  // [9:9] is the sub-list for extension extendee
-	0,  // [0:9] is the sub-list for field type_name
+	14, // 7: flashd.v1.Claim.created:type_name -> google.protobuf.Timestamp
+	14, // 8: flashd.v1.Claim.deadline:type_name -> google.protobuf.Timestamp
+	8,  // 9: flashd.v1.CardCollect.types:type_name -> flashd.v1.CardType
+	9,  // 10: flashd.v1.CardCollect.payouts:type_name -> flashd.v1.Payout
+	11, // 11: flashd.v1.CardHolder.cards:type_name -> flashd.v1.CardCount
+	12, // [12:12] is the sub-list for method output_type
+	12, // [12:12] is the sub-list for method input_type
+	12, // [12:12] is the sub-list for extension type_name
+	12, // [12:12] is the sub-list for extension extendee
+	0,  // [0:12] is the sub-list for field type_name
 }
 
 func init() { file_flashd_v1_types_proto_init() }
@@ -865,7 +1305,7 @@ func file_flashd_v1_types_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_flashd_v1_types_proto_rawDesc), len(file_flashd_v1_types_proto_rawDesc)),
 			NumEnums:      5,
-			NumMessages:   4,
+			NumMessages:   9,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
