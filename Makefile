@@ -4,7 +4,7 @@ BIN       := bin
 PROTOS    := $(wildcard rpc/proto/flashd/v1/*.proto) fsm/fsmpb/command.proto
 GOFLAGS_STATIC := CGO_ENABLED=0
 
-.PHONY: help build test test-short fmt-check vet proto proto-check demo tools bench clean
+.PHONY: help build test test-short fmt-check vet proto proto-check demo tools bench clean chaos-sim
 
 help:
 	@grep -E '^[a-z-]+:.*## ' Makefile | sed 's/:.*## /\t/'
@@ -41,6 +41,14 @@ demo: ## build, then run a flash sale on a local cluster (DEMO_FLAGS="--chaos" t
 
 bench: ## go test benchmarks (FSM apply, ClaimBatch end to end)
 	$(GO) test -run '^$$' -bench . -benchmem ./fsm/ ./raftnode/
+
+SEEDS          ?= 200
+FIRST_SEED     ?= 1
+SEED           ?= 0
+PARALLEL_SEEDS ?= 2
+chaos-sim: ## seeded fault schedules on an in-process 5-node cluster (SEEDS=N FIRST_SEED=K PARALLEL_SEEDS=P; SEED=S replays one)
+	$(GO) test -count=1 -timeout 0 -v -run '^TestSeeds$$' ./deploy/chaos/sim -args \
+		-seeds=$(SEEDS) -first-seed=$(FIRST_SEED) -seed=$(SEED) -parallel-seeds=$(PARALLEL_SEEDS)
 
 clean:
 	rm -rf $(BIN)

@@ -66,6 +66,9 @@ func TestSeeds(t *testing.T) {
 				failed = append(failed, seed)
 				return
 			}
+			if done := seedsOK + len(failed) + 1; done%50 == 0 {
+				t.Logf("%d of %d seeds done, %d failed", done, len(seeds), len(failed))
+			}
 			faults += len(res.Faults)
 			ops += res.Report.Operations
 			unknown += res.Report.Unknown
