@@ -52,3 +52,14 @@ chaos-sim: ## seeded fault schedules on an in-process 5-node cluster (SEEDS=N FI
 
 clean:
 	rm -rf $(BIN)
+
+# flashctl bench: its baselines, and the whole comparison (docs/PERFORMANCE.md).
+.PHONY: bench-deps bench-report
+BENCH_OUT ?= $(BIN)/bench
+
+bench-deps: ## install what flashctl bench compares with and renders in: Debian's redis-server and chromium
+	@command -v redis-server >/dev/null && command -v chromium >/dev/null || \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server chromium)
+
+bench-report: build bench-deps ## flashctl bench, every workload and comparison: tables, JSON, HTML, screenshots, profiles in $(BENCH_OUT)
+	deploy/bench/report.sh $(BENCH_OUT)

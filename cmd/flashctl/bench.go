@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -24,6 +25,7 @@ const (
 type benchFlags struct {
 	coalesce string
 	report   string
+	json     string
 }
 
 func newBenchCmd(g *globals, getenv func(string) string) *cobra.Command {
@@ -102,6 +104,7 @@ The table ends with the ratios and the targets they are held to.`,
 	fl.BoolVar(&cfg.HalfRate, "half-rate", false, "also run open loop at half the rate the main run reached, for its latency")
 	fl.StringVar(&cfg.ProfileDir, "profile", "", "save CPU profiles (over each run) and heap profiles of the store leader, a front door and the bench in this directory")
 	fl.StringVar(&f.report, "report", "", "write a self-contained HTML report with charts to this file")
+	fl.StringVar(&f.json, "json", "", "write the JSON document to this file too (whatever -o says)")
 	fl.StringVar(&cfg.FlashdBinary, "flashd-binary", "", "flashd binary for the local cluster (default: flashd next to flashctl, or on PATH)")
 	fl.StringVar(&cfg.RedisServer, "redis-server", "", "redis-server binary (default: on PATH)")
 	fl.BoolVar(&cfg.Keep, "keep", false, "keep the local processes' data directories and logs")
@@ -137,10 +140,13 @@ func runBench(cmd *cobra.Command, g *globals, getenv func(string) string, cfg be
 	stderr := cmd.ErrOrStderr()
 	cfg.Progress = stderr
 	cfg.Live = stderr == os.Stderr && isTerminal(os.Stderr)
-	if f.report != "" {
-		// Fail before the runs, not after them.
-		if err := checkWritable(f.report); err != nil {
-			return fmt.Errorf("--report: %w", err)
+	// Fail before the runs, not after them.
+	for flag, path := range map[string]string{"--report": f.report, "--json": f.json} {
+		if path == "" {
+			continue
+		}
+		if err := checkWritable(path); err != nil {
+			return fmt.Errorf("%s: %w", flag, err)
 		}
 	}
 
@@ -153,10 +159,15 @@ func runBench(cmd *cobra.Command, g *globals, getenv func(string) string, cfg be
 		return err
 	}
 	if f.report != "" {
-		if err := writeReport(f.report, rep); err != nil {
-			return err
+		if err := writeFile(f.report, rep.WriteHTML); err != nil {
+			return fmt.Errorf("--report: %w", err)
 		}
 		fmt.Fprintf(stderr, "report: %s\n", f.report)
+	}
+	if f.json != "" {
+		if err := writeFile(f.json, rep.WriteJSON); err != nil {
+			return fmt.Errorf("--json: %w", err)
+		}
 	}
 	if g.output == outputJSON {
 		return rep.WriteJSON(g.stdout)
@@ -164,12 +175,13 @@ func runBench(cmd *cobra.Command, g *globals, getenv func(string) string, cfg be
 	return rep.WriteTable(g.stdout)
 }
 
-func writeReport(path string, rep *bench.Report) error {
+// writeFile creates path and writes it with write.
+func writeFile(path string, write func(io.Writer) error) error {
 	file, err := os.Create(path)
 	if err != nil {
-		return fmt.Errorf("--report: %w", err)
+		return err
 	}
-	if err := rep.WriteHTML(file); err != nil {
+	if err := write(file); err != nil {
 		file.Close()
 		return err
 	}

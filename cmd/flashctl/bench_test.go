@@ -123,7 +123,7 @@ func TestBenchRealRun(t *testing.T) {
 	if stages["cache"].Outcomes["sold_out"] == 0 || stages["store"].Outcomes["granted"] < stock {
 		t.Errorf("funnel %+v: want the caches refusing SOLD_OUT and the store granting %d", f.Funnel, stock)
 	}
-	if f.CPU["front doors"] <= 0 || f.CPU["stores"] <= 0 || f.CPU["bench"] <= 0 {
+	if f.CPU["front doors"] <= 0 || f.CPU["store leader"] <= 0 || f.CPU["store followers"] <= 0 || f.CPU["bench"] <= 0 {
 		t.Errorf("CPU %v: want every process group measured", f.CPU)
 	}
 

@@ -22,8 +22,11 @@ const (
 	// CPUMetric is every Go process's CPU seconds (Prometheus' process
 	// collector).
 	CPUMetric = "process_cpu_seconds_total"
-	// StoreBatchesMetric counts the claim batches a store node received.
-	StoreBatchesMetric = "flashd_store_claim_batches_total"
+	// StoreBatchesMetric counts the claim batches a store node proposed
+	// as leader; StoreBatchClaimsMetric the claims in them (the sum of
+	// the batch size histogram).
+	StoreBatchesMetric     = "flashd_store_claim_batches_total"
+	StoreBatchClaimsMetric = "flashd_store_claim_batch_size_sum"
 )
 
 // FunnelStage is one stage of the front door's funnel.

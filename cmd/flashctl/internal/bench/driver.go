@@ -173,16 +173,34 @@ func driveOpen(ctx context.Context, t Target, w *workload, l load, rec *recorder
 	interval := time.Duration(float64(time.Second) / l.rate)
 	jobs := make(chan job)
 	var wg sync.WaitGroup
-	for range l.inFlightMax {
-		wg.Go(func() {
-			for j := range jobs {
-				callCtx, cancel := context.WithTimeout(ctx, claimTimeout)
-				err := t.Claim(callCtx, w.request(j.k))
-				cancel()
-				done := time.Now()
-				rec.record(done, done.Sub(j.intended), reasonOf(err), err)
-			}
-		})
+	serve := func(j job) {
+		callCtx, cancel := context.WithTimeout(ctx, claimTimeout)
+		err := t.Claim(callCtx, w.request(j.k))
+		cancel()
+		done := time.Now()
+		rec.record(done, done.Sub(j.intended), reasonOf(err), err)
+	}
+	// Workers are started as the claims in flight need them, up to
+	// inFlightMax: idle ones would cost the machine under test (their
+	// stacks, scanned by every garbage collection).
+	workers := 0
+	hand := func(j job) bool {
+		select {
+		case jobs <- j: // an idle worker took it
+			return true
+		default:
+		}
+		if workers < l.inFlightMax {
+			workers++
+			wg.Go(func() {
+				serve(j)
+				for j := range jobs {
+					serve(j)
+				}
+			})
+			return true
+		}
+		return false
 	}
 	var out driven
 	stop := time.NewTimer(time.Until(end))
@@ -204,21 +222,26 @@ send:
 				break send
 			}
 		}
-		select {
-		case jobs <- job{k: k, intended: intended}:
-			lag := time.Since(intended)
-			out.sent++
-			out.lagMax = max(out.lagMax, lag)
-			out.lagSum += lag
-		case <-stop.C:
-			// Every worker is busy until the end: the claims due from
-			// here to the end were never sent.
-			due := min(l.requestsMax, int64((end.Sub(first)+interval-1)/interval))
-			out.unsent = due - k
-			break send
-		case <-ctx.Done():
-			break send
+		j := job{k: k, intended: intended}
+		if !hand(j) {
+			// Every worker is busy: wait for one, the wait counting
+			// in this claim's latency.
+			select {
+			case jobs <- j:
+			case <-stop.C:
+				// Every worker was busy until the end: the claims due
+				// from here to the end were never sent.
+				due := min(l.requestsMax, int64((end.Sub(first)+interval-1)/interval))
+				out.unsent = due - k
+				break send
+			case <-ctx.Done():
+				break send
+			}
 		}
+		lag := time.Since(intended)
+		out.sent++
+		out.lagMax = max(out.lagMax, lag)
+		out.lagSum += lag
 	}
 	close(jobs)
 	wg.Wait()

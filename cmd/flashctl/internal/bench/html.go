@@ -118,6 +118,7 @@ svg .empty { fill: #8a949e; font-style: italic; }
 {{range .Run.Funnel}}<tr><td class="l">{{.Title}}</td><td>{{count .Reached}}</td><td>{{count .Stopped}}</td><td class="l wrap">{{outcomes .Outcomes}}</td></tr>
 {{end}}</table>{{end}}
 {{if .Run.CPU}}<div class="meta">CPU seconds: {{range $g, $v := .Run.CPU}}{{$g}} {{printf "%.2f" $v}} · {{end}} per answer (µs): {{range $g, $v := .Run.CPUPerAnswer}}{{$g}} {{count $v}} · {{end}}</div>{{end}}
+{{with .Run.Store}}<div class="meta">store: {{count .Batches}} batches (log entries) proposed, {{printf "%.1f" .ClaimsPerBatch}} claims per batch on average</div>{{end}}
 {{range .Run.Profiles}}<div class="meta mono">profile: {{.}}</div>{{end}}
 {{end}}
 {{range .Report.Notes}}<p class="meta">note: {{.}}</p>{{end}}

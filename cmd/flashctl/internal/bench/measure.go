@@ -46,12 +46,17 @@ func (b *bench) measure(ctx context.Context, spec runSpec, sys *system) (*RunRep
 	var monitors, profiling sync.WaitGroup
 	var samples []sample
 	var cpuStart map[string]float64
+	var storeStart storeCounters
+	storeStartOK := false
 	var funnelStart localcluster.Funnel
 	monitors.Go(func() {
 		if !sleepUntil(monitorCtx, start) {
 			return
 		}
 		cpuStart = sys.cpu()
+		if sys.storeTraffic != nil {
+			storeStart, storeStartOK = sys.storeTraffic(monitorCtx)
+		}
 		if sys.funnel != nil {
 			funnelStart = sys.funnel(monitorCtx)
 		}
@@ -84,6 +89,12 @@ func (b *bench) measure(ctx context.Context, spec runSpec, sys *system) (*RunRep
 		funnelEnd = sys.funnel(ctx)
 	}
 	final := b.sampleNow(ctx, sys, spec.items, end)
+	if storeStartOK {
+		if storeEnd, ok := sys.storeTraffic(ctx); ok && storeEnd.batches > storeStart.batches {
+			n, claims := storeEnd.batches-storeStart.batches, storeEnd.claims-storeStart.claims
+			r.Store = &StoreFigures{Batches: n, Claims: claims, ClaimsPerBatch: round3(claims / n)}
+		}
+	}
 	var afterEnd afterMark
 	if after != nil {
 		afterEnd = after.mark(ctx, rec, sys, end)
@@ -201,13 +212,13 @@ type afterSellout struct {
 
 // afterMark is the counters at one end of the phase.
 type afterMark struct {
-	ok           bool
-	at           time.Time
-	answered     int64
-	soldOut      int64
-	serverCPU    float64
-	storeBatches float64
-	batchesOK    bool
+	ok        bool
+	at        time.Time
+	answered  int64
+	soldOut   int64
+	serverCPU float64
+	store     storeCounters
+	storeOK   bool
 }
 
 // watch waits for the first SOLD_OUT answer, then for the batches in
@@ -235,7 +246,7 @@ func (a *afterSellout) mark(ctx context.Context, rec *recorder, sys *system, at 
 		m.serverCPU += cpu[g]
 	}
 	if sys.storeTraffic != nil {
-		m.storeBatches, m.batchesOK = sys.storeTraffic(ctx)
+		m.store, m.storeOK = sys.storeTraffic(ctx)
 	}
 	return m
 }
@@ -261,8 +272,8 @@ func (a *afterSellout) report(rec *recorder, end afterMark, stock int64, sys *sy
 	if cpu := end.serverCPU - a.start.serverCPU; cpu > 0 {
 		p.PerServerCore = math.Round(float64(p.Rejections) / cpu)
 	}
-	if a.start.batchesOK && end.batchesOK {
-		p.StoreBatches = end.storeBatches - a.start.storeBatches
+	if a.start.storeOK && end.storeOK {
+		p.StoreBatches = end.store.batches - a.start.store.batches
 	}
 	s.After = p
 	return s

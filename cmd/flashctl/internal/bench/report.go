@@ -67,6 +67,7 @@ type RunReport struct {
 	GrantedLatency   Latency          `json:"granted_latency"` // grants only
 
 	OpenLoop *OpenLoop          `json:"open_loop,omitempty"`
+	Store    *StoreFigures      `json:"store,omitempty"` // what the store nodes received in the run
 	Sellout  *Sellout           `json:"sellout,omitempty"`
 	Funnel   []FunnelRow        `json:"funnel,omitempty"` // front doors, this run only
 	CPU      map[string]float64 `json:"cpu_seconds"`      // by process group: bench, front doors, stores, echo, redis-server
@@ -95,6 +96,14 @@ type Latency struct {
 type OpenLoop struct {
 	LagMeanMs float64 `json:"send_lag_mean_ms"`
 	LagMaxMs  float64 `json:"send_lag_max_ms"`
+}
+
+// StoreFigures is the claim batches the store leader proposed during a
+// run, from its metrics: how well the front doors coalesced.
+type StoreFigures struct {
+	Batches        float64 `json:"batches"`
+	Claims         float64 `json:"claims"`
+	ClaimsPerBatch float64 `json:"claims_per_batch"`
 }
 
 // Sellout is the sell-out workload's figures. Times are from the first

@@ -51,6 +51,8 @@ const (
 	groupBench        = "bench"
 	groupDoors        = "front doors"
 	groupStores       = "stores"
+	groupLeader       = "store leader"
+	groupFollowers    = "store followers"
 	groupEcho         = "echo servers"
 	groupRedis        = "redis-server"
 	itemSuffixOff     = "-nocoalesce"
@@ -114,11 +116,11 @@ type bench struct {
 // system is what one run drives and watches.
 type system struct {
 	target       Target
-	server       string                                    // what serves, for the report
-	cpu          func() map[string]float64                 // CPU seconds so far, by process group
-	serverCPU    []string                                  // the groups that answer claims (the sell-out's per-core figure)
-	funnel       func(context.Context) localcluster.Funnel // front doors' counters so far (nil: none)
-	storeTraffic func(context.Context) (float64, bool)     // claim batches the stores received so far
+	server       string                                      // what serves, for the report
+	cpu          func() map[string]float64                   // CPU seconds so far, by process group
+	serverCPU    []string                                    // the groups that answer claims (the sell-out's per-core figure)
+	funnel       func(context.Context) localcluster.Funnel   // front doors' counters so far (nil: none)
+	storeTraffic func(context.Context) (storeCounters, bool) // claim batches the stores received so far
 	stock        func(context.Context, []string) (int64, bool)
 	clientStats  func() client.Stats
 	profiles     []profileSource // CPU profiled during the run, heap after
@@ -257,25 +259,37 @@ func (b *bench) localSystem(ctx context.Context, cl *localcluster.Cluster) (*sys
 		return nil, err
 	}
 	doors, stores := slices.Clone(cl.Doors), slices.Clone(cl.Stores)
+	leader := leaderOf(ctx, cl)
+	var followers []*localcluster.Process
+	for _, s := range stores {
+		if s != leader {
+			followers = append(followers, s)
+		}
+	}
 	sys := &system{
 		target: &frontDoorClose{frontDoorTarget{c: c, campaign: b.cfg.Campaign}},
 		server: b.rep.System,
 		cpu: func() map[string]float64 {
-			return map[string]float64{groupBench: selfCPU(), groupDoors: procCPU(doors), groupStores: procCPU(stores)}
+			cpu := map[string]float64{groupBench: selfCPU(), groupDoors: procCPU(doors), groupFollowers: procCPU(followers)}
+			if leader != nil {
+				cpu[groupLeader] = leader.CPUSeconds()
+			}
+			return cpu
 		},
-		serverCPU:   []string{groupDoors},
-		funnel:      func(ctx context.Context) localcluster.Funnel { return scrapeFunnel(ctx, httpAddrs(doors)) },
-		clientStats: c.Stats,
-		storeTraffic: func(ctx context.Context) (float64, bool) {
-			return scrapeSum(ctx, httpAddrs(stores), localcluster.StoreBatchesMetric)
-		},
+		serverCPU:    []string{groupDoors},
+		funnel:       func(ctx context.Context) localcluster.Funnel { return scrapeFunnel(ctx, httpAddrs(doors)) },
+		clientStats:  c.Stats,
+		storeTraffic: func(ctx context.Context) (storeCounters, bool) { return scrapeStores(ctx, httpAddrs(stores)) },
 		stock: func(ctx context.Context, items []string) (int64, bool) {
 			return storeStock(ctx, cl.Store, b.cfg.Campaign, items)
 		},
 	}
 	if b.cfg.ProfileDir != "" {
-		if leader := leaderOf(ctx, cl); leader != nil {
+		if leader != nil {
 			sys.profiles = append(sys.profiles, profileSource{name: "store-leader-" + leader.Name, httpAddr: leader.HTTPAddr})
+		}
+		if len(followers) > 0 {
+			sys.profiles = append(sys.profiles, profileSource{name: "store-follower-" + followers[0].Name, httpAddr: followers[0].HTTPAddr})
 		}
 		sys.profiles = append(sys.profiles, profileSource{name: "frontdoor-" + doors[0].Name, httpAddr: doors[0].HTTPAddr})
 	}
@@ -343,9 +357,7 @@ func (b *bench) externalRuns(ctx context.Context) error {
 			sys.funnel = func(ctx context.Context) localcluster.Funnel { return scrapeFunnel(ctx, cfg.FrontDoorMetrics) }
 		}
 		if len(cfg.StoreMetrics) > 0 {
-			sys.storeTraffic = func(ctx context.Context) (float64, bool) {
-				return scrapeSum(ctx, cfg.StoreMetrics, localcluster.StoreBatchesMetric)
-			}
+			sys.storeTraffic = func(ctx context.Context) (storeCounters, bool) { return scrapeStores(ctx, cfg.StoreMetrics) }
 		}
 		if st != nil {
 			sys.stock = func(ctx context.Context, items []string) (int64, bool) {
@@ -580,6 +592,27 @@ func scrapeSum(ctx context.Context, addrs []string, metric string) (float64, boo
 		sum += localcluster.Sum(samples, metric)
 	}
 	return sum, len(addrs) > 0
+}
+
+// storeCounters is what the store nodes counted of claim batches, summed
+// over nodes (only a leader counts).
+type storeCounters struct {
+	batches, claims float64
+}
+
+// scrapeStores reads the store nodes' batch counters; false if one did
+// not answer.
+func scrapeStores(ctx context.Context, addrs []string) (storeCounters, bool) {
+	var c storeCounters
+	for _, addr := range addrs {
+		samples, err := localcluster.Scrape(ctx, addr)
+		if err != nil {
+			return storeCounters{}, false
+		}
+		c.batches += localcluster.Sum(samples, localcluster.StoreBatchesMetric)
+		c.claims += localcluster.Sum(samples, localcluster.StoreBatchClaimsMetric)
+	}
+	return c, len(addrs) > 0
 }
 
 // storeStock sums the units available over items (a stale read).

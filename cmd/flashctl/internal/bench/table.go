@@ -52,6 +52,18 @@ func (rep *Report) WriteTable(out io.Writer) error {
 		}
 		left("  %-20s %s", r.Name, strings.Join(parts, " · "))
 	}
+	header := false
+	for _, r := range rep.Runs {
+		if r.Store == nil {
+			continue
+		}
+		if !header {
+			header = true
+			left("")
+			left("store (what the leader proposed in the run: the front doors' coalescing):")
+		}
+		left("  %-20s %s batches (log entries) of %.1f claims on average", r.Name, count(int64(r.Store.Batches)), r.Store.ClaimsPerBatch)
+	}
 	for _, r := range rep.Runs {
 		if len(r.Funnel) == 0 {
 			continue
