@@ -29,6 +29,9 @@ var (
 	ErrAlreadyReleased   = errors.New("already released")
 	ErrRequestIDReused   = errors.New("request ID reused with a different request")
 	ErrWrongCampaignKind = errors.New("wrong campaign kind")
+	ErrNoDrawsLeft       = errors.New("no draw chance left")
+	ErrNoFullSet         = errors.New("no full set of cards")
+	ErrPoolEmpty         = errors.New("reward pool empty")
 	// ErrFailedPrecondition matches every business refusal.
 	ErrFailedPrecondition = errors.New("failed precondition")
 
@@ -197,6 +200,12 @@ func (e *Error) reasonSentinel() error {
 		return ErrRequestIDReused
 	case "WRONG_CAMPAIGN_KIND":
 		return ErrWrongCampaignKind
+	case "NO_DRAWS_LEFT":
+		return ErrNoDrawsLeft
+	case "NO_FULL_SET":
+		return ErrNoFullSet
+	case "POOL_EMPTY":
+		return ErrPoolEmpty
 	case "CAMPAIGN_NOT_FOUND", "ITEM_NOT_FOUND", "CLAIM_NOT_FOUND":
 		return ErrNotFound
 	case "ALREADY_EXISTS":
