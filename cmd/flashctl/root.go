@@ -104,6 +104,7 @@ itself and retries on another node when one is down, within --timeout.`,
 		newRateLimitCmd(g),
 		newTokenCmd(g),
 		newBenchCmd(g, getenv),
+		newChaosCmd(g, getenv),
 	)
 	return root
 }
