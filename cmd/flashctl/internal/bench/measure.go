@@ -63,7 +63,7 @@ func (b *bench) measure(ctx context.Context, spec runSpec, sys *system) (*RunRep
 		samples = b.watch(monitorCtx, sys, spec.items, start)
 	})
 	var after *afterSellout
-	if cfg.sellout() {
+	if cfg.sellout() && !sys.noStock {
 		after = &afterSellout{}
 		monitors.Go(func() { after.watch(monitorCtx, rec, sys) })
 	}

@@ -124,6 +124,7 @@ type system struct {
 	stock        func(context.Context, []string) (int64, bool)
 	clientStats  func() client.Stats
 	profiles     []profileSource // CPU profiled during the run, heap after
+	noStock      bool            // grants whatever the stock (the echo): no sell-out to measure
 }
 
 // runSpec is one run to make.
@@ -331,6 +332,9 @@ func (b *bench) externalRuns(ctx context.Context) error {
 			return err
 		}
 	}
+	if err := waitDoorsOpen(ctx, cfg.FrontDoors, cfg.Campaign, items); err != nil {
+		return err
+	}
 	b.rep.System = "existing front doors " + strings.Join(cfg.FrontDoors, ", ")
 	newSystem := func(ctx context.Context) (*system, error) {
 		c, err := client.New(ctx, cfg.FrontDoors)
@@ -387,6 +391,56 @@ func (b *bench) externalRuns(ctx context.Context) error {
 		return b.halfRate(ctx, r, cfg.items(cfg.Item+itemSuffixHalf), newSystem)
 	}
 	return nil
+}
+
+// doorsOpenTimeout bounds the wait for running front doors to see the
+// campaign open (they learn it from the store's watch stream).
+const doorsOpenTimeout = 15 * time.Second
+
+// waitDoorsOpen waits until every front door says the campaign is open
+// and knows the first and last item, so that no run starts with refusals
+// the doors make only because the news has not reached them yet.
+func waitDoorsOpen(ctx context.Context, doors []string, campaign string, items []string) error {
+	ctx, cancel := context.WithTimeout(ctx, doorsOpenTimeout)
+	defer cancel()
+	for _, door := range doors {
+		c, err := client.New(ctx, []string{door}, client.WithMaxAttempts(1))
+		if err != nil {
+			return err
+		}
+		err = waitDoorOpen(ctx, c, campaign, []string{items[0], items[len(items)-1]})
+		c.Close()
+		if err != nil {
+			return fmt.Errorf("front door %s: %w (create them with --setup, or open the campaign)", door, err)
+		}
+	}
+	return nil
+}
+
+func waitDoorOpen(ctx context.Context, c *client.Client, campaign string, items []string) error {
+	for {
+		var last error
+		open := 0
+		for _, item := range items {
+			it, err := c.GetItem(ctx, campaign, item)
+			switch {
+			case err != nil:
+				last = fmt.Errorf("item %s of campaign %s: %w", item, campaign, err)
+			case it.GetCampaignState() != pb.CampaignState_CAMPAIGN_STATE_OPEN:
+				last = fmt.Errorf("campaign %s is %s", campaign, it.GetCampaignState())
+			default:
+				open++
+			}
+		}
+		if open == len(items) {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return last
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }
 
 // setupCampaign creates an open flash-sale campaign with items of stock
@@ -461,8 +515,9 @@ func (b *bench) echoRun(ctx context.Context) error {
 		return err
 	}
 	sys := &system{
-		target: &frontDoorClose{frontDoorTarget{c: c, campaign: echoCampaignLabel}},
-		server: fmt.Sprintf("%d echo server(s) (flashd.v1.FrontDoor, every claim granted at once, no store) on loopback", n),
+		noStock: true,
+		target:  &frontDoorClose{frontDoorTarget{c: c, campaign: echoCampaignLabel}},
+		server:  fmt.Sprintf("%d echo server(s) (flashd.v1.FrontDoor, every claim granted at once, no store) on loopback", n),
 		cpu: func() map[string]float64 {
 			return map[string]float64{groupBench: selfCPU(), groupEcho: procCPU(servers)}
 		},
