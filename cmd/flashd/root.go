@@ -18,6 +18,7 @@ func newRootCmd() *cobra.Command {
 	root.AddCommand(newStoreCmd())
 	root.AddCommand(newFrontDoorCmd())
 	root.AddCommand(newDemoCmd())
+	root.AddCommand(newSettlerCmd())
 	return root
 }
 

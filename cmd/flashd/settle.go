@@ -1,0 +1,68 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/flashd/flashd/client"
+	"github.com/flashd/flashd/cmd/flashd/settler"
+)
+
+type settlerFlags struct {
+	store string
+	cfg   settler.Config
+}
+
+func newSettlerCmd() *cobra.Command {
+	var f settlerFlags
+	cmd := &cobra.Command{
+		Use:   "settler",
+		Short: "Run a settlement worker: reserved claims become orders, then settled or released",
+		Long: `Run a settlement worker. It leases reserved claims from the store's settlement
+feed (in claim ID order, from a cursor kept in the store for its --group), POSTs
+each as a JSON order to --order-url with the claim ID as the Idempotency-Key
+header, and then settles the claim on a 2xx answer, retries 5xx, 408, 429,
+timeouts and connection errors with backoff, and releases the claim (its stock
+goes back on sale) on any other 4xx. Several workers may run at once: a leased
+claim is one worker's until its lease ends. A replacement worker resumes from
+the group's cursor. Stops on SIGINT or SIGTERM.`,
+		Example: `  flashd settler --store 127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003 \
+    --order-url http://orders.internal/v1/orders --concurrency 16`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return runSettler(cmd, f) },
+	}
+	host, _ := os.Hostname()
+	fl := cmd.Flags()
+	fl.StringVar(&f.store, "store", "", "gRPC addresses of store nodes, comma-separated (required)")
+	fl.StringVar(&f.cfg.OrderURL, "order-url", "", "the order service's URL (required)")
+	fl.IntVar(&f.cfg.Concurrency, "concurrency", settler.DefaultConcurrency, "claims handled at once")
+	fl.StringVar(&f.cfg.Group, "group", settler.DefaultGroup, "worker group: workers sharing one cursor")
+	fl.StringVar(&f.cfg.Worker, "worker", fmt.Sprintf("%s-%d-%d", host, os.Getpid(), time.Now().UnixNano()%1e6), "this worker's ID in the group")
+	fl.DurationVar(&f.cfg.Lease, "lease", settler.DefaultLease, "how long a leased claim is this worker's")
+	fl.DurationVar(&f.cfg.OrderTimeout, "order-timeout", 0, "deadline of one order call (default: 5s, at most a fifth of --lease)")
+	cmd.MarkFlagRequired("store")
+	cmd.MarkFlagRequired("order-url")
+	return cmd
+}
+
+func runSettler(cmd *cobra.Command, f settlerFlags) error {
+	f.cfg.Logger = newLogger(cmd).With("worker", f.cfg.Worker)
+	st, err := client.NewStore(splitList(f.store))
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	w, err := settler.New(st, f.cfg)
+	if err != nil {
+		return err
+	}
+	f.cfg.Logger.Info("settler running", "group", f.cfg.Group, "order_url", f.cfg.OrderURL)
+	err = w.Run(cmd.Context())
+	s := w.Stats()
+	f.cfg.Logger.Info("settler stopped", "settled", s.Settled, "released", s.Released, "retries", s.Retries,
+		"dropped", s.Dropped, "conflicts", s.Conflicts)
+	return err
+}
