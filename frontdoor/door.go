@@ -76,6 +76,7 @@ type Door struct {
 	coalescer *coalescer
 	m         *metrics
 	bypass    *rate.Limiter
+	pools     poolsEmpty // card campaigns whose reward pool is empty
 
 	funnel   atomic.Pointer[funnelState] // what the hot path reads
 	admitted atomic.Int64                // claims past the global stage, for heartbeats

@@ -37,7 +37,7 @@ type metrics struct {
 	coalAbandoned                                                   counter
 	storeGranted, storeSoldOut, storeLimit, storeRefused, storeErr  counter
 
-	reads *prometheus.CounterVec // GetItem and ListMyClaims, by outcome
+	reads *prometheus.CounterVec // GetItem, ListMyClaims and the card calls, by outcome
 
 	batches      prometheus.Counter
 	batchSize    prometheus.Histogram

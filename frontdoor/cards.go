@@ -1,0 +1,238 @@
+package frontdoor
+
+import (
+	"context"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/flashd/flashd/client"
+	pb "github.com/flashd/flashd/rpc/flashdpb"
+)
+
+// cardTimeout bounds one card call to the store.
+const cardTimeout = 5 * time.Second
+
+// CardStore is what the card-collect calls need of the store, beside Store.
+// The client library's store (NewStoreClient) has it; a Store without it
+// answers card calls UNIMPLEMENTED.
+type CardStore interface {
+	DrawCard(ctx context.Context, req *pb.DrawCardRequest) (*pb.DrawCardResponse, error)
+	RedeemSet(ctx context.Context, req *pb.RedeemSetRequest) (*pb.RedeemSetResponse, error)
+	GetCards(ctx context.Context, req *pb.GetCardsRequest) (*pb.GetCardsResponse, error)
+}
+
+var (
+	errNoCardStore    = status.Error(codes.Unimplemented, "this front door's store takes no card calls")
+	errNotCardCollect = newStatusError(codes.InvalidArgument, reasonName(pb.Reason_REASON_WRONG_CAMPAIGN_KIND), "this campaign has no cards", nil, 0)
+	errPoolEmpty      = newStatusError(codes.FailedPrecondition, reasonName(pb.Reason_REASON_POOL_EMPTY), "every reward of the pool has been given", nil, 0)
+)
+
+// poolsEmpty remembers the card campaigns whose reward pool the store said
+// is empty: a pool never refills, so RedeemSet is then answered here.
+type poolsEmpty struct{ m sync.Map }
+
+// DrawCard spends one of the caller's draw chances for one card, through
+// the funnel's stages 1 to 5 (authentication, frequency control, the global
+// share, degradation, validation); then one command in the store.
+func (s *Server) DrawCard(ctx context.Context, req *pb.FrontDoorDrawCardRequest) (*pb.DrawCardResponse, error) {
+	s.door.setDropHeader(ctx)
+	return s.door.DrawCard(ctx, req)
+}
+
+// RedeemSet spends one full set of the caller's cards for one reward.
+func (s *Server) RedeemSet(ctx context.Context, req *pb.FrontDoorRedeemSetRequest) (*pb.RedeemSetResponse, error) {
+	s.door.setDropHeader(ctx)
+	return s.door.RedeemSet(ctx, req)
+}
+
+// GetMyCards is the caller's draws and cards.
+func (s *Server) GetMyCards(ctx context.Context, req *pb.GetMyCardsRequest) (*pb.CardHolder, error) {
+	s.door.setDropHeader(ctx)
+	return s.door.GetMyCards(ctx, req)
+}
+
+// DrawCard: see Server.DrawCard.
+func (d *Door) DrawCard(ctx context.Context, req *pb.FrontDoorDrawCardRequest) (*pb.DrawCardResponse, error) {
+	cs, user, err := d.admitCard(ctx, "DrawCard", req.GetCampaignId(), req.GetRequestId(), true)
+	if err != nil {
+		return nil, err
+	}
+	requestID := req.GetRequestId()
+	if requestID == "" {
+		requestID = client.NewRequestID()
+	}
+	ctx, cancel := context.WithTimeout(ctx, cardTimeout)
+	defer cancel()
+	resp, err := cs.DrawCard(ctx, &pb.DrawCardRequest{CampaignId: req.GetCampaignId(), UserId: user, RequestId: requestID})
+	if err != nil {
+		return nil, d.cardError("DrawCard", err)
+	}
+	d.m.reads.WithLabelValues("DrawCard", "ok").Inc()
+	resp.RequestId = requestID
+	return resp, nil
+}
+
+// RedeemSet: see Server.RedeemSet.
+func (d *Door) RedeemSet(ctx context.Context, req *pb.FrontDoorRedeemSetRequest) (*pb.RedeemSetResponse, error) {
+	cs, user, err := d.admitCard(ctx, "RedeemSet", req.GetCampaignId(), req.GetRequestId(), true)
+	if err != nil {
+		return nil, err
+	}
+	if _, empty := d.pools.m.Load(req.GetCampaignId()); empty {
+		d.m.reads.WithLabelValues("RedeemSet", "pool_empty_cached").Inc()
+		return nil, errPoolEmpty
+	}
+	requestID := req.GetRequestId()
+	if requestID == "" {
+		requestID = client.NewRequestID()
+	}
+	ctx, cancel := context.WithTimeout(ctx, cardTimeout)
+	defer cancel()
+	resp, err := cs.RedeemSet(ctx, &pb.RedeemSetRequest{CampaignId: req.GetCampaignId(), UserId: user, RequestId: requestID})
+	if err != nil {
+		if statusReason(err) == reasonName(pb.Reason_REASON_POOL_EMPTY) {
+			d.pools.m.Store(req.GetCampaignId(), true)
+		}
+		return nil, d.cardError("RedeemSet", err)
+	}
+	d.m.reads.WithLabelValues("RedeemSet", "ok").Inc()
+	resp.RequestId = requestID
+	return resp, nil
+}
+
+// GetMyCards: see Server.GetMyCards. A linearizable read, so a card just
+// drawn is in it.
+func (d *Door) GetMyCards(ctx context.Context, req *pb.GetMyCardsRequest) (*pb.CardHolder, error) {
+	cs, user, err := d.admitCard(ctx, "GetMyCards", req.GetCampaignId(), "", false)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, readTimeout)
+	defer cancel()
+	resp, err := cs.GetCards(ctx, &pb.GetCardsRequest{CampaignId: req.GetCampaignId(), UserId: user})
+	if err != nil {
+		return nil, d.cardError("GetMyCards", err)
+	}
+	d.m.reads.WithLabelValues("GetMyCards", "ok").Inc()
+	return resp.GetHolder(), nil
+}
+
+// admitCard runs a card call through the funnel's stages 1 to 5, counted
+// with the claims' stages, and returns the caller. open asks that the
+// campaign be open now (draws and redemptions; not reads).
+func (d *Door) admitCard(ctx context.Context, method, campaignID, requestID string, open bool) (CardStore, string, error) {
+	cs, ok := d.store.(CardStore)
+	if !ok {
+		return nil, "", errNoCardStore
+	}
+	now := d.cfg.Now()
+	f := d.funnel.Load()
+	user, err := d.auth.authenticate(ctx, now)
+	if err != nil {
+		d.countAuth(err)
+		return nil, "", err
+	}
+	d.m.authOK.Inc()
+	if r := f.cfg.PerIPRate; r > 0 {
+		if ip, ok := clientIP(ctx, d.cfg.ClientIPHeader); ok && !d.ips.allow(ip, r, now) {
+			d.m.freqIP.Inc()
+			return nil, "", f.errIPLimited
+		}
+	}
+	if !d.users.allow(user, f.cfg.PerUserRate, now) {
+		d.m.freqUser.Inc()
+		return nil, "", f.errUserLimited
+	}
+	d.m.freqOK.Inc()
+	if open {
+		if !d.global.allow(now) {
+			d.m.globalLimited.Inc()
+			return nil, "", f.errGlobal
+		}
+		d.m.globalOK.Inc()
+		d.admitted.Add(1)
+		if f.deg.drop > 0 && (f.deg.level == 2 || !clientDrops(ctx)) && rand.Float64() < f.deg.drop {
+			d.m.dropDropped.Inc()
+			return nil, "", errDropped
+		}
+		d.m.dropOK.Inc()
+	}
+	if err := d.validateCard(campaignID, requestID, user, open, now); err != nil {
+		d.m.reads.WithLabelValues(method, "refused_early").Inc()
+		return nil, "", err
+	}
+	d.m.validOK.Inc()
+	return cs, user, nil
+}
+
+// validateCard checks what the catalog knows: the campaign exists, is a
+// card-collect campaign, and (open) is open to this user now.
+func (d *Door) validateCard(campaignID, requestID, user string, open bool, now time.Time) error {
+	if err := pb.ValidateID("campaign id", campaignID); err != nil {
+		d.m.validBad.Inc()
+		return invalidArgument(err)
+	}
+	if requestID != "" {
+		if err := pb.ValidateID("request id", requestID); err != nil {
+			d.m.validBad.Inc()
+			return invalidArgument(err)
+		}
+	}
+	var info *campaignInfo
+	if ce := d.catalog.campaign(campaignID); ce != nil {
+		info = ce.info.Load()
+	}
+	switch {
+	case info == nil && d.catalog.synced.Load():
+		d.m.validNoCampaign.Inc()
+		return errCampaignNotFound
+	case info == nil:
+		return nil // the store decides
+	case info.kind != pb.CampaignKind_CAMPAIGN_KIND_CARD_COLLECT:
+		d.m.validWrongKind.Inc()
+		return errNotCardCollect
+	case !open:
+		return nil
+	}
+	early := now.Add(clockSkewAllowance).UnixNano()
+	if info.state != pb.CampaignState_CAMPAIGN_STATE_OPEN || early < info.start || (info.end != 0 && now.UnixNano() >= info.end) {
+		d.m.validClosed.Inc()
+		return errCampaignClosed
+	}
+	if info.waveCount > 1 {
+		w := EntryWave(user, info.waveCount)
+		if opens := info.waveOpensAt(w); early < opens {
+			d.m.validNotEligible.Inc()
+			return notEligible(w, time.Unix(0, opens), now)
+		}
+	}
+	return nil
+}
+
+// cardError passes a store refusal on with its reason, and turns any other
+// failure into the front door's own status (no store addresses).
+func (d *Door) cardError(method string, err error) error {
+	switch code := status.Code(err); code {
+	case codes.FailedPrecondition, codes.NotFound, codes.InvalidArgument, codes.AlreadyExists:
+		reason := statusReason(err)
+		d.m.reads.WithLabelValues(method, "refused").Inc()
+		return newStatusError(code, reason, status.Convert(err).Message(), nil, 0)
+	}
+	d.m.reads.WithLabelValues(method, "store_error").Inc()
+	return readError(err)
+}
+
+// statusReason is the google.rpc.ErrorInfo reason of a status error.
+func statusReason(err error) string {
+	for _, d := range status.Convert(err).Details() {
+		if info, ok := d.(*errdetails.ErrorInfo); ok {
+			return info.GetReason()
+		}
+	}
+	return ""
+}
