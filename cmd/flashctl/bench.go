@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -26,6 +27,7 @@ type benchFlags struct {
 	coalesce string
 	report   string
 	json     string
+	from     string
 }
 
 func newBenchCmd(g *globals, getenv func(string) string) *cobra.Command {
@@ -105,6 +107,7 @@ The table ends with the ratios and the targets they are held to.`,
 	fl.StringVar(&cfg.ProfileDir, "profile", "", "save CPU profiles (over each run) and heap profiles of the store leader, a front door and the bench in this directory")
 	fl.StringVar(&f.report, "report", "", "write a self-contained HTML report with charts to this file")
 	fl.StringVar(&f.json, "json", "", "write the JSON document to this file too (whatever -o says)")
+	fl.StringVar(&f.from, "from", "", "run nothing: show the report of an earlier bench from its JSON document (with --report, -o)")
 	fl.StringVar(&cfg.FlashdBinary, "flashd-binary", "", "flashd binary for the local cluster (default: flashd next to flashctl, or on PATH)")
 	fl.StringVar(&cfg.RedisServer, "redis-server", "", "redis-server binary (default: on PATH)")
 	fl.BoolVar(&cfg.Keep, "keep", false, "keep the local processes' data directories and logs")
@@ -150,13 +153,21 @@ func runBench(cmd *cobra.Command, g *globals, getenv func(string) string, cfg be
 		}
 	}
 
-	if err := cfg.Validate(); err != nil {
-		return err
-	}
-	g.calledCluster = true
-	rep, err := bench.Run(cmd.Context(), cfg)
-	if err != nil {
-		return err
+	var rep *bench.Report
+	if f.from != "" {
+		var err error
+		if rep, err = readReport(f.from); err != nil {
+			return fmt.Errorf("--from: %w", err)
+		}
+	} else {
+		if err := cfg.Validate(); err != nil {
+			return err
+		}
+		g.calledCluster = true
+		var err error
+		if rep, err = bench.Run(cmd.Context(), cfg); err != nil {
+			return err
+		}
 	}
 	if f.report != "" {
 		if err := writeFile(f.report, rep.WriteHTML); err != nil {
@@ -173,6 +184,19 @@ func runBench(cmd *cobra.Command, g *globals, getenv func(string) string, cfg be
 		return rep.WriteJSON(g.stdout)
 	}
 	return rep.WriteTable(g.stdout)
+}
+
+// readReport reads a report's JSON document.
+func readReport(path string) (*bench.Report, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var rep bench.Report
+	if err := json.Unmarshal(b, &rep); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return &rep, nil
 }
 
 // writeFile creates path and writes it with write.

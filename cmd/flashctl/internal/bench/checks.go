@@ -11,6 +11,21 @@ const (
 	targetRejectionsPerCPU = 100000 // rejections per second per front-door core after sell-out
 )
 
+// headline is the figure runs of a workload are compared by: granted
+// claims per second, or, when every run sells the same stock out, the
+// refusals per second after the sell-out.
+func headline(workload string) (what string, figure func(*RunReport) float64) {
+	if workload == WorkloadSellout {
+		return "SOLD_OUT answers per second after the sell-out", func(r *RunReport) float64 {
+			if r.Sellout == nil || r.Sellout.After == nil {
+				return 0
+			}
+			return r.Sellout.After.PerSecond
+		}
+	}
+	return "granted claims per second", func(r *RunReport) float64 { return r.GrantedPerSecond }
+}
+
 // checks compares the runs of rep: ratios between flashd and the
 // baselines, measured in the same bench on the same machine, and the
 // issue's targets.
@@ -31,18 +46,7 @@ func checks(rep *Report, cfg Config) []Check {
 		}
 		out = append(out, c)
 	}
-	rate := func(r *RunReport) float64 { return r.GrantedPerSecond }
-	what := "granted claims per second"
-	if cfg.sellout() {
-		// Every run sells the same stock out: compare the refusals after.
-		rate = func(r *RunReport) float64 {
-			if r.Sellout == nil || r.Sellout.After == nil {
-				return 0
-			}
-			return r.Sellout.After.PerSecond
-		}
-		what = "SOLD_OUT answers per second after the sell-out"
-	}
+	what, rate := headline(cfg.Workload)
 	describe := func(a, b *RunReport) string {
 		return fmt.Sprintf("%s: %s %s, %s %s", what, a.Name, count(int64(rate(a))), b.Name, count(int64(rate(b))))
 	}

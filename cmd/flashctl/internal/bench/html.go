@@ -22,7 +22,7 @@ func (rep *Report) WriteHTML(w io.Writer) error {
 		return fmt.Errorf("write the HTML report: %w", err)
 	}
 	page := htmlPage{Report: rep, JSON: template.JS(doc), Shared: shared(rep.Machine)}
-	page.Comparison = barChart("Granted claims per second, by run", rep.Runs)
+	page.Comparison = barChart(rep)
 	for _, r := range rep.Runs {
 		page.Runs = append(page.Runs, htmlRun{Run: r, Load: loadOf(r), Reasons: reasons(r.Answers), Charts: runCharts(r)})
 	}
@@ -195,6 +195,9 @@ func runCharts(r *RunReport) []template.HTML {
 	}
 	funnel := lineChart("Funnel: claims each stage answered itself, per second", "per s", funnelEmpty(r), false, stages)
 	var sx, sy []float64
+	if r.StockAtStart != nil {
+		sx, sy = append(sx, 0), append(sy, float64(*r.StockAtStart))
+	}
 	for _, p := range r.Series {
 		if p.Stock != nil {
 			sx, sy = append(sx, p.T), append(sy, float64(*p.Stock))
@@ -233,9 +236,16 @@ func lineChart(title, unit, empty string, logY bool, lines []series) template.HT
 			}
 		}
 	}
-	if len(lines) == 0 || xMax == 0 || yMax == 0 {
+	points := 0
+	for _, l := range lines {
+		points += len(l.xs)
+	}
+	if points == 0 || xMax == 0 {
 		fmt.Fprintf(&b, `<text class="empty" x="%d" y="%d" text-anchor="middle">%s</text></svg>`, chartW/2, chartH/2, template.HTMLEscapeString(empty))
 		return template.HTML(b.String())
+	}
+	if yMax == 0 {
+		yMax, yMin = 1, 1 // a flat line at zero
 	}
 	plotW, plotH := float64(chartW-padLeft-padRight), float64(chartH-padTop-padBottom)
 	x := func(v float64) float64 { return float64(padLeft) + v/xMax*plotW }
@@ -296,8 +306,12 @@ func lineChart(title, unit, empty string, logY bool, lines []series) template.HT
 	return template.HTML(b.String())
 }
 
-// barChart compares the runs' granted claims per second.
-func barChart(title string, runs []*RunReport) template.HTML {
+// barChart compares the runs by their headline figure: granted claims per
+// second, or for a sell-out the refusals per second after it.
+func barChart(rep *Report) template.HTML {
+	what, figure := headline(rep.Workload)
+	title := strings.ToUpper(what[:1]) + what[1:] + ", by run"
+	runs := rep.Runs
 	const rowH, labelW = 26, 170
 	h := padTop + rowH*len(runs) + 10
 	var b strings.Builder
@@ -305,13 +319,13 @@ func barChart(title string, runs []*RunReport) template.HTML {
 	fmt.Fprintf(&b, `<text class="title" x="10" y="16">%s</text>`, template.HTMLEscapeString(title))
 	var most float64
 	for _, r := range runs {
-		most = max(most, r.GrantedPerSecond)
+		most = max(most, figure(r))
 	}
 	for i, r := range runs {
 		yy := padTop - 14 + i*rowH
 		w := 0.0
 		if most > 0 {
-			w = r.GrantedPerSecond / most * float64(chartW-labelW-90)
+			w = figure(r) / most * float64(chartW-labelW-90)
 		}
 		color := barColorBase
 		if strings.HasPrefix(r.Name, runFlashd) {
@@ -319,7 +333,7 @@ func barChart(title string, runs []*RunReport) template.HTML {
 		}
 		fmt.Fprintf(&b, `<text x="%d" y="%d" text-anchor="end">%s</text>`, labelW-8, yy+14, template.HTMLEscapeString(r.Name))
 		fmt.Fprintf(&b, `<rect x="%d" y="%d" width="%.1f" height="18" fill="%s"/>`, labelW, yy, w, color)
-		fmt.Fprintf(&b, `<text x="%.1f" y="%d">%s/s</text>`, float64(labelW)+w+6, yy+14, count(int64(r.GrantedPerSecond)))
+		fmt.Fprintf(&b, `<text x="%.1f" y="%d">%s/s</text>`, float64(labelW)+w+6, yy+14, count(int64(figure(r))))
 	}
 	b.WriteString(`</svg>`)
 	return template.HTML(b.String())

@@ -166,6 +166,7 @@ func (r *RunReport) addSamples(samples []sample) {
 	start := time.Time{}
 	if len(samples) > 0 {
 		start = samples[0].at
+		r.StockAtStart = samples[0].stock
 	}
 	at := func(i int) *sample { // the reading nearest start + i seconds
 		best := -1

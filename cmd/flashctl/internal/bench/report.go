@@ -76,6 +76,7 @@ type RunReport struct {
 	CPUPerAnswer map[string]float64 `json:"cpu_us_per_answer"`
 	Client       *ClientStats       `json:"client,omitempty"`
 	Series       []Point            `json:"series"`
+	StockAtStart *int64             `json:"stock_at_start,omitempty"` // units left when the measurement started
 	Profiles     []string           `json:"profiles,omitempty"`
 }
 
