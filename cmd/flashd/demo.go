@@ -10,6 +10,10 @@ import (
 	"github.com/flashd/flashd/cmd/flashd/internal/demo"
 )
 
+// cardUsers is the card-collect event's default crowd: every user is
+// granted draws by a service call first, so it is smaller than the sale's.
+const cardUsers = 5_000
+
 func newDemoCmd() *cobra.Command {
 	cfg := demo.Config{
 		Users: 200_000, Stock: 3_000, Items: 3, PerUserLimit: 1, Duration: 30 * time.Second,
@@ -17,6 +21,7 @@ func newDemoCmd() *cobra.Command {
 		Concurrency: 128, FrontDoors: 2,
 	}
 	var plain bool
+	var event string
 	cmd := &cobra.Command{
 		Use:   "demo",
 		Short: "Run a flash sale on a local cluster: 3 store nodes, 2 front doors, a simulated crowd",
@@ -41,7 +46,16 @@ over the limit, replicas identical), prints a summary, and stops everything.
 			}
 			cfg.Out = cmd.OutOrStdout()
 			cfg.Live = !plain && isTerminal(os.Stdout) && cfg.Out == os.Stdout
-			return demo.Run(cmd.Context(), cfg)
+			switch event {
+			case "flash-sale":
+				return demo.Run(cmd.Context(), cfg)
+			case "card-collect":
+				if !cmd.Flags().Changed("users") {
+					cfg.Users = cardUsers
+				}
+				return demo.RunCards(cmd.Context(), cfg)
+			}
+			return fmt.Errorf("--event %q: want flash-sale or card-collect", event)
 		},
 	}
 	fl := cmd.Flags()
@@ -58,6 +72,7 @@ over the limit, replicas identical), prints a summary, and stops everything.
 	fl.Float64Var(&cfg.DropFraction, "drop-fraction", cfg.DropFraction, "share of claims dropped at degradation levels 2 and 3")
 	fl.IntVar(&cfg.Concurrency, "concurrency", cfg.Concurrency, "presses in flight at once")
 	fl.IntVar(&cfg.FrontDoors, "front-doors", cfg.FrontDoors, "front doors")
+	fl.StringVar(&event, "event", "flash-sale", "flash-sale, or card-collect (users draw cards and redeem full sets; 5,000 users unless --users)")
 	fl.BoolVar(&cfg.Chaos, "chaos", false, "kill -9 the store leader mid-sale and restart it later")
 	fl.BoolVar(&cfg.Keep, "keep", false, "keep the temporary data directories and logs")
 	fl.BoolVar(&plain, "plain", false, "print plain periodic lines even on a terminal")
