@@ -20,6 +20,8 @@ import (
 const (
 	benchStockSellout = 20_000
 	benchStockLarge   = 1_000_000_000 // sustained and many-items: never runs out
+	benchRewards      = 1_000         // cards: the reward pool
+	benchCardUsers    = 1_000         // cards: users, each granted --draws first
 )
 
 // benchFlags are bench's flags beyond bench.Config.
@@ -57,7 +59,10 @@ Workloads:
               out, then how fast and how cheaply the front doors refuse the rest
               (per front-door CPU second, and the store traffic: none)
   many-items  claims spread over --items items
-  cards       card-collect draws and redemptions (not available yet)
+  cards       a card-collect campaign (3 card types, a pool of --stock rewards):
+              --users users, each granted --draws chances first, draw, and
+              redeem a full set as soon as they hold one (draws are the
+              "granted" answers, redemptions "redeemed")
 
 Load: closed loop with --concurrency claims in flight, or open loop at --rate
 claims per second (latency measured from the intended send time, so queueing is
@@ -92,8 +97,9 @@ The table ends with the ratios and the targets they are held to.`,
 	fl.StringVar(&cfg.Campaign, "campaign", cfg.Campaign, "campaign ID")
 	fl.StringVar(&cfg.Item, "item", cfg.Item, "item ID (many-items: ITEM-0, ITEM-1, ...; each comparison run of a local cluster gets its own item)")
 	fl.IntVar(&cfg.Items, "items", cfg.Items, "many-items: how many items")
-	fl.Int64Var(&cfg.Stock, "stock", 0, fmt.Sprintf("units of each item (default %d for sellout, %d otherwise)", benchStockSellout, benchStockLarge))
-	fl.Int64Var(&cfg.Users, "users", 0, "distinct users, claims cycling over them (0: every claim from a new user)")
+	fl.Int64Var(&cfg.Stock, "stock", 0, fmt.Sprintf("units of each item (default %d for sellout, %d otherwise); cards: rewards in the pool (default %d)", benchStockSellout, benchStockLarge, benchRewards))
+	fl.Int64Var(&cfg.Users, "users", 0, fmt.Sprintf("distinct users, claims cycling over them (0: every claim from a new user; cards: default %d)", benchCardUsers))
+	fl.IntVar(&cfg.Draws, "draws", 10, "cards: draw chances granted to every user before the run")
 	fl.IntVar(&cfg.Concurrency, "concurrency", cfg.Concurrency, "closed loop: claims in flight")
 	fl.Float64Var(&cfg.Rate, "rate", 0, "open loop: claims per second (latency from the intended send time)")
 	fl.IntVar(&cfg.InFlightMax, "max-in-flight", cfg.InFlightMax, "open loop: claims in flight at most (later ones wait, and the wait counts)")
@@ -125,10 +131,17 @@ func runBench(cmd *cobra.Command, g *globals, getenv func(string) string, cfg be
 		return fmt.Errorf("--coalesce %q: want on or off", f.coalesce)
 	}
 	if cfg.Stock == 0 {
-		cfg.Stock = benchStockLarge
-		if cfg.Workload == bench.WorkloadSellout {
+		switch cfg.Workload {
+		case bench.WorkloadSellout:
 			cfg.Stock = benchStockSellout
+		case bench.WorkloadCards:
+			cfg.Stock = benchRewards
+		default:
+			cfg.Stock = benchStockLarge
 		}
+	}
+	if cfg.Users == 0 && cfg.Workload == bench.WorkloadCards {
+		cfg.Users = benchCardUsers
 	}
 	if len(cfg.FrontDoors) > 0 && (cmd.Flags().Changed("endpoints") || getenv(endpointsEnv) != "" || cfg.Setup) {
 		cfg.StoreEndpoints = g.endpoints

@@ -21,7 +21,8 @@ func TestBenchRefusesBadUsage(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"bench", "--workload", "cards"}, "card-collect API not available yet"},
+		{[]string{"bench", "--workload", "cards", "--baseline", "echo"}, "the cards workload runs flashd alone"},
+		{[]string{"bench", "--workload", "cards", "--draws", "0"}, "--draws 0"},
 		{[]string{"bench", "--workload", "lottery"}, `--workload "lottery"`},
 		{[]string{"bench", "--coalesce", "maybe"}, `--coalesce "maybe"`},
 		{[]string{"bench", "--rate", "100", "--half-rate"}, "--half-rate follows a closed-loop run"},
@@ -47,14 +48,7 @@ func TestBenchRealRun(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a cluster of real processes")
 	}
-	bin := t.TempDir()
-	for _, cmd := range []string{"flashd", "flashctl"} {
-		build := exec.Command(filepath.Join(runtime.GOROOT(), "bin", "go"), "build", "-o", filepath.Join(bin, cmd), "github.com/flashd/flashd/cmd/"+cmd)
-		build.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := build.CombinedOutput(); err != nil {
-			t.Fatalf("build %s: %v\n%s", cmd, err, out)
-		}
-	}
+	bin := buildBinaries(t)
 	const stock = 300
 	report := filepath.Join(t.TempDir(), "report.html")
 	args := []string{"bench", "--workload", "sellout", "--stock", "300", "--duration", "2s", "--concurrency", "32",
@@ -63,23 +57,7 @@ func TestBenchRealRun(t *testing.T) {
 	if redisErr == nil {
 		args = append(args, "--baseline", "redis-lua")
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, filepath.Join(bin, "flashctl"), args...)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL} // the bench, and so its children, die with the test
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("flashctl %v: %v\n%s", args, err, stderr.String())
-	}
-	var rep bench.Report
-	if err := json.Unmarshal(stdout.Bytes(), &rep); err != nil {
-		t.Fatalf("stdout is not one JSON document: %v\n%s", err, stdout.String())
-	}
-	kept := keptDir(t, rep.Notes)
-	if pids := processesUsing(kept); len(pids) > 0 {
-		t.Errorf("processes still running on %s: %v", kept, pids)
-	}
+	rep := runFlashctlBench(t, bin, args...)
 
 	runs := map[string]*bench.RunReport{}
 	for _, r := range rep.Runs {
@@ -134,6 +112,74 @@ func TestBenchRealRun(t *testing.T) {
 	if bytes.Contains(page, []byte("http://")) || bytes.Contains(page, []byte("https://")) || !bytes.Contains(page, []byte("<svg")) {
 		t.Errorf("report %s: want charts and no URL", report)
 	}
+}
+
+// TestBenchCardsRealRun runs the cards workload on the bench's own
+// cluster: users granted draw chances draw and redeem, and no more cards
+// are drawn than chances were granted, no more rewards given than the pool.
+func TestBenchCardsRealRun(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a cluster of real processes")
+	}
+	const users, draws, pool = 100, 6, 20
+	rep := runFlashctlBench(t, buildBinaries(t), "bench", "--workload", "cards", "--users", "100", "--draws", "6", "--stock", "20",
+		"--warmup", "0s", "--duration", "3s", "--concurrency", "16", "--keep", "-o", "json")
+	if len(rep.Runs) != 1 {
+		t.Fatalf("%d runs, want 1", len(rep.Runs))
+	}
+	r := rep.Runs[0]
+	if r.Errors != 0 || r.Answered == 0 {
+		t.Fatalf("%d answers, %d errors (first: %s): %v", r.Answered, r.Errors, r.FirstError, r.Answers)
+	}
+	if drawn, redeemed := r.Answers["granted"], r.Answers["redeemed"]; drawn > users*draws || redeemed > pool || drawn == 0 {
+		t.Errorf("answers %v: want some draws, at most %d, and at most %d rewards", r.Answers, users*draws, pool)
+	}
+	for reason := range r.Answers {
+		switch reason {
+		case "granted", "redeemed", "no_draws_left", "no_full_set", "pool_empty":
+		default:
+			t.Errorf("answer %q in a cards run", reason)
+		}
+	}
+}
+
+// buildBinaries builds flashd and flashctl into a temporary directory.
+func buildBinaries(t *testing.T) string {
+	t.Helper()
+	bin := t.TempDir()
+	for _, cmd := range []string{"flashd", "flashctl"} {
+		build := exec.Command(filepath.Join(runtime.GOROOT(), "bin", "go"), "build", "-o", filepath.Join(bin, cmd), "github.com/flashd/flashd/cmd/"+cmd)
+		build.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := build.CombinedOutput(); err != nil {
+			t.Fatalf("build %s: %v\n%s", cmd, err, out)
+		}
+	}
+	return bin
+}
+
+// runFlashctlBench runs the flashctl binary in bin with args (which must include
+// --keep and -o json), checks that it left no process running on its
+// directory, and returns its report.
+func runFlashctlBench(t *testing.T, bin string, args ...string) *bench.Report {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, filepath.Join(bin, "flashctl"), args...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL} // the bench, and so its children, die with the test
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("flashctl %v: %v\n%s", args, err, stderr.String())
+	}
+	var rep bench.Report
+	if err := json.Unmarshal(stdout.Bytes(), &rep); err != nil {
+		t.Fatalf("stdout is not one JSON document: %v\n%s", err, stdout.String())
+	}
+	kept := keptDir(t, rep.Notes)
+	if pids := processesUsing(kept); len(pids) > 0 {
+		t.Errorf("processes still running on %s: %v", kept, pids)
+	}
+	return &rep
 }
 
 // keptDir returns the directory the bench kept (--keep) and removes it

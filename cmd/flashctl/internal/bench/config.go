@@ -13,7 +13,7 @@ const (
 	WorkloadSellout   = "sellout"    // a hot item with limited stock, many more users than units
 	WorkloadSustained = "sustained"  // a hot item whose stock does not run out: grants per second
 	WorkloadManyItems = "many-items" // claims spread over many items
-	WorkloadCards     = "cards"      // card-collect draws and redemptions (not available yet)
+	WorkloadCards     = "cards"      // card-collect draws and redemptions
 )
 
 // Workloads lists them, for help and errors.
@@ -31,10 +31,6 @@ const (
 	modeOpen   = "open"
 )
 
-// ErrCardsUnavailable: the cards workload needs RPCs flashd does not have
-// yet.
-var ErrCardsUnavailable = errors.New("workload cards: card-collect API not available yet (the FrontDoor service has no draw or redeem RPCs; a later issue adds them)")
-
 // Limits of Config.
 const (
 	concurrencyMax = 16384
@@ -46,7 +42,9 @@ const (
 	requestsMax    = 1_000_000_000
 	usersMax       = 1_000_000_000
 	stockMax       = 1_000_000_000
-	idMax          = 64 // campaign and item IDs; the item gets a suffix per run
+	idMax          = 64        // campaign and item IDs; the item gets a suffix per run
+	cardUsersMax   = 1_000_000 // cards: users granted draws before the run
+	drawsMax       = 1000
 )
 
 // Config is one `flashctl bench`. Validate says what is wrong with it.
@@ -70,6 +68,7 @@ type Config struct {
 	Items          int   // many-items: items, named Item-0, Item-1, ...
 	Stock          int64 // units of each item (sellout: the hot item's stock)
 	Users          int64 // distinct users; 0: every claim from a new user
+	Draws          int   // cards: draw chances granted to every user
 
 	Concurrency int     // closed loop: claims in flight
 	Rate        float64 // open loop: claims per second (0: closed loop)
@@ -96,8 +95,6 @@ type Config struct {
 
 func (c *Config) Validate() error {
 	switch {
-	case c.Workload == WorkloadCards:
-		return ErrCardsUnavailable
 	case !slices.Contains(Workloads, c.Workload):
 		return fmt.Errorf("--workload %q: want one of %v", c.Workload, Workloads)
 	case c.Campaign == "" || len(c.Campaign) > idMax || c.Item == "" || len(c.Item) > idMax:
@@ -128,6 +125,14 @@ func (c *Config) Validate() error {
 		return errors.New("--setup needs the store nodes (--endpoints) to create the campaign and items")
 	case c.HalfRate && c.Rate > 0:
 		return errors.New("--half-rate follows a closed-loop run (it offers half the rate that run reached): drop --rate")
+	case c.Workload == WorkloadCards && (c.Users < 1 || c.Users > cardUsersMax):
+		return fmt.Errorf("--users %d: the cards workload grants draws to every user first: must be in [1, %d]", c.Users, cardUsersMax)
+	case c.Workload == WorkloadCards && (c.Draws < 1 || c.Draws > drawsMax):
+		return fmt.Errorf("--draws %d: must be in [1, %d]", c.Draws, drawsMax)
+	case c.Workload == WorkloadCards && (len(c.Baselines) > 0 || c.CoalesceOff || c.HalfRate):
+		return errors.New("the cards workload runs flashd alone: --baseline, --coalesce off and --half-rate compare claims")
+	case c.Workload == WorkloadCards && len(c.FrontDoors) > 0 && !c.Setup:
+		return errors.New("the cards workload grants its users draw chances first: give --setup (and --endpoints)")
 	case c.HalfRate && c.Workload == WorkloadSellout:
 		return errors.New("--half-rate measures latency at a sustainable rate: use it with sustained or many-items, whose stock does not run out")
 	}
@@ -148,9 +153,14 @@ func (c *Config) Validate() error {
 // sellout reports whether the workload runs the stock out.
 func (c *Config) sellout() bool { return c.Workload == WorkloadSellout }
 
-// items returns the item IDs of a run whose item base name is base.
+// items returns the item IDs of a run whose item base name is base
+// (none for cards).
 func (c *Config) items(base string) []string {
-	if c.Workload != WorkloadManyItems {
+	switch c.Workload {
+	case WorkloadCards:
+		return nil
+	case WorkloadManyItems:
+	default:
 		return []string{base}
 	}
 	out := make([]string, c.Items)

@@ -22,9 +22,10 @@ const claimTimeout = 10 * time.Second
 
 // Request is one claim the load sends.
 type Request struct {
-	Seq  int64 // its place in the run, from 0
-	User string
-	Item string
+	Seq       int64 // its place in the run, from 0
+	UserIndex int64 // the user's number, from 0
+	User      string
+	Item      string // "" in the cards workload
 }
 
 // Target answers claims: flashd's front doors, the echo baseline, Redis.
@@ -46,6 +47,8 @@ func reasonOf(err error) string {
 	switch {
 	case err == nil:
 		return reasonGranted
+	case errors.As(err, new(answered)):
+		return err.Error()
 	case client.Reason(err) != "":
 		return strings.ToLower(client.Reason(err))
 	case errors.Is(err, client.ErrSoldOut):
@@ -66,7 +69,7 @@ func reasonOf(err error) string {
 type workload struct {
 	userPrefix string   // unique per run, so users never carry over
 	users      int64    // distinct users; 0: every request a new user
-	items      []string // the items claimed, one for a hot item
+	items      []string // the items claimed, one for a hot item (none: cards)
 }
 
 func (w *workload) request(k int64) Request {
@@ -74,14 +77,18 @@ func (w *workload) request(k int64) Request {
 	if w.users > 0 {
 		u = k % w.users
 	}
-	item := w.items[0]
-	if len(w.items) > 1 {
+	var item string
+	switch len(w.items) {
+	case 0:
+	case 1:
+		item = w.items[0]
+	default:
 		item = w.items[spread(uint64(k))%uint64(len(w.items))]
 	}
 	b := make([]byte, 0, len(w.userPrefix)+12)
 	b = append(b, w.userPrefix...)
 	b = strconv.AppendInt(b, u, 36)
-	return Request{Seq: k, User: string(b), Item: item}
+	return Request{Seq: k, UserIndex: u, User: string(b), Item: item}
 }
 
 // spread is splitmix64's finaliser: consecutive requests land on items

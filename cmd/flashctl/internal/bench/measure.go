@@ -35,7 +35,26 @@ func (b *bench) measure(ctx context.Context, spec runSpec, sys *system) (*RunRep
 	if spec.load.rate > 0 {
 		r.Mode, r.Rate, r.InFlightMax, r.Concurrency = modeOpen, spec.load.rate, spec.load.inFlightMax, 0
 	}
-	w := &workload{userPrefix: "b" + b.nonce + "-" + spec.name + "-", users: cfg.Users, items: spec.items}
+	w := b.workload(spec.name, spec.items)
+
+	// The counters at the start of the measurement: read once the
+	// warm-up is over, or before the first claim when there is none.
+	var cpuStart map[string]float64
+	var storeStart storeCounters
+	storeStartOK := false
+	var funnelStart localcluster.Funnel
+	baseline := func(ctx context.Context) {
+		cpuStart = sys.cpu()
+		if sys.storeTraffic != nil {
+			storeStart, storeStartOK = sys.storeTraffic(ctx)
+		}
+		if sys.funnel != nil {
+			funnelStart = sys.funnel(ctx)
+		}
+	}
+	if spec.load.warmup <= 0 {
+		baseline(ctx)
+	}
 	start := time.Now().Add(spec.load.warmup) // the measurement starts after the warm-up
 	rec := newRecorder(start)
 
@@ -45,20 +64,12 @@ func (b *bench) measure(ctx context.Context, spec runSpec, sys *system) (*RunRep
 	defer stopMonitors()
 	var monitors, profiling sync.WaitGroup
 	var samples []sample
-	var cpuStart map[string]float64
-	var storeStart storeCounters
-	storeStartOK := false
-	var funnelStart localcluster.Funnel
 	monitors.Go(func() {
 		if !sleepUntil(monitorCtx, start) {
 			return
 		}
-		cpuStart = sys.cpu()
-		if sys.storeTraffic != nil {
-			storeStart, storeStartOK = sys.storeTraffic(monitorCtx)
-		}
-		if sys.funnel != nil {
-			funnelStart = sys.funnel(monitorCtx)
+		if spec.load.warmup > 0 {
+			baseline(monitorCtx)
 		}
 		samples = b.watch(monitorCtx, sys, spec.items, start)
 	})

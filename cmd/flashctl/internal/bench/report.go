@@ -232,7 +232,7 @@ func (r *RunReport) fill(rec recorded, d driven) {
 // errors.
 func isError(reason string) bool {
 	switch reason {
-	case reasonGranted, reasonSoldOut, reasonLimit:
+	case reasonGranted, reasonSoldOut, reasonLimit, reasonRedeemed, "no_draws_left", "no_full_set", "pool_empty":
 		return false
 	}
 	return true

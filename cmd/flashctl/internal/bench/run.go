@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -186,7 +187,7 @@ func (b *bench) flashdRuns(ctx context.Context) error {
 	for _, base := range bases {
 		items = append(items, cfg.items(base)...)
 	}
-	if err := setupCampaign(ctx, cl.Store, cfg.Campaign, items, cfg.Stock, true); err != nil {
+	if err := b.setup(ctx, cl.Store, items, true); err != nil {
 		return err
 	}
 	if err := cl.StartDoors(ctx, cfg.LocalFrontDoors, doorPrefix); err != nil {
@@ -268,7 +269,7 @@ func (b *bench) localSystem(ctx context.Context, cl *localcluster.Cluster) (*sys
 		}
 	}
 	sys := &system{
-		target: &frontDoorClose{frontDoorTarget{c: c, campaign: b.cfg.Campaign}},
+		target: b.target(c),
 		server: b.rep.System,
 		cpu: func() map[string]float64 {
 			cpu := map[string]float64{groupBench: selfCPU(), groupDoors: procCPU(doors), groupFollowers: procCPU(followers)}
@@ -281,9 +282,7 @@ func (b *bench) localSystem(ctx context.Context, cl *localcluster.Cluster) (*sys
 		funnel:       func(ctx context.Context) localcluster.Funnel { return scrapeFunnel(ctx, httpAddrs(doors)) },
 		clientStats:  c.Stats,
 		storeTraffic: func(ctx context.Context) (storeCounters, bool) { return scrapeStores(ctx, httpAddrs(stores)) },
-		stock: func(ctx context.Context, items []string) (int64, bool) {
-			return storeStock(ctx, cl.Store, b.cfg.Campaign, items)
-		},
+		stock:        b.stock(cl.Store),
 	}
 	if b.cfg.ProfileDir != "" {
 		if leader != nil {
@@ -328,12 +327,14 @@ func (b *bench) externalRuns(ctx context.Context) error {
 		items = append(items, cfg.items(cfg.Item+itemSuffixHalf)...)
 	}
 	if cfg.Setup {
-		if err := setupCampaign(ctx, st, cfg.Campaign, items, cfg.Stock, false); err != nil {
+		if err := b.setup(ctx, st, items, false); err != nil {
 			return err
 		}
 	}
-	if err := waitDoorsOpen(ctx, cfg.FrontDoors, cfg.Campaign, items); err != nil {
-		return err
+	if len(items) > 0 { // the cards workload has none to ask about
+		if err := waitDoorsOpen(ctx, cfg.FrontDoors, cfg.Campaign, items); err != nil {
+			return err
+		}
 	}
 	b.rep.System = "existing front doors " + strings.Join(cfg.FrontDoors, ", ")
 	newSystem := func(ctx context.Context) (*system, error) {
@@ -342,7 +343,7 @@ func (b *bench) externalRuns(ctx context.Context) error {
 			return nil, err
 		}
 		sys := &system{
-			target: &frontDoorClose{frontDoorTarget{c: c, campaign: cfg.Campaign}},
+			target: b.target(c),
 			server: b.rep.System,
 			cpu: func() map[string]float64 {
 				out := map[string]float64{groupBench: selfCPU()}
@@ -364,9 +365,7 @@ func (b *bench) externalRuns(ctx context.Context) error {
 			sys.storeTraffic = func(ctx context.Context) (storeCounters, bool) { return scrapeStores(ctx, cfg.StoreMetrics) }
 		}
 		if st != nil {
-			sys.stock = func(ctx context.Context, items []string) (int64, bool) {
-				return storeStock(ctx, st, cfg.Campaign, items)
-			}
+			sys.stock = b.stock(st)
 		}
 		if cfg.ProfileDir != "" {
 			for i, addr := range cfg.StoreMetrics {
@@ -440,6 +439,39 @@ func waitDoorOpen(ctx context.Context, c *client.Client, campaign string, items 
 			return last
 		case <-time.After(100 * time.Millisecond):
 		}
+	}
+}
+
+// workload is the requests of the run named run: its users are its own.
+func (b *bench) workload(run string, items []string) *workload {
+	return &workload{userPrefix: "b" + b.nonce + "-" + run + "-", users: b.cfg.Users, items: items}
+}
+
+// setup creates the campaign and the items (or, for cards, the cards and
+// the main run's users' draw chances).
+func (b *bench) setup(ctx context.Context, st *client.Store, items []string, fresh bool) error {
+	if b.cfg.Workload == WorkloadCards {
+		b.progressf("granting %s users %d draw chances each", count(b.cfg.Users), b.cfg.Draws)
+		return setupCards(ctx, st, b.cfg.Campaign, b.cfg.Stock, b.cfg.Draws, b.workload(runFlashd, nil), fresh)
+	}
+	return setupCampaign(ctx, st, b.cfg.Campaign, items, b.cfg.Stock, fresh)
+}
+
+// target is what claims (or draws) through client c.
+func (b *bench) target(c *client.Client) Target {
+	if b.cfg.Workload == WorkloadCards {
+		return &cardsTarget{c: c, campaign: b.cfg.Campaign, full: make([]atomic.Bool, b.cfg.Users)}
+	}
+	return &frontDoorClose{frontDoorTarget{c: c, campaign: b.cfg.Campaign}}
+}
+
+// stock reads the units left (the rewards left, for cards) from st.
+func (b *bench) stock(st *client.Store) func(context.Context, []string) (int64, bool) {
+	if b.cfg.Workload == WorkloadCards {
+		return func(ctx context.Context, _ []string) (int64, bool) { return rewardsLeft(ctx, st, b.cfg.Campaign) }
+	}
+	return func(ctx context.Context, items []string) (int64, bool) {
+		return storeStock(ctx, st, b.cfg.Campaign, items)
 	}
 }
 
