@@ -39,6 +39,7 @@ type chaosRunFlags struct {
 	keep       bool
 	workers    int
 	users      int
+	quantity   uint32
 	checkTime  time.Duration
 }
 
@@ -73,6 +74,7 @@ exits 1. The same seed draws the same schedule.`,
 	fl.BoolVar(&f.keep, "keep", false, "write the run's files even when it passes")
 	fl.IntVar(&f.workers, "workers", 0, "concurrent claimers (0: default)")
 	fl.IntVar(&f.users, "users", 0, "size of the user pool (0: default)")
+	fl.Uint32Var(&f.quantity, "quantity-max", 1, "claims ask for 1 unit, and one in six for 2..this (never above the item's limit)")
 	fl.DurationVar(&f.checkTime, "check-timeout", 0, "linearizability check time per item before it is reported unknown (0: default)")
 	return cmd
 }
@@ -108,6 +110,10 @@ func runChaos(cmd *cobra.Command, g *globals, f chaosRunFlags) error {
 	if f.users > 0 {
 		cfg.Users = f.users
 	}
+	if f.quantity < 1 {
+		return fmt.Errorf("--quantity-max %d: must be at least 1", f.quantity)
+	}
+	cfg.QuantityMax = f.quantity
 	if f.checkTime > 0 {
 		cfg.CheckOptions.LinearizabilityTimeout = f.checkTime
 	}

@@ -12,7 +12,7 @@ for b in bin/flashd bin/flashctl; do
 done
 root=tmp/image/rootfs
 rm -rf tmp/image
-mkdir -p "$root/usr/local/bin" "$root/etc" "$root/var/lib/flashd" "$root/tmp"
+mkdir -p "$root/usr/local/bin" "$root/etc" "$root/tmp" tmp/image/data/flashd
 cp bin/flashd bin/flashctl "$root/usr/local/bin/"
 printf 'root:x:0:0:root:/root:/sbin/nologin\nflashd:x:65532:65532:flashd:/var/lib/flashd:/sbin/nologin\n' >"$root/etc/passwd"
 printf 'root:x:0:\nflashd:x:65532:\n' >"$root/etc/group"

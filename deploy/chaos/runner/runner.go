@@ -75,6 +75,7 @@ type Config struct {
 	StockMin         uint64
 	StockMax         uint64
 	PerUserLimitMax  uint32        // limits are drawn from 1..this
+	QuantityMax      uint32        // claims are of 1..this units (never above the item's limit)
 	CallTimeout      time.Duration // one claim call, client retries included
 	MaxResends       int           // times a claim with an unlearnt outcome is sent again
 	MaxCallsPerItem  int           // bound on each item's history
@@ -97,7 +98,7 @@ func DefaultConfig() Config {
 		Timing: Timing{Warmup: 5 * time.Second, Cooldown: 5 * time.Second,
 			FaultMin: 4 * time.Second, FaultMax: 12 * time.Second, GapMin: 3 * time.Second, GapMax: 8 * time.Second},
 		Workers: 16, Think: 40 * time.Millisecond, Users: 300, Items: 3,
-		CampaignEvery: 20 * time.Second, StockMin: 50, StockMax: 600, PerUserLimitMax: 2,
+		CampaignEvery: 20 * time.Second, StockMin: 50, StockMax: 600, PerUserLimitMax: 2, QuantityMax: 1,
 		CallTimeout: 8 * time.Second, MaxResends: 3, MaxCallsPerItem: 4000, MaxCalls: 200_000,
 		ProbeInterval: 100 * time.Millisecond, RecoveryTimeout: 60 * time.Second,
 		Quiet: 7 * time.Second, FinalTimeout: 90 * time.Second,
@@ -113,8 +114,8 @@ func (c *Config) validate() error {
 		return errors.New("workers, users and items must be at least 1")
 	case c.StockMin < 1 || c.StockMax < c.StockMin:
 		return errors.New("stock range must be 1 <= min <= max")
-	case c.PerUserLimitMax < 1:
-		return errors.New("per-user limit must be at least 1")
+	case c.PerUserLimitMax < 1 || c.QuantityMax < 1:
+		return errors.New("per-user limit and quantity must be at least 1")
 	case c.CampaignEvery <= 0 || c.CallTimeout <= 0 || c.ProbeInterval <= 0:
 		return errors.New("campaign interval, call timeout and probe interval must be positive")
 	case c.MaxCalls < 1 || c.MaxCallsPerItem < 1:

@@ -190,9 +190,10 @@ func (w *workload) next(rng *rand.Rand, worker, n int) (ClaimRequest, bool) {
 	if !w.admit(spec.Key()) {
 		return ClaimRequest{}, false
 	}
+	// Mostly single units; sometimes more, up to the item's limit.
 	q := uint32(1)
-	if spec.PerUserLimit >= 2 && rng.IntN(6) == 0 {
-		q = 2
+	if top := min(w.cfg.QuantityMax, spec.PerUserLimit); top > 1 && rng.IntN(6) == 0 {
+		q = 2 + rng.Uint32N(top-1)
 	}
 	return ClaimRequest{
 		Campaign: spec.Campaign, Item: spec.Item, User: w.users[rng.IntN(len(w.users))],

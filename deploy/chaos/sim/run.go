@@ -25,7 +25,7 @@ func Config(seed uint64) runner.Config {
 		Timing: runner.Timing{Warmup: 200 * time.Millisecond, Cooldown: 200 * time.Millisecond,
 			FaultMin: 250 * time.Millisecond, FaultMax: 700 * time.Millisecond, GapMin: 100 * time.Millisecond, GapMax: 300 * time.Millisecond},
 		Workers: 6, Think: 3 * time.Millisecond, Users: 30, Items: 2,
-		CampaignEvery: 700 * time.Millisecond, StockMin: 10, StockMax: 80, PerUserLimitMax: 2,
+		CampaignEvery: 700 * time.Millisecond, StockMin: 10, StockMax: 80, PerUserLimitMax: 2, QuantityMax: 2,
 		CallTimeout: 300 * time.Millisecond, MaxResends: 2, MaxCallsPerItem: 1500, MaxCalls: 20_000,
 		ProbeInterval: 20 * time.Millisecond, RecoveryTimeout: 10 * time.Second,
 		Quiet: 20 * time.Millisecond, FinalTimeout: 20 * time.Second,
