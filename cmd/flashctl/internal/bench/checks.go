@@ -50,12 +50,23 @@ func checks(rep *Report, cfg Config) []Check {
 	describe := func(a, b *RunReport) string {
 		return fmt.Sprintf("%s: %s %s, %s %s", what, a.Name, count(int64(rate(a))), b.Name, count(int64(rate(b))))
 	}
+	// byCPU is the same comparison by the CPU each answer cost, every
+	// process of the run counted (the load generator too): on a machine
+	// shared with other work, the figure its load disturbs least.
+	byCPU := func(name string, fast, slow *RunReport, target float64) {
+		if cfg.sellout() || fast.CPUTotal <= 0 {
+			return
+		}
+		ratio(name+", by CPU per answer", slow.CPUTotal, fast.CPUTotal, target,
+			fmt.Sprintf("CPU microseconds per answer, all processes: %s %.0f, %s %.0f", fast.Name, fast.CPUTotal, slow.Name, slow.CPUTotal))
+	}
 	if r := rep.run(runRedisAlways); r != nil {
 		target := 0.0
 		if !cfg.sellout() {
 			target = targetOverRedis
 		}
 		ratio("flashd / Redis-Lua (appendfsync always)", rate(main), rate(r), target, describe(main, r))
+		byCPU("flashd / Redis-Lua (appendfsync always)", main, r, target)
 	}
 	if r := rep.run(runRedisEverySec); r != nil {
 		ratio("flashd / Redis-Lua (appendfsync everysec)", rate(main), rate(r), 0, describe(main, r))
@@ -65,6 +76,7 @@ func checks(rep *Report, cfg Config) []Check {
 		// for flashd's sustained runs are its grants.
 		ratio("flashd / echo (one gRPC hop)", main.AnswersPerSecond, r.AnswersPerSecond, targetOverEcho,
 			fmt.Sprintf("answers per second: %s %s, %s %s", main.Name, count(int64(main.AnswersPerSecond)), r.Name, count(int64(r.AnswersPerSecond))))
+		byCPU("flashd / echo (one gRPC hop)", main, r, targetOverEcho)
 	}
 	if r := rep.run(runCoalesceOff); r != nil {
 		target := 0.0
@@ -72,6 +84,7 @@ func checks(rep *Report, cfg Config) []Check {
 			target = targetCoalescing
 		}
 		ratio("coalescing on / off", rate(main), rate(r), target, describe(main, r))
+		byCPU("coalescing on / off", main, r, target)
 	}
 	if r := rep.run(runHalfRate); r != nil && r.Latency.Count > 0 {
 		met := r.Latency.P99 <= targetHalfRateP99Ms

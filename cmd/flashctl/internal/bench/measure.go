@@ -132,6 +132,7 @@ func (b *bench) measure(ctx context.Context, spec runSpec, sys *system) (*RunRep
 		r.CPU[group] = round3(used)
 		if r.Answered > 0 {
 			r.CPUPerAnswer[group] = math.Round(used * 1e6 / float64(r.Answered))
+			r.CPUTotal += r.CPUPerAnswer[group]
 		}
 	}
 	if sys.clientStats != nil {

@@ -74,6 +74,7 @@ type RunReport struct {
 	// CPUPerAnswer is CPU microseconds per answer, by process group: a
 	// figure less at the mercy of a shared machine than the rate.
 	CPUPerAnswer map[string]float64 `json:"cpu_us_per_answer"`
+	CPUTotal     float64            `json:"cpu_us_per_answer_total"` // every process group together
 	Client       *ClientStats       `json:"client,omitempty"`
 	Series       []Point            `json:"series"`
 	StockAtStart *int64             `json:"stock_at_start,omitempty"` // units left when the measurement started

@@ -190,10 +190,10 @@ func TestTableShowsEveryFigure(t *testing.T) {
 
 func TestChecksAgainstTargets(t *testing.T) {
 	rep := &Report{Runs: []*RunReport{
-		{Name: runFlashd, GrantedPerSecond: 30000, AnswersPerSecond: 30000},
-		{Name: runCoalesceOff, GrantedPerSecond: 1000},
-		{Name: runEcho, GrantedPerSecond: 50000, AnswersPerSecond: 50000},
-		{Name: runRedisAlways, GrantedPerSecond: 20000},
+		{Name: runFlashd, GrantedPerSecond: 30000, AnswersPerSecond: 30000, CPUTotal: 100},
+		{Name: runCoalesceOff, GrantedPerSecond: 1000, CPUTotal: 1000},
+		{Name: runEcho, GrantedPerSecond: 50000, AnswersPerSecond: 50000, CPUTotal: 40},
+		{Name: runRedisAlways, GrantedPerSecond: 20000, CPUTotal: 250},
 		{Name: runHalfRate, Rate: 15000, Latency: Latency{Count: 10, P99: 12.5}},
 	}}
 	got := map[string]Check{}
@@ -204,10 +204,13 @@ func TestChecksAgainstTargets(t *testing.T) {
 		value float64
 		met   bool
 	}{
-		"flashd / Redis-Lua (appendfsync always)":        {1.5, false},
-		"flashd / echo (one gRPC hop)":                   {0.6, true},
-		"coalescing on / off":                            {30, true},
-		"p99 latency at half the maximum sustained rate": {12.5, false},
+		"flashd / Redis-Lua (appendfsync always)":                    {1.5, false},
+		"flashd / echo (one gRPC hop)":                               {0.6, true},
+		"coalescing on / off":                                        {30, true},
+		"p99 latency at half the maximum sustained rate":             {12.5, false},
+		"flashd / Redis-Lua (appendfsync always), by CPU per answer": {2.5, true},
+		"flashd / echo (one gRPC hop), by CPU per answer":            {0.4, false},
+		"coalescing on / off, by CPU per answer":                     {10, false},
 	} {
 		c, ok := got[name]
 		if !ok || c.Met == nil {

@@ -50,7 +50,7 @@ func (rep *Report) WriteTable(out io.Writer) error {
 		for _, g := range slices.Sorted(maps.Keys(r.CPUPerAnswer)) {
 			parts = append(parts, fmt.Sprintf("%s %sµs", g, count(int64(r.CPUPerAnswer[g]))))
 		}
-		left("  %-20s %s", r.Name, strings.Join(parts, " · "))
+		left("  %-20s %s = %sµs", r.Name, strings.Join(parts, " + "), count(int64(r.CPUTotal)))
 	}
 	header := false
 	for _, r := range rep.Runs {
