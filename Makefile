@@ -4,7 +4,7 @@ BIN       := bin
 PROTOS    := $(wildcard rpc/proto/flashd/v1/*.proto) fsm/fsmpb/command.proto
 GOFLAGS_STATIC := CGO_ENABLED=0
 
-.PHONY: help build test test-short fmt-check vet proto proto-check demo tools bench clean chaos-sim
+.PHONY: help build test test-short fmt-check vet proto proto-check demo tools bench clean chaos-sim images cluster-up cluster-down
 
 help:
 	@grep -E '^[a-z-]+:.*## ' Makefile | sed 's/:.*## /\t/'
@@ -41,6 +41,16 @@ demo: ## build, then run a flash sale on a local cluster (DEMO_FLAGS="--chaos" t
 
 bench: ## go test benchmarks (FSM apply, ClaimBatch end to end)
 	$(GO) test -run '^$$' -bench . -benchmem ./fsm/ ./raftnode/
+
+IMAGE ?= flashd:local
+images: build ## the flashd image, FROM scratch around the static bin/flashd and bin/flashctl
+	deploy/local/image.sh $(IMAGE)
+
+cluster-up: build ## docker-compose cluster: 5 store nodes over 3 regions (2-2-1) and a front door per region; prints the endpoints
+	FLASHD_IMAGE=$(IMAGE) deploy/local/compose.sh up
+
+cluster-down: ## stop the docker-compose cluster and delete its containers, network and data
+	deploy/local/compose.sh down
 
 SEEDS          ?= 200
 FIRST_SEED     ?= 1
