@@ -106,11 +106,13 @@ func (w *workload) calls() []check.Call {
 	return append([]check.Call(nil), w.history...)
 }
 
-// admit reserves room in the history for a first call on an item.
-func (w *workload) admit(item string) bool {
+// admit reserves room in the history for a first call on an item. The
+// probe item is bounded by time only (one call per ProbeInterval, one at a
+// time): its history is sequential and cheap to check.
+func (w *workload) admit(item string, probe bool) bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if len(w.history) >= w.cfg.MaxCalls || w.perItem[item] >= w.cfg.MaxCallsPerItem {
+	if len(w.history) >= w.cfg.MaxCalls || (!probe && w.perItem[item] >= w.cfg.MaxCallsPerItem) {
 		return false
 	}
 	w.perItem[item]++
@@ -187,7 +189,7 @@ func (w *workload) next(rng *rand.Rand, worker, n int) (ClaimRequest, bool) {
 		c = rng.IntN(active)
 	}
 	spec := w.items[w.campaigns[c][rng.IntN(len(w.campaigns[c]))]]
-	if !w.admit(spec.Key()) {
+	if !w.admit(spec.Key(), false) {
 		return ClaimRequest{}, false
 	}
 	// Mostly single units; sometimes more, up to the item's limit.
@@ -215,7 +217,7 @@ func (w *workload) probe(ctx context.Context, t Target) {
 			return
 		case <-tick.C:
 		}
-		if !w.admit(spec.Key()) {
+		if !w.admit(spec.Key(), true) {
 			continue
 		}
 		w.call(ctx, t, w.cfg.Workers, ClaimRequest{
