@@ -66,8 +66,9 @@ func (b *bench) progressLine(spec runSpec, rec *recorder, now time.Time) string 
 	filled := int(share * barWidth)
 	bar := strings.Repeat("█", filled) + strings.Repeat("░", barWidth-filled)
 	answers, granted, p99 := rec.lastWindow(now)
-	line := fmt.Sprintf("%s %s %5.1fs/%v  %s answers/s  %s granted/s  p99 %v  errors %s",
-		head, bar, min(since, spec.load.duration).Seconds(), spec.load.duration, count(answers), count(granted), p99, count(rec.failed.Load()))
+	line := fmt.Sprintf("%s %s %5.1fs/%v  %s answers/s  %s granted/s  p99 %s  errors %s",
+		head, bar, min(since, spec.load.duration).Seconds(), spec.load.duration, count(answers), count(granted),
+		ms(float64(p99.Microseconds())/1000), count(rec.failed.Load()))
 	if spec.load.rate > 0 {
 		line += fmt.Sprintf("  (offered %s/s)", count(int64(spec.load.rate)))
 	}

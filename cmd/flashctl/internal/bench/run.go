@@ -31,34 +31,38 @@ const (
 	// reach the store and come back first.
 	selloutSettle = 500 * time.Millisecond
 	setupTimeout  = 30 * time.Second
-	// coalesceOffFlags are a front door's flags with coalescing off: one
-	// claim per store request, with as many requests in flight as claims
-	// the default may hold in its batches in flight
-	// (cmd/flashd/frontdoor_bench_test.go does the same).
+	// Names of the local front doors: coalescing on, and off.
 	doorPrefix        = "fd"
 	coalesceOffPrefix = "nc"
 )
 
+// coalesceOffFlags are a front door's flags with coalescing off: one claim
+// per store request, with as many requests in flight as claims the default
+// may hold in its batches in flight (cmd/flashd/frontdoor_bench_test.go
+// does the same).
 var coalesceOffFlags = []string{"--batch-max", "1", "--batch-window", "0", "--batches-in-flight", "1024", "--queue-max", "4096"}
 
-// Names of the runs, and the process groups whose CPU they count.
+// Names of the runs, of the process groups whose CPU they count, and of
+// the items each flashd run claims.
 const (
-	runFlashd         = "flashd"
-	runCoalesceOff    = "flashd-coalesce-off"
-	runHalfRate       = "flashd-half-rate"
-	runEcho           = "echo"
-	runRedisAlways    = "redis-lua-always"
-	runRedisEverySec  = "redis-lua-everysec"
-	groupBench        = "bench"
-	groupDoors        = "front doors"
-	groupStores       = "stores"
-	groupLeader       = "store leader"
-	groupFollowers    = "store followers"
-	groupEcho         = "echo servers"
-	groupRedis        = "redis-server"
+	runFlashd        = "flashd"
+	runCoalesceOff   = "flashd-coalesce-off"
+	runHalfRate      = "flashd-half-rate"
+	runEcho          = "echo"
+	runRedisAlways   = "redis-lua-always"
+	runRedisEverySec = "redis-lua-everysec"
+
+	groupBench     = "bench"
+	groupDoors     = "front doors"
+	groupStores    = "stores" // an existing cluster's, leader and followers together
+	groupLeader    = "store leader"
+	groupFollowers = "store followers"
+	groupEcho      = "echo servers"
+	groupRedis     = "redis-server"
+
 	itemSuffixOff     = "-nocoalesce"
 	itemSuffixHalf    = "-halfrate"
-	echoCampaignLabel = "echo"
+	echoCampaignLabel = "echo" // the echo ignores it; sent for the message size
 )
 
 // Run runs the bench: flashd's runs, then the baselines, and returns the
