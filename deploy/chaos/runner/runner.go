@@ -218,6 +218,9 @@ func Run(ctx context.Context, cfg Config, target Target, injector Injector) (*Re
 		cfg.logf("no claim granted within %s of the last heal", cfg.RecoveryTimeout)
 	}
 	w.stop()
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("run interrupted, every fault healed: %w", err)
+	}
 	res.History.Calls = w.calls()
 	cfg.logf("workload stopped: %d calls; waiting %s for in-flight work, then reading the final state", len(res.History.Calls), cfg.Quiet)
 	sleep(ctx, cfg.Quiet)
