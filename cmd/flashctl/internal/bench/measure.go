@@ -3,7 +3,6 @@ package bench
 import (
 	"context"
 	"math"
-	"os/exec"
 	"sync"
 	"time"
 
@@ -306,12 +305,4 @@ func sleepUntil(ctx context.Context, t time.Time) bool {
 	case <-timer.C:
 		return true
 	}
-}
-
-// execOutput runs a short command and returns its output.
-func execOutput(bin string, args ...string) (string, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	out, err := exec.CommandContext(ctx, bin, args...).Output()
-	return string(out), err
 }

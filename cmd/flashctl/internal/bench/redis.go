@@ -172,3 +172,11 @@ func (t *redisTarget) stock(ctx context.Context, items []string) (int64, error) 
 }
 
 func (t *redisTarget) Close() error { return t.rdb.Close() }
+
+// execOutput runs a short command and returns its output.
+func execOutput(bin string, args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, bin, args...).Output()
+	return string(out), err
+}
