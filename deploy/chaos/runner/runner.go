@@ -281,7 +281,7 @@ func resolved(f Fault, target string) string {
 	}
 	switch {
 	case f.Kind == FaultPartition && f.Partition == PartitionIsolate:
-		return "partition isolate " + target
+		return "partition isolate " + target + " (the leader's)"
 	case f.Node == Leader:
 		return f.Kind + " " + target + " (leader)"
 	case f.Kind == FaultLeaderTransfer:
