@@ -7,6 +7,20 @@ state_dir=tmp/chaos
 cuts_file=$state_dir/cuts
 mkdir -p "$state_dir"
 
+# FLASHD_CHAOS_LOCAL=DIR: the cluster is processes on loopback started by
+# NODES=5 FRONTDOORS=1 deploy/local/cluster.sh up DIR, not containers. Nodes
+# are killed, restarted, paused and resumed by their pids; partitions need
+# the containers' own network namespaces and are refused.
+local_dir=${FLASHD_CHAOS_LOCAL:-}
+if [ -n "$local_dir" ]; then
+  STORES=(n1 n2 n3 n4 n5)
+  FRONTDOORS=(fd-east fd-west fd-north)
+  declare -A NODE_REGION=([n1]=east [n2]=west [n3]=north [n4]=east [n5]=west
+    [fd-east]=east [fd-west]=west [fd-north]=north)
+  store_endpoints() { echo 127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003,127.0.0.1:7004,127.0.0.1:7005; }
+  frontdoor_endpoints() { echo 127.0.0.1:8001,127.0.0.1:8002,127.0.0.1:8003; }
+fi
+
 # The host's iptables runs inside the containers' network namespaces.
 IPTABLES=${IPTABLES:-iptables}
 need_iptables() {
