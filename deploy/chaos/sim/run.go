@@ -28,7 +28,7 @@ func Config(seed uint64) runner.Config {
 		CampaignEvery: 700 * time.Millisecond, StockMin: 10, StockMax: 80, PerUserLimitMax: 2, QuantityMax: 2,
 		CallTimeout: 300 * time.Millisecond, MaxResends: 2, MaxCallsPerItem: 1500, MaxCalls: 20_000,
 		ProbeInterval: 20 * time.Millisecond, RecoveryTimeout: 10 * time.Second,
-		Quiet: 20 * time.Millisecond, FinalTimeout: 20 * time.Second,
+		Quiet: 20 * time.Millisecond, FinalTimeout: time.Minute,
 		RunID:        fmt.Sprintf("sim%d", seed),
 		CheckOptions: check.Options{LinearizabilityTimeout: 20 * time.Second},
 	}
