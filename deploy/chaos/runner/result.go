@@ -33,6 +33,9 @@ func (r *Result) Summary() string {
 		}
 		tw.Flush()
 	}
+	if !r.Recovered {
+		fmt.Fprintf(&b, "NOT RECOVERED: no claim granted within %s of the last heal\n", r.Config.RecoveryTimeout)
+	}
 	b.WriteString(r.Report.Summary())
 	if r.OK() {
 		b.WriteString("result: PASS\n")

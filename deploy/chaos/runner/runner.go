@@ -166,12 +166,14 @@ type Result struct {
 	Final    check.Final   `json:"-"`
 	Report   *check.Report `json:"report"`
 	Elapsed  time.Duration `json:"elapsed"`
+	// Recovered: a claim was granted within RecoveryTimeout of the last heal.
+	Recovered bool `json:"recovered"`
 }
 
-// OK reports whether the run found no violation and every fault was
-// injected and healed.
+// OK reports whether the run found no violation, every fault was injected
+// and healed, and the cluster took writes again after the last heal.
 func (r *Result) OK() bool {
-	if !r.Report.OK() {
+	if !r.Report.OK() || !r.Recovered {
 		return false
 	}
 	for _, f := range r.Faults {
@@ -214,7 +216,7 @@ func Run(ctx context.Context, cfg Config, target Target, injector Injector) (*Re
 	}
 	cancel()
 	lastHeal := w.now()
-	if !w.waitGranted(ctx, lastHeal, cfg.RecoveryTimeout) {
+	if res.Recovered = w.waitGranted(ctx, lastHeal, cfg.RecoveryTimeout); !res.Recovered {
 		cfg.logf("no claim granted within %s of the last heal", cfg.RecoveryTimeout)
 	}
 	w.stop()
