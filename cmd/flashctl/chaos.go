@@ -91,6 +91,8 @@ func runChaos(cmd *cobra.Command, g *globals, f chaosRunFlags) error {
 		return fmt.Errorf("--duration %v: must be positive", f.duration)
 	case f.workers < 0 || f.users < 0 || f.checkTime < 0:
 		return errors.New("--workers, --users and --check-timeout must not be negative")
+	case f.quantity < 1:
+		return fmt.Errorf("--quantity-max %d: must be at least 1", f.quantity)
 	}
 	if len(kinds) > 0 {
 		for _, s := range []string{"partition", "node"} {
@@ -109,9 +111,6 @@ func runChaos(cmd *cobra.Command, g *globals, f chaosRunFlags) error {
 	}
 	if f.users > 0 {
 		cfg.Users = f.users
-	}
-	if f.quantity < 1 {
-		return fmt.Errorf("--quantity-max %d: must be at least 1", f.quantity)
 	}
 	cfg.QuantityMax = f.quantity
 	if f.checkTime > 0 {
