@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
-	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -15,7 +14,6 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/flashd/flashd/client"
-	"github.com/flashd/flashd/cmd/internal/localcluster"
 	pb "github.com/flashd/flashd/rpc/flashdpb"
 )
 
@@ -47,27 +45,12 @@ type cardCrowd struct {
 // front doors, a live line a second, then the close and split and the
 // checks.
 func RunCards(ctx context.Context, cfg Config) error {
-	if err := cfg.validate(); err != nil {
-		return err
-	}
-	dir, err := os.MkdirTemp("", "flashd-demo-")
+	cl, stop, err := startStores(ctx, cfg)
 	if err != nil {
 		return err
 	}
-	cl := &localcluster.Cluster{Binary: cfg.Binary, Dir: dir, StoreArgs: []string{"--heartbeat-timeout", raftTimer, "--election-timeout", raftTimer}}
+	defer stop()
 	out := cfg.Out
-	defer func() {
-		cl.Stop()
-		if cfg.Keep {
-			fmt.Fprintf(out, "kept %s: data directories and logs of every process\n", dir)
-		} else {
-			os.RemoveAll(dir)
-		}
-	}()
-	fmt.Fprintf(out, "starting 3 store nodes (regions east, west, north) and %d front doors on loopback; data and logs in %s\n", cfg.FrontDoors, dir)
-	if err := cl.StartStores(ctx); err != nil {
-		return err
-	}
 	rare := uint64(max(cfg.Users/25, 1))
 	pool := uint64(max(cfg.Users/20, 1))
 	types := append([]*pb.CardType(nil), cardTypes...)

@@ -109,31 +109,43 @@ var (
 	errInterrupted = errors.New("interrupted")
 )
 
-// Run runs the demo: it starts the processes, runs the sale, checks the
-// store, prints a summary and stops everything it started.
-func Run(ctx context.Context, cfg Config) error {
+// startStores validates cfg, makes the temporary folder and starts the
+// store nodes. stop stops every process started on the cluster and removes
+// the folder unless --keep.
+func startStores(ctx context.Context, cfg Config) (cl *localcluster.Cluster, stop func(), err error) {
 	if err := cfg.validate(); err != nil {
-		return err
+		return nil, nil, err
 	}
 	dir, err := os.MkdirTemp("", "flashd-demo-")
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
-	cl := &localcluster.Cluster{Binary: cfg.Binary, Dir: dir, StoreArgs: []string{"--heartbeat-timeout", raftTimer, "--election-timeout", raftTimer}}
-	out := cfg.Out
-	defer func() {
+	cl = &localcluster.Cluster{Binary: cfg.Binary, Dir: dir, StoreArgs: []string{"--heartbeat-timeout", raftTimer, "--election-timeout", raftTimer}}
+	stop = func() {
 		cl.Stop()
 		if cfg.Keep {
-			fmt.Fprintf(out, "kept %s: data directories and logs of every process\n", dir)
+			fmt.Fprintf(cfg.Out, "kept %s: data directories and logs of every process\n", dir)
 		} else {
 			os.RemoveAll(dir)
 		}
-	}()
-
-	fmt.Fprintf(out, "starting 3 store nodes (regions east, west, north) and %d front doors on loopback; data and logs in %s\n", cfg.FrontDoors, dir)
+	}
+	fmt.Fprintf(cfg.Out, "starting 3 store nodes (regions east, west, north) and %d front doors on loopback; data and logs in %s\n", cfg.FrontDoors, dir)
 	if err := cl.StartStores(ctx); err != nil {
+		stop()
+		return nil, nil, err
+	}
+	return cl, stop, nil
+}
+
+// Run runs the demo: it starts the processes, runs the sale, checks the
+// store, prints a summary and stops everything it started.
+func Run(ctx context.Context, cfg Config) error {
+	cl, stop, err := startStores(ctx, cfg)
+	if err != nil {
 		return err
 	}
+	defer stop()
+	out := cfg.Out
 	items, stock, err := setupSale(ctx, cl.Store, cfg)
 	if err != nil {
 		return err
