@@ -91,7 +91,6 @@ type node struct {
 // Cluster is a simulated store cluster. It implements runner.Target and
 // runner.Injector.
 type Cluster struct {
-	topo  runner.Topology
 	brk   Break
 	nodes []*node
 	log   *slog.Logger
@@ -100,7 +99,6 @@ type Cluster struct {
 	cut map[[2]string]bool // cut[{a, b}]: a cannot reach b
 
 	hint atomic.Int32 // index of the node believed to lead
-	rr   atomic.Uint32
 }
 
 var (
@@ -111,7 +109,7 @@ var (
 // Open starts a cluster with its data under dir and waits until every node
 // has joined.
 func Open(ctx context.Context, dir string, topo runner.Topology, brk Break) (*Cluster, error) {
-	c := &Cluster{topo: topo, brk: brk, cut: map[[2]string]bool{},
+	c := &Cluster{brk: brk, cut: map[[2]string]bool{},
 		log: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	for _, r := range topo.Regions {
 		for _, id := range r.Nodes {

@@ -135,8 +135,10 @@ func TestScheduleReplays(t *testing.T) {
 	}
 }
 
-// brokenSeeds are seeds whose schedules hit the leader (a kill or the
-// isolation of its region) while claims are in flight.
+// brokenRun runs seeds 1 to 6 with the given faults on a broken store
+// until the check named want reports it (a broken store acknowledging
+// before commit is only seen when a fault hits the leader with claims in
+// flight, which the first seeds do).
 func brokenRun(t *testing.T, brk Break, want string, faults ...string) {
 	if testing.Short() {
 		t.Skip("multi-second cluster runs")
