@@ -19,6 +19,7 @@ import (
 	"io"
 	"log/slog"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -122,28 +123,36 @@ func Open(ctx context.Context, dir string, topo runner.Topology, brk Break) (*Cl
 			return nil, err
 		}
 	}
-	leader, err := c.waitLeader(ctx)
-	if err != nil {
-		c.Close()
-		return nil, err
-	}
-	for _, n := range c.nodes {
-		if n.store == leader {
-			continue
-		}
-		for {
-			err := leader.Join(ctx, raftnode.NodeInfo{ID: n.id, RaftAddr: string(n.addr), Region: n.region})
-			if err == nil {
-				break
-			}
-			if ctx.Err() != nil {
-				c.Close()
-				return nil, fmt.Errorf("join %s: %w", n.id, err)
-			}
-			time.Sleep(retryPause)
+	for _, n := range c.nodes[1:] {
+		if err := c.join(ctx, n); err != nil {
+			c.Close()
+			return nil, err
 		}
 	}
 	return c, nil
+}
+
+// join adds n to the cluster through whichever node leads (leadership may
+// move while the cluster forms), unless it is a member already.
+func (c *Cluster) join(ctx context.Context, n *node) error {
+	for {
+		leader, err := c.waitLeader(ctx)
+		if err != nil {
+			return fmt.Errorf("join %s: %w", n.id, err)
+		}
+		members, err := leader.Members()
+		if err == nil && slices.ContainsFunc(members, func(m raftnode.Member) bool { return m.ID == n.id }) {
+			return nil
+		}
+		if err = leader.Join(ctx, raftnode.NodeInfo{ID: n.id, RaftAddr: string(n.addr), Region: n.region}); err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("join %s: %w", n.id, err)
+		case <-time.After(retryPause):
+		}
+	}
 }
 
 // open starts an incarnation of n from its files.
