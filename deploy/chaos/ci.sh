@@ -13,6 +13,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 duration=${CHAOS_DURATION:-90s}
 seed=${CHAOS_SEED:-$(( $(date +%s) % 100000 + 1 ))}
+make build >/dev/null # the image and the local cluster use bin/: never a stale one
 
 if ! command -v docker-compose >/dev/null || ! docker info >/dev/null 2>&1; then
   # No containers: the same runner against local processes on loopback,
