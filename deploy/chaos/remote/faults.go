@@ -7,13 +7,18 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/flashd/flashd/deploy/chaos/runner"
 	pb "github.com/flashd/flashd/rpc/flashdpb"
 )
 
-// transferAttempts: a transfer fails when its target lags; try again.
-const transferAttempts = 3
+const (
+	// transferAttempts: a transfer fails when its target lags; try again.
+	transferAttempts = 3
+	// leaderWait: how long a fault aimed at the leader waits for one.
+	leaderWait = 10 * time.Second
+)
 
 // Inject makes a fault with the chaos scripts; "leader" is resolved here,
 // so the result names what was hit.
@@ -80,15 +85,24 @@ func (c *Cluster) HealAll(ctx context.Context) error {
 	return errors.Join(c.script(ctx, "partition", "heal"), c.script(ctx, "node", "heal"))
 }
 
+// leader finds the leader, waiting out an election (up to leaderWait).
 func (c *Cluster) leader(ctx context.Context) (id, region string, err error) {
-	st, err := c.store.ClusterStatus(ctx, &pb.ClusterStatusRequest{})
-	if err != nil {
-		return "", "", fmt.Errorf("find the leader: %w", err)
+	ctx, cancel := context.WithTimeout(ctx, leaderWait)
+	defer cancel()
+	for {
+		st, err := c.store.ClusterStatus(ctx, &pb.ClusterStatusRequest{})
+		switch {
+		case err != nil:
+			return "", "", fmt.Errorf("find the leader: %w", err)
+		case st.GetLeaderId() != "":
+			return st.GetLeaderId(), st.GetLeaderRegion(), nil
+		}
+		select {
+		case <-ctx.Done():
+			return "", "", errors.New("find the leader: none known")
+		case <-time.After(pollInterval):
+		}
 	}
-	if st.GetLeaderId() == "" {
-		return "", "", errors.New("find the leader: none known")
-	}
-	return st.GetLeaderId(), st.GetLeaderRegion(), nil
 }
 
 // script runs one of the chaos scripts.

@@ -62,7 +62,7 @@ const (
 	trailingLogs      = 128
 	attemptTimeout    = 300 * time.Millisecond
 	retryPause        = 10 * time.Millisecond
-	leaderWait        = 2 * time.Second
+	leaderWait        = 5 * time.Second
 	userSeparator     = "~" // BreakSkipUserLimit: user~requestID
 )
 
