@@ -70,7 +70,8 @@ load_pids() {
   container_pids=()
   for n in "${STORES[@]}" "${FRONTDOORS[@]}"; do names+=("flashd-$n"); done
   while read -r name pid; do
-    [ "$pid" != 0 ] && container_pids[${name#/flashd-}]=$pid
+    name=${name#/flashd-}
+    [ -n "$name" ] && [ -n "$pid" ] && [ "$pid" != 0 ] && container_pids[$name]=$pid
   done < <(docker inspect -f '{{.Name}} {{if .State.Running}}{{.State.Pid}}{{else}}0{{end}}' "${names[@]}" 2>/dev/null || true)
   pids_loaded=true
 }
