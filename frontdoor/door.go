@@ -410,7 +410,10 @@ func (d *Door) answerBatch(batch []*pendingClaim, resp *pb.ClaimBatchResponse, e
 			}
 		case pb.Reason_REASON_LIMIT_REACHED:
 			d.m.storeLimit.Inc()
-			if !p.bypass {
+			// Refusing q units proves only held > limit-q: the user is at
+			// the limit only when one unit was refused (found by the chaos
+			// runner, deploy/chaos/run --quantity-max 2 --seed 11).
+			if !p.bypass && p.req.GetQuantity() == 1 {
 				d.hints.learnReached(key, now)
 			}
 		default:
