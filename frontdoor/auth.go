@@ -22,24 +22,71 @@ const (
 	bearerPrefix    = "Bearer "
 )
 
-// authenticator finds the user of a call (stage 1 of the funnel).
+// caller is who sent a claim, as the funnel's first stages see it: the
+// credentials, the address per-IP limits count, and whether its client
+// library drops calls itself at degradation level 3. A unary call has one
+// caller, read from its metadata; each claim of a ClaimMany call has its
+// own (callerOfEntry).
+type caller struct {
+	authorization string // the "authorization" metadata: "Bearer <JWT>"
+	userID        string // the "x-user-id" metadata (insecure-header mode)
+	ip            netip.Addr
+	hasIP         bool
+	clientDrops   bool
+}
+
+// callerOf reads the caller of a unary call from its metadata and peer.
+func (d *Door) callerOf(ctx context.Context) caller {
+	md, _ := metadata.FromIncomingContext(ctx)
+	c := caller{
+		authorization: firstValue(md, mdAuthorization),
+		userID:        firstValue(md, mdUserID),
+		clientDrops:   len(md.Get(MDClientDrops)) > 0,
+	}
+	c.ip, c.hasIP = clientIP(ctx, d.cfg.ClientIPHeader)
+	return c
+}
+
+// callerOfEntry is the caller of one claim of a ClaimMany call: the
+// entry's own credentials (the call's where it has none), and the entry's
+// client IP where this door trusts its callers' client IP header.
+func (d *Door) callerOfEntry(call caller, e *pb.ClaimManyEntry) caller {
+	c := call
+	if e.GetAuthorization() != "" || e.GetInsecureUserId() != "" {
+		c.authorization, c.userID = e.GetAuthorization(), e.GetInsecureUserId()
+	}
+	if d.cfg.ClientIPHeader != "" && e.GetClientIp() != "" {
+		if a, err := netip.ParseAddr(e.GetClientIp()); err == nil {
+			c.ip, c.hasIP = clientKey(a), true
+		}
+	}
+	return c
+}
+
+func firstValue(md metadata.MD, key string) string {
+	if v := md.Get(key); len(v) > 0 {
+		return v[0]
+	}
+	return ""
+}
+
+// authenticator finds the user of a caller (stage 1 of the funnel).
 type authenticator interface {
-	authenticate(ctx context.Context, now time.Time) (string, error)
+	authenticate(c *caller, now time.Time) (string, error)
 }
 
 // headerAuth takes the user from the x-user-id metadata, unchecked. It
 // exists for demos and benchmarks: anyone can claim as anyone.
 type headerAuth struct{}
 
-func (headerAuth) authenticate(ctx context.Context, _ time.Time) (string, error) {
-	v := metadata.ValueFromIncomingContext(ctx, mdUserID)
-	if len(v) == 0 || v[0] == "" {
+func (headerAuth) authenticate(c *caller, _ time.Time) (string, error) {
+	if c.userID == "" {
 		return "", errMissingToken
 	}
-	if err := pb.ValidateID("user id", v[0]); err != nil {
+	if err := pb.ValidateID("user id", c.userID); err != nil {
 		return "", errInvalidToken
 	}
-	return v[0], nil
+	return c.userID, nil
 }
 
 // tokenAuth verifies bearer tokens. A token verified once is remembered
@@ -60,14 +107,13 @@ func newTokenAuth(key *token.Key, maxTokens int) *tokenAuth {
 	return &tokenAuth{key: key, verified: newBoundedMap[string, verifiedToken](maxTokens)}
 }
 
-func (a *tokenAuth) authenticate(ctx context.Context, now time.Time) (string, error) {
-	v := metadata.ValueFromIncomingContext(ctx, mdAuthorization)
-	if len(v) == 0 || v[0] == "" {
+func (a *tokenAuth) authenticate(c *caller, now time.Time) (string, error) {
+	if c.authorization == "" {
 		return "", errMissingToken
 	}
-	raw, ok := strings.CutPrefix(v[0], bearerPrefix)
+	raw, ok := strings.CutPrefix(c.authorization, bearerPrefix)
 	if !ok {
-		if raw, ok = strings.CutPrefix(v[0], "bearer "); !ok {
+		if raw, ok = strings.CutPrefix(c.authorization, "bearer "); !ok {
 			return "", errInvalidToken
 		}
 	}

@@ -2,7 +2,6 @@ package frontdoor
 
 import (
 	"context"
-	"math/rand/v2"
 	"sync"
 	"time"
 
@@ -131,36 +130,10 @@ func (d *Door) admitCard(ctx context.Context, method, campaignID, requestID stri
 		return nil, "", errNoCardStore
 	}
 	now := d.cfg.Now()
-	f := d.funnel.Load()
-	user, err := d.auth.authenticate(ctx, now)
+	c := d.callerOf(ctx)
+	user, err := d.admitCaller(&c, d.funnel.Load(), now, open)
 	if err != nil {
-		d.countAuth(err)
 		return nil, "", err
-	}
-	d.m.authOK.Inc()
-	if r := f.cfg.PerIPRate; r > 0 {
-		if ip, ok := clientIP(ctx, d.cfg.ClientIPHeader); ok && !d.ips.allow(ip, r, now) {
-			d.m.freqIP.Inc()
-			return nil, "", f.errIPLimited
-		}
-	}
-	if !d.users.allow(user, f.cfg.PerUserRate, now) {
-		d.m.freqUser.Inc()
-		return nil, "", f.errUserLimited
-	}
-	d.m.freqOK.Inc()
-	if open {
-		if !d.global.allow(now) {
-			d.m.globalLimited.Inc()
-			return nil, "", f.errGlobal
-		}
-		d.m.globalOK.Inc()
-		d.admitted.Add(1)
-		if f.deg.drop > 0 && (f.deg.level == 2 || !clientDrops(ctx)) && rand.Float64() < f.deg.drop {
-			d.m.dropDropped.Inc()
-			return nil, "", errDropped
-		}
-		d.m.dropOK.Inc()
 	}
 	if err := d.validateCard(campaignID, requestID, user, open, now); err != nil {
 		d.m.reads.WithLabelValues(method, "refused_early").Inc()

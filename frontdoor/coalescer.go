@@ -100,16 +100,41 @@ func (c *coalescer) close() {
 
 // submit admits a claim and waits for its answer or for ctx to end.
 func (c *coalescer) submit(ctx context.Context, p *pendingClaim) claimResult {
+	if r, ok := c.enqueue(p); !ok {
+		return r
+	}
+	return c.await(ctx, p)
+}
+
+// submitMany admits claims together and waits for each answer, in order,
+// or for ctx to end: the claims of one ClaimMany call.
+func (c *coalescer) submitMany(ctx context.Context, ps []*pendingClaim) []claimResult {
+	out := make([]claimResult, len(ps))
+	queued := make([]bool, len(ps))
+	for i, p := range ps {
+		out[i], queued[i] = c.enqueue(p)
+	}
+	for i, p := range ps {
+		if queued[i] {
+			out[i] = c.await(ctx, p)
+		}
+	}
+	return out
+}
+
+// enqueue admits a claim to the queue, or refuses it at once (the store
+// is down, the adaptive limit, a full queue): ok is false with the refusal.
+func (c *coalescer) enqueue(p *pendingClaim) (refusal claimResult, ok bool) {
 	c.arrived.Add(1)
 	if c.now().UnixNano() < c.downAt.Load() {
 		c.m.coalStoreDown.Inc()
-		return claimResult{err: errStoreDown}
+		return claimResult{err: errStoreDown}, false
 	}
 	if n := c.claimsIn.Add(1); c.enforce.Load() && n > c.limit.limit.Load() {
 		c.claimsIn.Add(-1)
 		c.shed.Add(1)
 		c.m.coalShed.Inc()
-		return claimResult{err: errShed}
+		return claimResult{err: errShed}, false
 	}
 	p.done = make(chan claimResult, 1)
 	select {
@@ -117,9 +142,14 @@ func (c *coalescer) submit(ctx context.Context, p *pendingClaim) claimResult {
 	default:
 		c.claimsIn.Add(-1)
 		c.m.coalQueueFull.Inc()
-		return claimResult{err: errQueueFull}
+		return claimResult{err: errQueueFull}, false
 	}
 	c.m.coalOK.Inc()
+	return claimResult{}, true
+}
+
+// await waits for a queued claim's answer or for ctx to end.
+func (c *coalescer) await(ctx context.Context, p *pendingClaim) claimResult {
 	select {
 	case r := <-p.done:
 		return r

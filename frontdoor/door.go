@@ -106,7 +106,8 @@ type funnelState struct {
 	errIPLimited   error
 	errUserLimited error
 	errGlobal      error
-	dropHeader     metadata.MD // level 3 only
+	statuses       map[error]*pb.ClaimStatus // the three above, for ClaimMany
+	dropHeader     metadata.MD               // level 3 only
 }
 
 // New returns a front door in front of store, registering its metrics on
@@ -154,6 +155,10 @@ func newFunnelState(cfg FunnelConfig, deg degradation) *funnelState {
 		errUserLimited: rateLimited("per-user", cfg.PerUserRate),
 		errGlobal:      rateLimited("global", cfg.GlobalRate),
 	}
+	f.statuses = map[error]*pb.ClaimStatus{}
+	for _, err := range []error{f.errIPLimited, f.errUserLimited, f.errGlobal} {
+		f.statuses[err] = pb.NewClaimStatus(err)
+	}
 	if deg.level >= 3 {
 		f.dropHeader = metadata.Pairs(MDDropFraction, strconv.FormatFloat(deg.drop, 'f', -1, 64))
 	}
@@ -183,50 +188,90 @@ func (d *Door) Close() {
 // Claim runs a claim through the funnel. It is the FrontDoor.Claim RPC
 // without the transport: the user comes from ctx's metadata.
 func (d *Door) Claim(ctx context.Context, req *pb.FrontDoorClaimRequest) (*pb.FrontDoorClaimResponse, error) {
-	now := d.cfg.Now()
-	f := d.funnel.Load()
+	c := d.callerOf(ctx)
+	p, replay, err := d.admitClaim(&c, req, d.cfg.Now())
+	switch {
+	case err != nil:
+		return nil, err
+	case replay != nil:
+		return claimResponse(replay), nil
+	}
+	ctx, cancel := d.claimContext(ctx)
+	defer cancel()
+	res := d.coalescer.submit(ctx, p)
+	if res.err != nil {
+		return nil, res.err
+	}
+	return claimResponse(res.claim), nil
+}
 
+// claimContext bounds a claim whose caller set no deadline.
+func (d *Door) claimContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	if _, ok := ctx.Deadline(); ok {
+		return ctx, func() {}
+	}
+	return context.WithTimeout(ctx, d.cfg.ClaimTimeout)
+}
+
+// admitCaller runs the funnel's stages 1 to 4 for a caller and returns its
+// user: authentication, frequency control, then, for a call that spends
+// stock or chances (spends), this door's share of the global rate limit
+// and the degradation drop. Reads stop after frequency control.
+func (d *Door) admitCaller(c *caller, f *funnelState, now time.Time, spends bool) (string, error) {
 	// 1. Authentication.
-	user, err := d.auth.authenticate(ctx, now)
+	user, err := d.auth.authenticate(c, now)
 	if err != nil {
 		d.countAuth(err)
-		return nil, err
+		return "", err
 	}
 	d.m.authOK.Inc()
 
 	// 2. Frequency control, per client IP then per user.
-	if r := f.cfg.PerIPRate; r > 0 {
-		if ip, ok := clientIP(ctx, d.cfg.ClientIPHeader); ok && !d.ips.allow(ip, r, now) {
-			d.m.freqIP.Inc()
-			return nil, f.errIPLimited
-		}
+	if r := f.cfg.PerIPRate; r > 0 && c.hasIP && !d.ips.allow(c.ip, r, now) {
+		d.m.freqIP.Inc()
+		return "", f.errIPLimited
 	}
 	if !d.users.allow(user, f.cfg.PerUserRate, now) {
 		d.m.freqUser.Inc()
-		return nil, f.errUserLimited
+		return "", f.errUserLimited
 	}
 	d.m.freqOK.Inc()
+	if !spends {
+		return user, nil
+	}
 
 	// 3. This door's share of the global rate limit.
 	if !d.global.allow(now) {
 		d.m.globalLimited.Inc()
-		return nil, f.errGlobal
+		return "", f.errGlobal
 	}
 	d.m.globalOK.Inc()
 	d.admitted.Add(1)
 
 	// 4. Degradation L2 (and L3 for clients that do not drop themselves).
-	if f.deg.drop > 0 && (f.deg.level == 2 || !clientDrops(ctx)) && rand.Float64() < f.deg.drop {
+	if f.deg.drop > 0 && (f.deg.level == 2 || !c.clientDrops) && rand.Float64() < f.deg.drop {
 		d.m.dropDropped.Inc()
-		return nil, errDropped
+		return "", errDropped
 	}
 	d.m.dropOK.Inc()
+	return user, nil
+}
+
+// admitClaim runs a claim through the funnel's stages 1 to 6. It returns
+// the claim to queue for the store, or the earlier grant of its request ID
+// (replay) that the caches remember, or the refusal.
+func (d *Door) admitClaim(c *caller, req *pb.FrontDoorClaimRequest, now time.Time) (p *pendingClaim, replay *pb.Claim, err error) {
+	f := d.funnel.Load()
+	user, err := d.admitCaller(c, f, now, true)
+	if err != nil {
+		return nil, nil, err
+	}
 
 	// 5. Early validation.
 	quantity := max(req.GetQuantity(), 1)
 	it, err := d.validate(req, user, quantity, now)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	d.m.validOK.Inc()
 
@@ -238,7 +283,7 @@ func (d *Door) Claim(ctx context.Context, req *pb.FrontDoorClaimRequest) (*pb.Fr
 		d.m.cacheBypassed.Inc()
 	case it != nil && it.soldOut.Load(): // nothing available: no quantity fits
 		d.m.cacheSoldOut.Inc()
-		return nil, errSoldOut
+		return nil, nil, errSoldOut
 	default:
 		var limit uint32
 		if it != nil {
@@ -248,36 +293,26 @@ func (d *Door) Claim(ctx context.Context, req *pb.FrontDoorClaimRequest) (*pb.Fr
 		switch {
 		case replay != nil:
 			d.m.cacheReplayed.Inc()
-			return claimResponse(replay), nil
+			return nil, replay, nil
 		case reached:
 			d.m.cacheLimit.Inc()
-			return nil, errLimitReached
+			return nil, nil, errLimitReached
 		}
 		d.m.cacheOK.Inc()
 	}
 
-	// 7. The coalescer, then the store.
+	// 7 is the caller's: the coalescer, then the store.
 	requestID := req.GetRequestId()
 	if requestID == "" {
 		requestID = client.NewRequestID()
 	}
-	if _, ok := ctx.Deadline(); !ok {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, d.cfg.ClaimTimeout)
-		defer cancel()
-	}
-	p := &pendingClaim{
+	return &pendingClaim{
 		req: &pb.ClaimRequest{
 			RequestId: requestID, CampaignId: req.GetCampaignId(), ItemId: req.GetItemId(),
 			UserId: user, Quantity: quantity,
 		},
 		item: it, bypass: bypass,
-	}
-	res := d.coalescer.submit(ctx, p)
-	if res.err != nil {
-		return nil, res.err
-	}
-	return claimResponse(res.claim), nil
+	}, nil, nil
 }
 
 func claimResponse(c *pb.Claim) *pb.FrontDoorClaimResponse {
@@ -295,10 +330,6 @@ func (d *Door) countAuth(err error) {
 	default:
 		d.m.authInvalid.Inc()
 	}
-}
-
-func clientDrops(ctx context.Context) bool {
-	return len(metadata.ValueFromIncomingContext(ctx, MDClientDrops)) > 0
 }
 
 // validate is stage 5: the request's fields, then what the catalog knows

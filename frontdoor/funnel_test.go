@@ -65,7 +65,8 @@ func TestAuthStage(t *testing.T) {
 				a = newTokenAuth(key, 1024)
 			}
 			clock.add(tc.advance)
-			user, err := a.authenticate(tc.ctx, clock.Now())
+			c := (&Door{}).callerOf(tc.ctx)
+			user, err := a.authenticate(&c, clock.Now())
 			if tc.reason != "" {
 				wantRefusal(t, err, codes.Unauthenticated, tc.reason)
 				return
@@ -82,17 +83,17 @@ func TestAuthCacheHonoursExpiry(t *testing.T) {
 	key, _ := token.NewHMACKey([]byte(strings.Repeat("k", 32)))
 	a := newTokenAuth(key, 1024)
 	tok, _ := key.Issue("alice", time.Minute, t0)
-	ctx := metadata.NewIncomingContext(context.Background(), metadata.Pairs(mdAuthorization, "Bearer "+tok))
-	if u, err := a.authenticate(ctx, t0); err != nil || u != "alice" {
+	c := (&Door{}).callerOf(metadata.NewIncomingContext(context.Background(), metadata.Pairs(mdAuthorization, "Bearer "+tok)))
+	if u, err := a.authenticate(&c, t0); err != nil || u != "alice" {
 		t.Fatalf("first: %q %v", u, err)
 	}
 	if a.verified.len() != 1 {
 		t.Fatalf("token not cached")
 	}
-	if u, err := a.authenticate(ctx, t0.Add(30*time.Second)); err != nil || u != "alice" {
+	if u, err := a.authenticate(&c, t0.Add(30*time.Second)); err != nil || u != "alice" {
 		t.Fatalf("cached: %q %v", u, err)
 	}
-	_, err := a.authenticate(ctx, t0.Add(2*time.Minute))
+	_, err := a.authenticate(&c, t0.Add(2*time.Minute))
 	wantRefusal(t, err, codes.Unauthenticated, reasonTokenExpired)
 }
 

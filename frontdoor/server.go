@@ -33,6 +33,12 @@ func (s *Server) Claim(ctx context.Context, req *pb.FrontDoorClaimRequest) (*pb.
 	return s.door.Claim(ctx, req)
 }
 
+// ClaimMany runs each of many claims through the funnel.
+func (s *Server) ClaimMany(ctx context.Context, req *pb.ClaimManyRequest) (*pb.ClaimManyResponse, error) {
+	s.door.setDropHeader(ctx)
+	return s.door.ClaimMany(ctx, req)
+}
+
 // GetItem answers the public view of an item.
 func (s *Server) GetItem(ctx context.Context, req *pb.PublicItemRequest) (*pb.PublicItem, error) {
 	s.door.setDropHeader(ctx)
@@ -65,7 +71,7 @@ func (d *Door) GetItem(ctx context.Context, req *pb.PublicItemRequest) (*pb.Publ
 	}
 	f := d.funnel.Load()
 	if r := f.cfg.PerIPRate; r > 0 {
-		if ip, ok := clientIP(ctx, d.cfg.ClientIPHeader); ok && !d.ips.allow(ip, r, now) {
+		if c := d.callerOf(ctx); c.hasIP && !d.ips.allow(c.ip, r, now) {
 			d.m.reads.WithLabelValues(method, "ip_limited").Inc()
 			return nil, f.errIPLimited
 		}
@@ -115,7 +121,8 @@ func (d *Door) GetItem(ctx context.Context, req *pb.PublicItemRequest) (*pb.Publ
 func (d *Door) ListMyClaims(ctx context.Context, req *pb.ListMyClaimsRequest) (*pb.ListMyClaimsResponse, error) {
 	const method = "ListMyClaims"
 	now := d.cfg.Now()
-	user, err := d.auth.authenticate(ctx, now)
+	c := d.callerOf(ctx)
+	user, err := d.auth.authenticate(&c, now)
 	if err != nil {
 		d.m.reads.WithLabelValues(method, "unauthenticated").Inc()
 		return nil, err

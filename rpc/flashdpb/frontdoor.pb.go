@@ -28,6 +28,7 @@ package flashdpb
 import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	anypb "google.golang.org/protobuf/types/known/anypb"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
@@ -272,6 +273,284 @@ func (x *FrontDoorClaimRequest) GetRetry() bool {
 	return false
 }
 
+type ClaimManyRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Claims        []*ClaimManyEntry      `protobuf:"bytes,1,rep,name=claims,proto3" json:"claims,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ClaimManyRequest) Reset() {
+	*x = ClaimManyRequest{}
+	mi := &file_flashd_v1_frontdoor_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ClaimManyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ClaimManyRequest) ProtoMessage() {}
+
+func (x *ClaimManyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_flashd_v1_frontdoor_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ClaimManyRequest.ProtoReflect.Descriptor instead.
+func (*ClaimManyRequest) Descriptor() ([]byte, []int) {
+	return file_flashd_v1_frontdoor_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *ClaimManyRequest) GetClaims() []*ClaimManyEntry {
+	if x != nil {
+		return x.Claims
+	}
+	return nil
+}
+
+// ClaimManyEntry is one claim of a ClaimMany call and its caller. The
+// caller is named as the metadata of a Claim call would name it; where both
+// fields are empty, the ClaimMany call's own metadata names it.
+type ClaimManyEntry struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	Claim          *FrontDoorClaimRequest `protobuf:"bytes,1,opt,name=claim,proto3" json:"claim,omitempty"`
+	Authorization  string                 `protobuf:"bytes,2,opt,name=authorization,proto3" json:"authorization,omitempty"`                           // "Bearer <JWT>"
+	InsecureUserId string                 `protobuf:"bytes,3,opt,name=insecure_user_id,json=insecureUserId,proto3" json:"insecure_user_id,omitempty"` // believed only with --auth insecure-header
+	// client_ip is the end user's address, for the per-IP limit; believed
+	// only by a front door that trusts its callers' client IP header
+	// (--client-ip-header). Otherwise the call's peer address counts.
+	ClientIp      string `protobuf:"bytes,4,opt,name=client_ip,json=clientIp,proto3" json:"client_ip,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ClaimManyEntry) Reset() {
+	*x = ClaimManyEntry{}
+	mi := &file_flashd_v1_frontdoor_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ClaimManyEntry) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ClaimManyEntry) ProtoMessage() {}
+
+func (x *ClaimManyEntry) ProtoReflect() protoreflect.Message {
+	mi := &file_flashd_v1_frontdoor_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ClaimManyEntry.ProtoReflect.Descriptor instead.
+func (*ClaimManyEntry) Descriptor() ([]byte, []int) {
+	return file_flashd_v1_frontdoor_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *ClaimManyEntry) GetClaim() *FrontDoorClaimRequest {
+	if x != nil {
+		return x.Claim
+	}
+	return nil
+}
+
+func (x *ClaimManyEntry) GetAuthorization() string {
+	if x != nil {
+		return x.Authorization
+	}
+	return ""
+}
+
+func (x *ClaimManyEntry) GetInsecureUserId() string {
+	if x != nil {
+		return x.InsecureUserId
+	}
+	return ""
+}
+
+func (x *ClaimManyEntry) GetClientIp() string {
+	if x != nil {
+		return x.ClientIp
+	}
+	return ""
+}
+
+type ClaimManyResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Outcomes      []*ClaimManyOutcome    `protobuf:"bytes,1,rep,name=outcomes,proto3" json:"outcomes,omitempty"` // one per claim, in order
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ClaimManyResponse) Reset() {
+	*x = ClaimManyResponse{}
+	mi := &file_flashd_v1_frontdoor_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ClaimManyResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ClaimManyResponse) ProtoMessage() {}
+
+func (x *ClaimManyResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_flashd_v1_frontdoor_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ClaimManyResponse.ProtoReflect.Descriptor instead.
+func (*ClaimManyResponse) Descriptor() ([]byte, []int) {
+	return file_flashd_v1_frontdoor_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *ClaimManyResponse) GetOutcomes() []*ClaimManyOutcome {
+	if x != nil {
+		return x.Outcomes
+	}
+	return nil
+}
+
+// ClaimManyOutcome is the answer a Claim call would have had: the claim,
+// or the refusal as the status that call would have returned.
+type ClaimManyOutcome struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Claim         *Claim                 `protobuf:"bytes,1,opt,name=claim,proto3" json:"claim,omitempty"`
+	Error         *ClaimStatus           `protobuf:"bytes,2,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ClaimManyOutcome) Reset() {
+	*x = ClaimManyOutcome{}
+	mi := &file_flashd_v1_frontdoor_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ClaimManyOutcome) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ClaimManyOutcome) ProtoMessage() {}
+
+func (x *ClaimManyOutcome) ProtoReflect() protoreflect.Message {
+	mi := &file_flashd_v1_frontdoor_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ClaimManyOutcome.ProtoReflect.Descriptor instead.
+func (*ClaimManyOutcome) Descriptor() ([]byte, []int) {
+	return file_flashd_v1_frontdoor_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *ClaimManyOutcome) GetClaim() *Claim {
+	if x != nil {
+		return x.Claim
+	}
+	return nil
+}
+
+func (x *ClaimManyOutcome) GetError() *ClaimStatus {
+	if x != nil {
+		return x.Error
+	}
+	return nil
+}
+
+// ClaimStatus is a google.rpc.Status, field for field: the gRPC code, the
+// message and the details (google.rpc.ErrorInfo, google.rpc.RetryInfo).
+type ClaimStatus struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Code          int32                  `protobuf:"varint,1,opt,name=code,proto3" json:"code,omitempty"`
+	Message       string                 `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
+	Details       []*anypb.Any           `protobuf:"bytes,3,rep,name=details,proto3" json:"details,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ClaimStatus) Reset() {
+	*x = ClaimStatus{}
+	mi := &file_flashd_v1_frontdoor_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ClaimStatus) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ClaimStatus) ProtoMessage() {}
+
+func (x *ClaimStatus) ProtoReflect() protoreflect.Message {
+	mi := &file_flashd_v1_frontdoor_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ClaimStatus.ProtoReflect.Descriptor instead.
+func (*ClaimStatus) Descriptor() ([]byte, []int) {
+	return file_flashd_v1_frontdoor_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *ClaimStatus) GetCode() int32 {
+	if x != nil {
+		return x.Code
+	}
+	return 0
+}
+
+func (x *ClaimStatus) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+func (x *ClaimStatus) GetDetails() []*anypb.Any {
+	if x != nil {
+		return x.Details
+	}
+	return nil
+}
+
 type FrontDoorClaimResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	ClaimId       uint64                 `protobuf:"varint,1,opt,name=claim_id,json=claimId,proto3" json:"claim_id,omitempty"`
@@ -285,7 +564,7 @@ type FrontDoorClaimResponse struct {
 
 func (x *FrontDoorClaimResponse) Reset() {
 	*x = FrontDoorClaimResponse{}
-	mi := &file_flashd_v1_frontdoor_proto_msgTypes[4]
+	mi := &file_flashd_v1_frontdoor_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -297,7 +576,7 @@ func (x *FrontDoorClaimResponse) String() string {
 func (*FrontDoorClaimResponse) ProtoMessage() {}
 
 func (x *FrontDoorClaimResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flashd_v1_frontdoor_proto_msgTypes[4]
+	mi := &file_flashd_v1_frontdoor_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -310,7 +589,7 @@ func (x *FrontDoorClaimResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FrontDoorClaimResponse.ProtoReflect.Descriptor instead.
 func (*FrontDoorClaimResponse) Descriptor() ([]byte, []int) {
-	return file_flashd_v1_frontdoor_proto_rawDescGZIP(), []int{4}
+	return file_flashd_v1_frontdoor_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *FrontDoorClaimResponse) GetClaimId() uint64 {
@@ -358,7 +637,7 @@ type PublicItemRequest struct {
 
 func (x *PublicItemRequest) Reset() {
 	*x = PublicItemRequest{}
-	mi := &file_flashd_v1_frontdoor_proto_msgTypes[5]
+	mi := &file_flashd_v1_frontdoor_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -370,7 +649,7 @@ func (x *PublicItemRequest) String() string {
 func (*PublicItemRequest) ProtoMessage() {}
 
 func (x *PublicItemRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flashd_v1_frontdoor_proto_msgTypes[5]
+	mi := &file_flashd_v1_frontdoor_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -383,7 +662,7 @@ func (x *PublicItemRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PublicItemRequest.ProtoReflect.Descriptor instead.
 func (*PublicItemRequest) Descriptor() ([]byte, []int) {
-	return file_flashd_v1_frontdoor_proto_rawDescGZIP(), []int{5}
+	return file_flashd_v1_frontdoor_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *PublicItemRequest) GetCampaignId() string {
@@ -420,7 +699,7 @@ type PublicItem struct {
 
 func (x *PublicItem) Reset() {
 	*x = PublicItem{}
-	mi := &file_flashd_v1_frontdoor_proto_msgTypes[6]
+	mi := &file_flashd_v1_frontdoor_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -432,7 +711,7 @@ func (x *PublicItem) String() string {
 func (*PublicItem) ProtoMessage() {}
 
 func (x *PublicItem) ProtoReflect() protoreflect.Message {
-	mi := &file_flashd_v1_frontdoor_proto_msgTypes[6]
+	mi := &file_flashd_v1_frontdoor_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -445,7 +724,7 @@ func (x *PublicItem) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PublicItem.ProtoReflect.Descriptor instead.
 func (*PublicItem) Descriptor() ([]byte, []int) {
-	return file_flashd_v1_frontdoor_proto_rawDescGZIP(), []int{6}
+	return file_flashd_v1_frontdoor_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *PublicItem) GetCampaignId() string {
@@ -520,7 +799,7 @@ type ListMyClaimsRequest struct {
 
 func (x *ListMyClaimsRequest) Reset() {
 	*x = ListMyClaimsRequest{}
-	mi := &file_flashd_v1_frontdoor_proto_msgTypes[7]
+	mi := &file_flashd_v1_frontdoor_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -532,7 +811,7 @@ func (x *ListMyClaimsRequest) String() string {
 func (*ListMyClaimsRequest) ProtoMessage() {}
 
 func (x *ListMyClaimsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flashd_v1_frontdoor_proto_msgTypes[7]
+	mi := &file_flashd_v1_frontdoor_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -545,7 +824,7 @@ func (x *ListMyClaimsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListMyClaimsRequest.ProtoReflect.Descriptor instead.
 func (*ListMyClaimsRequest) Descriptor() ([]byte, []int) {
-	return file_flashd_v1_frontdoor_proto_rawDescGZIP(), []int{7}
+	return file_flashd_v1_frontdoor_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ListMyClaimsRequest) GetCampaignId() string {
@@ -564,7 +843,7 @@ type ListMyClaimsResponse struct {
 
 func (x *ListMyClaimsResponse) Reset() {
 	*x = ListMyClaimsResponse{}
-	mi := &file_flashd_v1_frontdoor_proto_msgTypes[8]
+	mi := &file_flashd_v1_frontdoor_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -576,7 +855,7 @@ func (x *ListMyClaimsResponse) String() string {
 func (*ListMyClaimsResponse) ProtoMessage() {}
 
 func (x *ListMyClaimsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flashd_v1_frontdoor_proto_msgTypes[8]
+	mi := &file_flashd_v1_frontdoor_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -589,7 +868,7 @@ func (x *ListMyClaimsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListMyClaimsResponse.ProtoReflect.Descriptor instead.
 func (*ListMyClaimsResponse) Descriptor() ([]byte, []int) {
-	return file_flashd_v1_frontdoor_proto_rawDescGZIP(), []int{8}
+	return file_flashd_v1_frontdoor_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ListMyClaimsResponse) GetClaims() []*Claim {
@@ -603,7 +882,7 @@ var File_flashd_v1_frontdoor_proto protoreflect.FileDescriptor
 
 const file_flashd_v1_frontdoor_proto_rawDesc = "" +
 	"\n" +
-	"\x19flashd/v1/frontdoor.proto\x12\tflashd.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x15flashd/v1/types.proto\x1a\x15flashd/v1/store.proto\"Z\n" +
+	"\x19flashd/v1/frontdoor.proto\x12\tflashd.v1\x1a\x19google/protobuf/any.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x15flashd/v1/types.proto\x1a\x15flashd/v1/store.proto\"Z\n" +
 	"\x18FrontDoorDrawCardRequest\x12\x1f\n" +
 	"\vcampaign_id\x18\x01 \x01(\tR\n" +
 	"campaignId\x12\x1d\n" +
@@ -624,7 +903,23 @@ const file_flashd_v1_frontdoor_proto_rawDesc = "" +
 	"\bquantity\x18\x03 \x01(\rR\bquantity\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x04 \x01(\tR\trequestId\x12\x14\n" +
-	"\x05retry\x18\x05 \x01(\bR\x05retry\"\xdf\x01\n" +
+	"\x05retry\x18\x05 \x01(\bR\x05retry\"E\n" +
+	"\x10ClaimManyRequest\x121\n" +
+	"\x06claims\x18\x01 \x03(\v2\x19.flashd.v1.ClaimManyEntryR\x06claims\"\xb5\x01\n" +
+	"\x0eClaimManyEntry\x126\n" +
+	"\x05claim\x18\x01 \x01(\v2 .flashd.v1.FrontDoorClaimRequestR\x05claim\x12$\n" +
+	"\rauthorization\x18\x02 \x01(\tR\rauthorization\x12(\n" +
+	"\x10insecure_user_id\x18\x03 \x01(\tR\x0einsecureUserId\x12\x1b\n" +
+	"\tclient_ip\x18\x04 \x01(\tR\bclientIp\"L\n" +
+	"\x11ClaimManyResponse\x127\n" +
+	"\boutcomes\x18\x01 \x03(\v2\x1b.flashd.v1.ClaimManyOutcomeR\boutcomes\"h\n" +
+	"\x10ClaimManyOutcome\x12&\n" +
+	"\x05claim\x18\x01 \x01(\v2\x10.flashd.v1.ClaimR\x05claim\x12,\n" +
+	"\x05error\x18\x02 \x01(\v2\x16.flashd.v1.ClaimStatusR\x05error\"k\n" +
+	"\vClaimStatus\x12\x12\n" +
+	"\x04code\x18\x01 \x01(\x05R\x04code\x12\x18\n" +
+	"\amessage\x18\x02 \x01(\tR\amessage\x12.\n" +
+	"\adetails\x18\x03 \x03(\v2\x14.google.protobuf.AnyR\adetails\"\xdf\x01\n" +
 	"\x16FrontDoorClaimResponse\x12\x19\n" +
 	"\bclaim_id\x18\x01 \x01(\x04R\aclaimId\x12+\n" +
 	"\x05state\x18\x02 \x01(\x0e2\x15.flashd.v1.ClaimStateR\x05state\x126\n" +
@@ -652,9 +947,10 @@ const file_flashd_v1_frontdoor_proto_rawDesc = "" +
 	"\vcampaign_id\x18\x01 \x01(\tR\n" +
 	"campaignId\"@\n" +
 	"\x14ListMyClaimsResponse\x12(\n" +
-	"\x06claims\x18\x01 \x03(\v2\x10.flashd.v1.ClaimR\x06claims2\xcc\x03\n" +
+	"\x06claims\x18\x01 \x03(\v2\x10.flashd.v1.ClaimR\x06claims2\x94\x04\n" +
 	"\tFrontDoor\x12L\n" +
-	"\x05Claim\x12 .flashd.v1.FrontDoorClaimRequest\x1a!.flashd.v1.FrontDoorClaimResponse\x12>\n" +
+	"\x05Claim\x12 .flashd.v1.FrontDoorClaimRequest\x1a!.flashd.v1.FrontDoorClaimResponse\x12F\n" +
+	"\tClaimMany\x12\x1b.flashd.v1.ClaimManyRequest\x1a\x1c.flashd.v1.ClaimManyResponse\x12>\n" +
 	"\aGetItem\x12\x1c.flashd.v1.PublicItemRequest\x1a\x15.flashd.v1.PublicItem\x12O\n" +
 	"\fListMyClaims\x12\x1e.flashd.v1.ListMyClaimsRequest\x1a\x1f.flashd.v1.ListMyClaimsResponse\x12L\n" +
 	"\bDrawCard\x12#.flashd.v1.FrontDoorDrawCardRequest\x1a\x1b.flashd.v1.DrawCardResponse\x12O\n" +
@@ -674,50 +970,64 @@ func file_flashd_v1_frontdoor_proto_rawDescGZIP() []byte {
 	return file_flashd_v1_frontdoor_proto_rawDescData
 }
 
-var file_flashd_v1_frontdoor_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
+var file_flashd_v1_frontdoor_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
 var file_flashd_v1_frontdoor_proto_goTypes = []any{
 	(*FrontDoorDrawCardRequest)(nil),  // 0: flashd.v1.FrontDoorDrawCardRequest
 	(*FrontDoorRedeemSetRequest)(nil), // 1: flashd.v1.FrontDoorRedeemSetRequest
 	(*GetMyCardsRequest)(nil),         // 2: flashd.v1.GetMyCardsRequest
 	(*FrontDoorClaimRequest)(nil),     // 3: flashd.v1.FrontDoorClaimRequest
-	(*FrontDoorClaimResponse)(nil),    // 4: flashd.v1.FrontDoorClaimResponse
-	(*PublicItemRequest)(nil),         // 5: flashd.v1.PublicItemRequest
-	(*PublicItem)(nil),                // 6: flashd.v1.PublicItem
-	(*ListMyClaimsRequest)(nil),       // 7: flashd.v1.ListMyClaimsRequest
-	(*ListMyClaimsResponse)(nil),      // 8: flashd.v1.ListMyClaimsResponse
-	(ClaimState)(0),                   // 9: flashd.v1.ClaimState
-	(*timestamppb.Timestamp)(nil),     // 10: google.protobuf.Timestamp
-	(*Claim)(nil),                     // 11: flashd.v1.Claim
-	(CampaignState)(0),                // 12: flashd.v1.CampaignState
-	(*DrawCardResponse)(nil),          // 13: flashd.v1.DrawCardResponse
-	(*RedeemSetResponse)(nil),         // 14: flashd.v1.RedeemSetResponse
-	(*CardHolder)(nil),                // 15: flashd.v1.CardHolder
+	(*ClaimManyRequest)(nil),          // 4: flashd.v1.ClaimManyRequest
+	(*ClaimManyEntry)(nil),            // 5: flashd.v1.ClaimManyEntry
+	(*ClaimManyResponse)(nil),         // 6: flashd.v1.ClaimManyResponse
+	(*ClaimManyOutcome)(nil),          // 7: flashd.v1.ClaimManyOutcome
+	(*ClaimStatus)(nil),               // 8: flashd.v1.ClaimStatus
+	(*FrontDoorClaimResponse)(nil),    // 9: flashd.v1.FrontDoorClaimResponse
+	(*PublicItemRequest)(nil),         // 10: flashd.v1.PublicItemRequest
+	(*PublicItem)(nil),                // 11: flashd.v1.PublicItem
+	(*ListMyClaimsRequest)(nil),       // 12: flashd.v1.ListMyClaimsRequest
+	(*ListMyClaimsResponse)(nil),      // 13: flashd.v1.ListMyClaimsResponse
+	(*Claim)(nil),                     // 14: flashd.v1.Claim
+	(*anypb.Any)(nil),                 // 15: google.protobuf.Any
+	(ClaimState)(0),                   // 16: flashd.v1.ClaimState
+	(*timestamppb.Timestamp)(nil),     // 17: google.protobuf.Timestamp
+	(CampaignState)(0),                // 18: flashd.v1.CampaignState
+	(*DrawCardResponse)(nil),          // 19: flashd.v1.DrawCardResponse
+	(*RedeemSetResponse)(nil),         // 20: flashd.v1.RedeemSetResponse
+	(*CardHolder)(nil),                // 21: flashd.v1.CardHolder
 }
 var file_flashd_v1_frontdoor_proto_depIdxs = []int32{
-	9,  // 0: flashd.v1.FrontDoorClaimResponse.state:type_name -> flashd.v1.ClaimState
-	10, // 1: flashd.v1.FrontDoorClaimResponse.deadline:type_name -> google.protobuf.Timestamp
-	11, // 2: flashd.v1.FrontDoorClaimResponse.claim:type_name -> flashd.v1.Claim
-	12, // 3: flashd.v1.PublicItem.campaign_state:type_name -> flashd.v1.CampaignState
-	10, // 4: flashd.v1.PublicItem.campaign_start:type_name -> google.protobuf.Timestamp
-	10, // 5: flashd.v1.PublicItem.campaign_end:type_name -> google.protobuf.Timestamp
-	11, // 6: flashd.v1.ListMyClaimsResponse.claims:type_name -> flashd.v1.Claim
-	3,  // 7: flashd.v1.FrontDoor.Claim:input_type -> flashd.v1.FrontDoorClaimRequest
-	5,  // 8: flashd.v1.FrontDoor.GetItem:input_type -> flashd.v1.PublicItemRequest
-	7,  // 9: flashd.v1.FrontDoor.ListMyClaims:input_type -> flashd.v1.ListMyClaimsRequest
-	0,  // 10: flashd.v1.FrontDoor.DrawCard:input_type -> flashd.v1.FrontDoorDrawCardRequest
-	1,  // 11: flashd.v1.FrontDoor.RedeemSet:input_type -> flashd.v1.FrontDoorRedeemSetRequest
-	2,  // 12: flashd.v1.FrontDoor.GetMyCards:input_type -> flashd.v1.GetMyCardsRequest
-	4,  // 13: flashd.v1.FrontDoor.Claim:output_type -> flashd.v1.FrontDoorClaimResponse
-	6,  // 14: flashd.v1.FrontDoor.GetItem:output_type -> flashd.v1.PublicItem
-	8,  // 15: flashd.v1.FrontDoor.ListMyClaims:output_type -> flashd.v1.ListMyClaimsResponse
-	13, // 16: flashd.v1.FrontDoor.DrawCard:output_type -> flashd.v1.DrawCardResponse
-	14, // 17: flashd.v1.FrontDoor.RedeemSet:output_type -> flashd.v1.RedeemSetResponse
-	15, // 18: flashd.v1.FrontDoor.GetMyCards:output_type -> flashd.v1.CardHolder
-	13, // [13:19] is the sub-list for method output_type
-	7,  // [7:13] is the sub-list for method input_type
-	7,  // [7:7] is the sub-list for extension type_name
-	7,  // [7:7] is the sub-list for extension extendee
-	0,  // [0:7] is the sub-list for field type_name
+	5,  // 0: flashd.v1.ClaimManyRequest.claims:type_name -> flashd.v1.ClaimManyEntry
+	3,  // 1: flashd.v1.ClaimManyEntry.claim:type_name -> flashd.v1.FrontDoorClaimRequest
+	7,  // 2: flashd.v1.ClaimManyResponse.outcomes:type_name -> flashd.v1.ClaimManyOutcome
+	14, // 3: flashd.v1.ClaimManyOutcome.claim:type_name -> flashd.v1.Claim
+	8,  // 4: flashd.v1.ClaimManyOutcome.error:type_name -> flashd.v1.ClaimStatus
+	15, // 5: flashd.v1.ClaimStatus.details:type_name -> google.protobuf.Any
+	16, // 6: flashd.v1.FrontDoorClaimResponse.state:type_name -> flashd.v1.ClaimState
+	17, // 7: flashd.v1.FrontDoorClaimResponse.deadline:type_name -> google.protobuf.Timestamp
+	14, // 8: flashd.v1.FrontDoorClaimResponse.claim:type_name -> flashd.v1.Claim
+	18, // 9: flashd.v1.PublicItem.campaign_state:type_name -> flashd.v1.CampaignState
+	17, // 10: flashd.v1.PublicItem.campaign_start:type_name -> google.protobuf.Timestamp
+	17, // 11: flashd.v1.PublicItem.campaign_end:type_name -> google.protobuf.Timestamp
+	14, // 12: flashd.v1.ListMyClaimsResponse.claims:type_name -> flashd.v1.Claim
+	3,  // 13: flashd.v1.FrontDoor.Claim:input_type -> flashd.v1.FrontDoorClaimRequest
+	4,  // 14: flashd.v1.FrontDoor.ClaimMany:input_type -> flashd.v1.ClaimManyRequest
+	10, // 15: flashd.v1.FrontDoor.GetItem:input_type -> flashd.v1.PublicItemRequest
+	12, // 16: flashd.v1.FrontDoor.ListMyClaims:input_type -> flashd.v1.ListMyClaimsRequest
+	0,  // 17: flashd.v1.FrontDoor.DrawCard:input_type -> flashd.v1.FrontDoorDrawCardRequest
+	1,  // 18: flashd.v1.FrontDoor.RedeemSet:input_type -> flashd.v1.FrontDoorRedeemSetRequest
+	2,  // 19: flashd.v1.FrontDoor.GetMyCards:input_type -> flashd.v1.GetMyCardsRequest
+	9,  // 20: flashd.v1.FrontDoor.Claim:output_type -> flashd.v1.FrontDoorClaimResponse
+	6,  // 21: flashd.v1.FrontDoor.ClaimMany:output_type -> flashd.v1.ClaimManyResponse
+	11, // 22: flashd.v1.FrontDoor.GetItem:output_type -> flashd.v1.PublicItem
+	13, // 23: flashd.v1.FrontDoor.ListMyClaims:output_type -> flashd.v1.ListMyClaimsResponse
+	19, // 24: flashd.v1.FrontDoor.DrawCard:output_type -> flashd.v1.DrawCardResponse
+	20, // 25: flashd.v1.FrontDoor.RedeemSet:output_type -> flashd.v1.RedeemSetResponse
+	21, // 26: flashd.v1.FrontDoor.GetMyCards:output_type -> flashd.v1.CardHolder
+	20, // [20:27] is the sub-list for method output_type
+	13, // [13:20] is the sub-list for method input_type
+	13, // [13:13] is the sub-list for extension type_name
+	13, // [13:13] is the sub-list for extension extendee
+	0,  // [0:13] is the sub-list for field type_name
 }
 
 func init() { file_flashd_v1_frontdoor_proto_init() }
@@ -733,7 +1043,7 @@ func file_flashd_v1_frontdoor_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_flashd_v1_frontdoor_proto_rawDesc), len(file_flashd_v1_frontdoor_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   9,
+			NumMessages:   14,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

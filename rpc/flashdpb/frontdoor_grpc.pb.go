@@ -39,6 +39,7 @@ const _ = grpc.SupportPackageIsVersion9
 
 const (
 	FrontDoor_Claim_FullMethodName        = "/flashd.v1.FrontDoor/Claim"
+	FrontDoor_ClaimMany_FullMethodName    = "/flashd.v1.FrontDoor/ClaimMany"
 	FrontDoor_GetItem_FullMethodName      = "/flashd.v1.FrontDoor/GetItem"
 	FrontDoor_ListMyClaims_FullMethodName = "/flashd.v1.FrontDoor/ListMyClaims"
 	FrontDoor_DrawCard_FullMethodName     = "/flashd.v1.FrontDoor/DrawCard"
@@ -53,6 +54,13 @@ type FrontDoorClient interface {
 	// Claim reserves quantity of an item for the calling user. It answers
 	// only once the store has applied the claim: an answer is never lost.
 	Claim(ctx context.Context, in *FrontDoorClaimRequest, opts ...grpc.CallOption) (*FrontDoorClaimResponse, error)
+	// ClaimMany carries many claims, each with its own caller, in one call:
+	// what the client library sends when a service claims for many users at
+	// once, so that a claim does not cost a whole RPC. Each claim goes
+	// through the funnel as a Claim call of its own would, and gets its own
+	// outcome, in the order of the request. The call itself fails only as a
+	// whole: more than 1024 claims, or the front door shutting down.
+	ClaimMany(ctx context.Context, in *ClaimManyRequest, opts ...grpc.CallOption) (*ClaimManyResponse, error)
 	// GetItem is the public view of an item, answered from the front door's
 	// own caches (no credentials needed).
 	GetItem(ctx context.Context, in *PublicItemRequest, opts ...grpc.CallOption) (*PublicItem, error)
@@ -81,6 +89,16 @@ func (c *frontDoorClient) Claim(ctx context.Context, in *FrontDoorClaimRequest, 
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(FrontDoorClaimResponse)
 	err := c.cc.Invoke(ctx, FrontDoor_Claim_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *frontDoorClient) ClaimMany(ctx context.Context, in *ClaimManyRequest, opts ...grpc.CallOption) (*ClaimManyResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ClaimManyResponse)
+	err := c.cc.Invoke(ctx, FrontDoor_ClaimMany_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -144,6 +162,13 @@ type FrontDoorServer interface {
 	// Claim reserves quantity of an item for the calling user. It answers
 	// only once the store has applied the claim: an answer is never lost.
 	Claim(context.Context, *FrontDoorClaimRequest) (*FrontDoorClaimResponse, error)
+	// ClaimMany carries many claims, each with its own caller, in one call:
+	// what the client library sends when a service claims for many users at
+	// once, so that a claim does not cost a whole RPC. Each claim goes
+	// through the funnel as a Claim call of its own would, and gets its own
+	// outcome, in the order of the request. The call itself fails only as a
+	// whole: more than 1024 claims, or the front door shutting down.
+	ClaimMany(context.Context, *ClaimManyRequest) (*ClaimManyResponse, error)
 	// GetItem is the public view of an item, answered from the front door's
 	// own caches (no credentials needed).
 	GetItem(context.Context, *PublicItemRequest) (*PublicItem, error)
@@ -170,6 +195,9 @@ type UnimplementedFrontDoorServer struct{}
 
 func (UnimplementedFrontDoorServer) Claim(context.Context, *FrontDoorClaimRequest) (*FrontDoorClaimResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Claim not implemented")
+}
+func (UnimplementedFrontDoorServer) ClaimMany(context.Context, *ClaimManyRequest) (*ClaimManyResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ClaimMany not implemented")
 }
 func (UnimplementedFrontDoorServer) GetItem(context.Context, *PublicItemRequest) (*PublicItem, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetItem not implemented")
@@ -221,6 +249,24 @@ func _FrontDoor_Claim_Handler(srv interface{}, ctx context.Context, dec func(int
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(FrontDoorServer).Claim(ctx, req.(*FrontDoorClaimRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _FrontDoor_ClaimMany_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ClaimManyRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(FrontDoorServer).ClaimMany(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: FrontDoor_ClaimMany_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(FrontDoorServer).ClaimMany(ctx, req.(*ClaimManyRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -325,6 +371,10 @@ var FrontDoor_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Claim",
 			Handler:    _FrontDoor_Claim_Handler,
+		},
+		{
+			MethodName: "ClaimMany",
+			Handler:    _FrontDoor_ClaimMany_Handler,
 		},
 		{
 			MethodName: "GetItem",

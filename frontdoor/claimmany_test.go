@@ -1,0 +1,191 @@
+package frontdoor
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/peer"
+
+	"github.com/flashd/flashd/frontdoor/token"
+	pb "github.com/flashd/flashd/rpc/flashdpb"
+)
+
+func entryAs(user, requestID string) *pb.ClaimManyEntry {
+	return &pb.ClaimManyEntry{Claim: claimReq(requestID), InsecureUserId: user}
+}
+
+// outcomeErr turns a ClaimMany outcome's status back into the error a
+// Claim call would have returned.
+func outcomeErr(o *pb.ClaimManyOutcome) error {
+	return o.GetError().Err()
+}
+
+// Every claim of a call is answered in order, as its own Claim call would
+// be, and the granted ones reach the store together.
+func TestClaimManyAnswersEachClaimInOrder(t *testing.T) {
+	store := newFakeStore()
+	store.addItem("c", "i", 3, 1)
+	d, _ := newTestDoor(t, store, nil)
+	openCampaign(d, 1, 0, 1)
+
+	req := &pb.ClaimManyRequest{Claims: []*pb.ClaimManyEntry{
+		entryAs("u1", "r1"),
+		{Claim: claimReq("r2")}, // no caller: the call's metadata has none either
+		entryAs("u2", "r3"),
+		{Claim: &pb.FrontDoorClaimRequest{CampaignId: "c", ItemId: "no such item"}, InsecureUserId: "u3"},
+		entryAs("u1", "r4"), // the same user again: over the per-user limit of 1 once r1 is granted
+		entryAs("u4", "r5"),
+		entryAs("u5", "r6"), // the fourth grant of 3 units
+	}}
+	resp, err := d.ClaimMany(context.Background(), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := resp.GetOutcomes()
+	if len(out) != len(req.Claims) {
+		t.Fatalf("%d outcomes for %d claims", len(out), len(req.Claims))
+	}
+	granted := 0
+	for i, o := range out {
+		if o.GetClaim() != nil {
+			granted++
+			if o.GetClaim().GetRequestId() != req.Claims[i].GetClaim().GetRequestId() {
+				t.Errorf("outcome %d is the claim of request %s", i, o.GetClaim().GetRequestId())
+			}
+		}
+	}
+	wantRefusal(t, outcomeErr(out[1]), codes.Unauthenticated, reasonMissingToken)
+	wantRefusal(t, outcomeErr(out[3]), codes.NotFound, "ITEM_NOT_FOUND")
+	if granted != 3 {
+		t.Fatalf("granted %d, want the 3 units in stock", granted)
+	}
+	for _, i := range []int{0, 2} {
+		if out[i].GetClaim() == nil {
+			t.Errorf("claim %d refused: %v", i, outcomeErr(out[i]))
+		}
+	}
+	// r4 (u1's second) and the claim past the stock are refused by the store.
+	refused := map[string]int{}
+	for _, i := range []int{4, 5, 6} {
+		if err := outcomeErr(out[i]); err != nil {
+			refused[reasonOf(err)]++
+		}
+	}
+	if refused["LIMIT_REACHED"] != 1 || refused["SOLD_OUT"] != 1 {
+		t.Fatalf("store refusals %v, want one LIMIT_REACHED and one SOLD_OUT", refused)
+	}
+	if n := store.batchCount(); n > 2 {
+		t.Fatalf("the call's 5 admitted claims took %d store batches", n)
+	}
+}
+
+// After a sell-out a whole call is answered from the caches: no store
+// traffic, and the refusal is the one shared status (no allocation per
+// claim for it).
+func TestClaimManySoldOutFromCaches(t *testing.T) {
+	store := newFakeStore()
+	d, _ := newTestDoor(t, store, nil)
+	openCampaign(d, 1, 0, 1)
+	d.catalog.updateItem(soldOutItem(), 5)
+	req := &pb.ClaimManyRequest{}
+	for i := range 100 {
+		req.Claims = append(req.Claims, entryAs(userName(i), fmt.Sprintf("r%d", i)))
+	}
+	resp, err := d.ClaimMany(context.Background(), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, o := range resp.GetOutcomes() {
+		if o.GetError() != staticStatuses[errSoldOut] {
+			t.Fatalf("claim %d: %v, want the shared SOLD_OUT status", i, outcomeErr(o))
+		}
+	}
+	if n := store.batchCount(); n != 0 {
+		t.Fatalf("%d store batches after the sell-out", n)
+	}
+	if got := counterValue(d.m.cacheSoldOut); got != 100 {
+		t.Fatalf("sold-out cache counted %v, want 100", got)
+	}
+}
+
+// A call with more claims than ClaimManyMax is refused whole.
+func TestClaimManyTooMany(t *testing.T) {
+	d, _ := newTestDoor(t, newFakeStore(), nil)
+	req := &pb.ClaimManyRequest{Claims: make([]*pb.ClaimManyEntry, ClaimManyMax+1)}
+	_, err := d.ClaimMany(context.Background(), req)
+	wantRefusal(t, err, codes.InvalidArgument, "INVALID_ARGUMENT")
+}
+
+// An entry names its caller as Claim's metadata would: a token door
+// believes only the entry's bearer token, never its insecure user ID; an
+// entry without credentials falls back on the call's.
+func TestClaimManyCallerPerEntry(t *testing.T) {
+	key, _ := token.NewHMACKey([]byte(strings.Repeat("k", 32)))
+	store := newFakeStore()
+	store.addItem("c", "i", 10, 1)
+	d, _ := newTestDoor(t, store, func(c *Config) { c.AuthMode, c.TokenKey = AuthToken, key })
+	openCampaign(d, 1, 0, 1)
+	alice, _ := key.Issue("alice", time.Hour, t0)
+	bob, _ := key.Issue("bob", time.Hour, t0)
+	ctx := metadata.NewIncomingContext(context.Background(), metadata.Pairs(mdAuthorization, "Bearer "+bob))
+	resp, err := d.ClaimMany(ctx, &pb.ClaimManyRequest{Claims: []*pb.ClaimManyEntry{
+		{Claim: claimReq("r1"), Authorization: "Bearer " + alice},
+		{Claim: claimReq("r2"), InsecureUserId: "mallory"},
+		{Claim: claimReq("r3")},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := resp.GetOutcomes()
+	if u := out[0].GetClaim().GetUserId(); u != "alice" {
+		t.Errorf("entry with alice's token claimed as %q (%v)", u, outcomeErr(out[0]))
+	}
+	wantRefusal(t, outcomeErr(out[1]), codes.Unauthenticated, reasonMissingToken)
+	if u := out[2].GetClaim().GetUserId(); u != "bob" {
+		t.Errorf("entry without credentials claimed as %q, want the call's bob (%v)", u, outcomeErr(out[2]))
+	}
+}
+
+// The per-IP limit counts an entry's client_ip only on a door that trusts
+// its callers' client IP header; otherwise every entry counts as the peer.
+func TestClaimManyClientIP(t *testing.T) {
+	for _, trusted := range []bool{false, true} {
+		t.Run(fmt.Sprint("trusted=", trusted), func(t *testing.T) {
+			store := newFakeStore()
+			store.addItem("c", "i", 10, 1)
+			d, _ := newTestDoor(t, store, func(c *Config) {
+				if trusted {
+					c.ClientIPHeader = "x-forwarded-for"
+				}
+			})
+			openCampaign(d, 1, 0, 1)
+			d.applyConfig(FunnelConfig{Version: 1, PerIPRate: 1})
+			ctx := peer.NewContext(context.Background(), &peer.Peer{Addr: &net.TCPAddr{IP: net.ParseIP("10.0.0.9"), Port: 4000}})
+			var req pb.ClaimManyRequest
+			for i := range 3 {
+				e := entryAs(userName(i), fmt.Sprintf("r%d", i))
+				e.ClientIp = fmt.Sprintf("192.0.2.%d", i+1)
+				req.Claims = append(req.Claims, e)
+			}
+			resp, err := d.ClaimMany(ctx, &req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			limited := 0
+			for _, o := range resp.GetOutcomes() {
+				if reasonOf(outcomeErr(o)) == reasonRateLimited {
+					limited++
+				}
+			}
+			if want := map[bool]int{false: 2, true: 0}[trusted]; limited != want {
+				t.Fatalf("%d entries per-IP limited, want %d", limited, want)
+			}
+		})
+	}
+}
