@@ -40,6 +40,8 @@ type callOptions struct {
 	token     string
 	requestID string
 	quantity  uint32
+
+	authorization string // "Bearer <token>", set by resolveCaller
 }
 
 // AsUser makes the call as user, named in the x-user-id header. Only a
@@ -69,21 +71,33 @@ func Quantity(n uint32) CallOption {
 	return func(c *callOptions) { c.quantity = n }
 }
 
+// resolveCaller fixes the call's credentials once, before its first
+// attempt: its own user (AsUser) or token (BearerToken), else a token from
+// the client's TokenSource.
+func (c *Client) resolveCaller(ctx context.Context, co *callOptions) error {
+	switch {
+	case co.user != "":
+	case co.token != "":
+		co.authorization = bearerPrefix + co.token
+	case c.opts.tokenSource != nil:
+		tok, err := c.opts.tokenSource.Token(ctx)
+		if err != nil {
+			return fmt.Errorf("get bearer token: %w", err)
+		}
+		co.authorization = bearerPrefix + tok
+	}
+	return nil
+}
+
 // outgoing returns ctx with the call's credentials and the client's
-// metadata. The token source is asked once per call, not per attempt.
-func (c *Client) outgoing(ctx context.Context, co *callOptions) (context.Context, error) {
+// metadata.
+func outgoing(ctx context.Context, co *callOptions) context.Context {
 	kv := []string{mdClientDrops, "1"}
 	switch {
 	case co.user != "":
 		kv = append(kv, mdUserID, co.user)
-	case co.token != "":
-		kv = append(kv, mdAuthorization, bearerPrefix+co.token)
-	case c.opts.tokenSource != nil:
-		tok, err := c.opts.tokenSource.Token(ctx)
-		if err != nil {
-			return nil, fmt.Errorf("get bearer token: %w", err)
-		}
-		kv = append(kv, mdAuthorization, bearerPrefix+tok)
+	case co.authorization != "":
+		kv = append(kv, mdAuthorization, co.authorization)
 	}
-	return metadata.AppendToOutgoingContext(ctx, kv...), nil
+	return metadata.AppendToOutgoingContext(ctx, kv...)
 }

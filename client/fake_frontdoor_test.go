@@ -8,9 +8,11 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
 
 	"github.com/flashd/flashd/rpc/flashdpb"
 )
@@ -25,6 +27,13 @@ type fakeDoors struct {
 	calls  []doorCall
 	answer func(ctx context.Context, c doorCall) error // nil: grant
 	header metadata.MD                                 // sent with every answer
+
+	// batching: the doors serve ClaimMany, each claim of it as a Claim
+	// call of its own (with the entry's credentials as its metadata);
+	// otherwise ClaimMany is UNIMPLEMENTED, as on an older front door.
+	batching  bool
+	manyCalls int // ClaimMany calls received, served or not
+	manySizes []int
 }
 
 type fakeDoor struct {
@@ -149,6 +158,42 @@ func (d *fakeDoor) Claim(ctx context.Context, req *flashdpb.FrontDoorClaimReques
 	return &flashdpb.FrontDoorClaimResponse{ClaimId: 42, State: claim.State, RequestId: claim.RequestId, Claim: claim}, nil
 }
 
+func (d *fakeDoor) ClaimMany(ctx context.Context, req *flashdpb.ClaimManyRequest) (*flashdpb.ClaimManyResponse, error) {
+	g := d.group
+	g.mu.Lock()
+	batching := g.batching
+	g.manyCalls++
+	if batching {
+		g.manySizes = append(g.manySizes, len(req.GetClaims()))
+	}
+	g.mu.Unlock()
+	if !batching {
+		return nil, status.Error(codes.Unimplemented, "method ClaimMany not implemented")
+	}
+	md, _ := metadata.FromIncomingContext(ctx)
+	out := make([]*flashdpb.ClaimManyOutcome, len(req.GetClaims()))
+	var wg sync.WaitGroup
+	for i, e := range req.GetClaims() {
+		entryMD := md.Copy()
+		if e.GetInsecureUserId() != "" {
+			entryMD.Set(mdUserID, e.GetInsecureUserId())
+		}
+		if e.GetAuthorization() != "" {
+			entryMD.Set(mdAuthorization, e.GetAuthorization())
+		}
+		wg.Go(func() {
+			resp, err := d.Claim(metadata.NewIncomingContext(ctx, entryMD), e.GetClaim())
+			if err != nil {
+				out[i] = &flashdpb.ClaimManyOutcome{Error: flashdpb.NewClaimStatus(err)}
+				return
+			}
+			out[i] = &flashdpb.ClaimManyOutcome{Claim: resp.GetClaim()}
+		})
+	}
+	wg.Wait()
+	return &flashdpb.ClaimManyResponse{Outcomes: out}, nil
+}
+
 func (d *fakeDoor) GetItem(ctx context.Context, req *flashdpb.PublicItemRequest) (*flashdpb.PublicItem, error) {
 	if err := d.serve(ctx, "GetItem", "", false); err != nil {
 		return nil, err
@@ -174,4 +219,16 @@ func newTestClient(t *testing.T, addrs []string, opts ...Option) *Client {
 	}
 	t.Cleanup(func() { _ = c.Close() })
 	return c
+}
+
+func (g *fakeDoors) batchCalls() (calls int, sizes []int) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.manyCalls, append([]int(nil), g.manySizes...)
+}
+
+func (g *fakeDoors) setBatching(on bool) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.batching = on
 }

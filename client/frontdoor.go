@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
 
 	"github.com/flashd/flashd/rpc/flashdpb"
 )
@@ -83,6 +84,11 @@ func New(ctx context.Context, endpoints []string, opts ...Option) (*Client, erro
 			_ = c.Close()
 			return nil, fmt.Errorf("new front-door client: %w", err)
 		}
+		if o.claimsPerCall > 0 {
+			ep.claims = newClaimBatcher(ep.frontDoor, &c.opts, func(header, trailer metadata.MD) {
+				c.drops.learn(header, trailer, time.Now())
+			})
+		}
 		c.endpoints = append(c.endpoints, ep)
 	}
 	c.checkHealth(ctx)
@@ -101,6 +107,11 @@ func (c *Client) Close() error {
 		for _, ep := range c.endpoints {
 			if err := ep.conn.Close(); err != nil {
 				errs = append(errs, fmt.Errorf("close %s: %w", ep.addr, err))
+			}
+		}
+		for _, ep := range c.endpoints {
+			if ep.claims != nil {
+				ep.claims.close() // after the connections: calls in flight fail at once
 			}
 		}
 		c.wg.Wait()
@@ -154,25 +165,54 @@ func (c *Client) Claim(ctx context.Context, campaign, item string, opts ...CallO
 		// A resend may find the front door's caches saying sold out when
 		// the store holds a grant for this request ID: it asks the store.
 		req.Retry = at.resend
-		var header, trailer metadata.MD
-		resp, err := ep.frontDoor.Claim(ctx, req, grpc.Header(&header), grpc.Trailer(&trailer))
-		c.drops.learn(header, trailer, time.Now())
-		if err != nil {
-			return err
-		}
-		claim = resp.GetClaim()
-		if claim == nil {
-			claim = &flashdpb.Claim{
-				Id: resp.GetClaimId(), CampaignId: campaign, ItemId: item, Quantity: max(co.quantity, 1),
-				State: resp.GetState(), Deadline: resp.GetDeadline(), RequestId: resp.GetRequestId(),
-			}
-		}
-		return nil
+		var err error
+		claim, err = c.claimOnce(ctx, ep, co, req)
+		return err
 	})
 	if err != nil {
 		return nil, err
 	}
 	return claim, nil
+}
+
+// claimOnce is one attempt of a Claim: in the front door's next ClaimMany
+// call when claims are batched, else (or when the front door has no
+// ClaimMany) as a unary Claim call.
+func (c *Client) claimOnce(ctx context.Context, ep *endpoint, co *callOptions, req *flashdpb.FrontDoorClaimRequest) (*flashdpb.Claim, error) {
+	if b := ep.claims; b != nil && !b.unsupported.Load() {
+		// A copy per attempt: an abandoned attempt's entry may still be
+		// on its way in a call when the next attempt changes Retry.
+		entry := &flashdpb.ClaimManyEntry{
+			Claim: &flashdpb.FrontDoorClaimRequest{
+				CampaignId: req.CampaignId, ItemId: req.ItemId, Quantity: req.Quantity,
+				RequestId: req.RequestId, Retry: req.Retry,
+			},
+			Authorization: co.authorization, InsecureUserId: co.user,
+		}
+		claim, err := b.claim(ctx, entry)
+		switch {
+		case err == errClaimManyUnsupported:
+		case err != nil:
+			return nil, err
+		case claim == nil:
+			return nil, status.Error(codes.Internal, "front door granted a claim without its record")
+		default:
+			return claim, nil
+		}
+	}
+	var header, trailer metadata.MD
+	resp, err := ep.frontDoor.Claim(ctx, req, grpc.Header(&header), grpc.Trailer(&trailer))
+	c.drops.learn(header, trailer, time.Now())
+	if err != nil {
+		return nil, err
+	}
+	if claim := resp.GetClaim(); claim != nil {
+		return claim, nil
+	}
+	return &flashdpb.Claim{
+		Id: resp.GetClaimId(), CampaignId: req.CampaignId, ItemId: req.ItemId, Quantity: max(req.Quantity, 1),
+		State: resp.GetState(), Deadline: resp.GetDeadline(), RequestId: resp.GetRequestId(),
+	}, nil
 }
 
 // GetItem returns the public view of an item (sold out or not, a rough
@@ -213,12 +253,12 @@ func (c *Client) do(ctx context.Context, co *callOptions, call func(context.Cont
 	if c.closed.Load() {
 		return ErrClosed
 	}
-	ctx, err := c.outgoing(ctx, co)
-	if err != nil {
+	if err := c.resolveCaller(ctx, co); err != nil {
 		return err
 	}
+	ctx = outgoing(ctx, co)
 	c.stats.calls.Add(1)
-	err = retry(ctx, &c.opts, c.budget, frontDoorRouter{c}, c.pick(), func(ctx context.Context, ep *endpoint, at attempt) error {
+	err := retry(ctx, &c.opts, c.budget, frontDoorRouter{c}, c.pick(), func(ctx context.Context, ep *endpoint, at attempt) error {
 		c.stats.attempts.Add(1)
 		if at.n > 1 {
 			c.stats.retries.Add(1)

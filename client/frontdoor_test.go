@@ -43,17 +43,7 @@ var (
 // unknown (DESIGN.md section 7).
 func TestClaimRetryPolicy(t *testing.T) {
 	const backoff = 20 * time.Millisecond
-	tests := []struct {
-		name      string
-		err       error
-		failures  int    // attempts that fail with err; the next one succeeds
-		attempts  int    // attempts made
-		wantErr   error  // nil: the claim is granted
-		retryable bool   // IsRetryable of the error
-		moves     string // per retry: 's' same front door, 'o' the other one
-		resend    string // per attempt: 'r' flagged as a resend, '-' not
-		minPause  time.Duration
-	}{
+	tests := []claimRetryCase{
 		{name: "sold out", err: doorSoldOut, failures: 1, attempts: 1, wantErr: ErrSoldOut, resend: "-"},
 		{name: "limit reached", err: doorLimit, failures: 1, attempts: 1, wantErr: ErrLimitReached, resend: "-"},
 		{name: "not eligible, despite its retry hint", err: doorNotEligible, failures: 1, attempts: 1, wantErr: ErrNotEligible, resend: "-"},
@@ -77,52 +67,80 @@ func TestClaimRetryPolicy(t *testing.T) {
 		{name: "overloaded outlasts the attempts", err: doorQueueFull, failures: 99, attempts: 4, wantErr: ErrOverloaded, retryable: true, moves: "sss", resend: "----"},
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			doors := startFakeDoors(t, 2)
-			doors.failFirst(tt.failures, tt.err)
-			c := newTestClient(t, doors.addrs(), WithBackoff(backoff, backoff), WithMaxAttempts(4), WithoutRetryBudget())
+		for _, batched := range []bool{false, true} {
+			name := map[bool]string{false: "unary/", true: "ClaimMany/"}[batched] + tt.name
+			t.Run(name, func(t *testing.T) { testClaimRetry(t, tt, batched, backoff) })
+		}
+	}
+}
 
-			claim, err := c.Claim(testContext(t), "spring", "lantern", AsUser("alice"))
-			calls := doors.recorded()
-			switch {
-			case tt.wantErr == nil && err != nil:
-				t.Fatalf("Claim: %v", err)
-			case tt.wantErr == nil && claim.GetRequestId() != calls[0].requestID:
-				t.Errorf("claim's request ID %q, sent %q", claim.GetRequestId(), calls[0].requestID)
-			case tt.wantErr != nil && !errors.Is(err, tt.wantErr):
-				t.Fatalf("err = %v, want %v", err, tt.wantErr)
-			case tt.wantErr != nil && IsRetryable(err) != tt.retryable:
-				t.Errorf("IsRetryable(%v) = %v, want %v", err, !tt.retryable, tt.retryable)
-			}
-			if tt.wantErr != nil && tt.wantErr != ErrUnavailable && tt.wantErr != ErrOverloaded {
-				if got, want := Reason(err), newError(tt.err).Reason; got != want {
-					t.Errorf("Reason = %q, want the server's %q", got, want)
-				}
-			}
-			if len(calls) != tt.attempts {
-				t.Fatalf("%d attempts, want %d", len(calls), tt.attempts)
-			}
-			var moves, resend []byte
-			for i, call := range calls {
-				if call.requestID == "" || call.requestID != calls[0].requestID {
-					t.Errorf("attempt %d has request ID %q, the first %q", i+1, call.requestID, calls[0].requestID)
-				}
-				resend = append(resend, "-r"[b2i(call.retry)])
-				if i == 0 {
-					continue
-				}
-				moves = append(moves, "so"[b2i(call.door != calls[i-1].door)])
-				if pause := call.at.Sub(calls[i-1].at); pause < tt.minPause {
-					t.Errorf("attempt %d came %v after the one before, want at least %v", i+1, pause, tt.minPause)
-				}
-			}
-			if string(moves) != tt.moves {
-				t.Errorf("moves %q, want %q (s: same front door, o: the other)", moves, tt.moves)
-			}
-			if string(resend) != tt.resend {
-				t.Errorf("resend flags %q, want %q", resend, tt.resend)
-			}
-		})
+// claimRetryCase is one row of TestClaimRetryPolicy.
+type claimRetryCase struct {
+	name      string
+	err       error
+	failures  int    // attempts that fail with err; the next one succeeds
+	attempts  int    // attempts made
+	wantErr   error  // nil: the claim is granted
+	retryable bool   // IsRetryable of the error
+	moves     string // per retry: 's' same front door, 'o' the other one
+	resend    string // per attempt: 'r' flagged as a resend, '-' not
+	minPause  time.Duration
+}
+
+// testClaimRetry runs one case, with every attempt a unary Claim call or
+// a claim inside a ClaimMany call: the policy must not tell them apart.
+func testClaimRetry(t *testing.T, tt claimRetryCase, batched bool, backoff time.Duration) {
+	doors := startFakeDoors(t, 2)
+	doors.failFirst(tt.failures, tt.err)
+	opts := []Option{WithBackoff(backoff, backoff), WithMaxAttempts(4), WithoutRetryBudget(), WithoutClaimBatching()}
+	if batched {
+		doors.setBatching(true)
+		opts[len(opts)-1] = WithClaimBatching(defaultClaimsPerCall, defaultCallsInFlight)
+	}
+	c := newTestClient(t, doors.addrs(), opts...)
+
+	claim, err := c.Claim(testContext(t), "spring", "lantern", AsUser("alice"))
+	calls := doors.recorded()
+	switch {
+	case tt.wantErr == nil && err != nil:
+		t.Fatalf("Claim: %v", err)
+	case tt.wantErr == nil && claim.GetRequestId() != calls[0].requestID:
+		t.Errorf("claim's request ID %q, sent %q", claim.GetRequestId(), calls[0].requestID)
+	case tt.wantErr != nil && !errors.Is(err, tt.wantErr):
+		t.Fatalf("err = %v, want %v", err, tt.wantErr)
+	case tt.wantErr != nil && IsRetryable(err) != tt.retryable:
+		t.Errorf("IsRetryable(%v) = %v, want %v", err, !tt.retryable, tt.retryable)
+	}
+	if tt.wantErr != nil && tt.wantErr != ErrUnavailable && tt.wantErr != ErrOverloaded {
+		if got, want := Reason(err), newError(tt.err).Reason; got != want {
+			t.Errorf("Reason = %q, want the server's %q", got, want)
+		}
+	}
+	if len(calls) != tt.attempts {
+		t.Fatalf("%d attempts, want %d", len(calls), tt.attempts)
+	}
+	var moves, resend []byte
+	for i, call := range calls {
+		if call.requestID == "" || call.requestID != calls[0].requestID {
+			t.Errorf("attempt %d has request ID %q, the first %q", i+1, call.requestID, calls[0].requestID)
+		}
+		resend = append(resend, "-r"[b2i(call.retry)])
+		if i == 0 {
+			continue
+		}
+		moves = append(moves, "so"[b2i(call.door != calls[i-1].door)])
+		if pause := call.at.Sub(calls[i-1].at); pause < tt.minPause {
+			t.Errorf("attempt %d came %v after the one before, want at least %v", i+1, pause, tt.minPause)
+		}
+	}
+	if string(moves) != tt.moves {
+		t.Errorf("moves %q, want %q (s: same front door, o: the other)", moves, tt.moves)
+	}
+	if string(resend) != tt.resend {
+		t.Errorf("resend flags %q, want %q", resend, tt.resend)
+	}
+	if many, _ := doors.batchCalls(); batched && many != len(calls) {
+		t.Errorf("%d ClaimMany calls for %d attempts", many, len(calls))
 	}
 }
 

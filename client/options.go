@@ -54,6 +54,8 @@ type options struct {
 	// Front doors only.
 	tokenSource    TokenSource
 	healthInterval time.Duration
+	claimsPerCall  int // 0: every Claim is a unary call (no batching)
+	callsInFlight  int
 	frontDoorOnly  []string // names of the front-door options given
 }
 
@@ -77,6 +79,8 @@ func defaultFrontDoorOptions() options {
 		budgetRatio:    defaultRetryBudgetRatio,
 		budgetMinRPS:   defaultRetryBudgetMinPerSecond,
 		healthInterval: defaultHealthCheckInterval,
+		claimsPerCall:  defaultClaimsPerCall,
+		callsInFlight:  defaultCallsInFlight,
 	}
 }
 
@@ -94,6 +98,10 @@ func (o *options) validate() error {
 		return fmt.Errorf("retry budget ratio %v: must be in [0, %v]", o.budgetRatio, retryBudgetRatioMax)
 	case o.budget && !(o.budgetMinRPS >= 0 && !math.IsInf(o.budgetMinRPS, 0)):
 		return fmt.Errorf("retry budget minimum %v per second: must be a number >= 0", o.budgetMinRPS)
+	case o.claimsPerCall < 0 || o.claimsPerCall > claimsPerCallMax:
+		return fmt.Errorf("claim batching: %d claims per call: must be in [0, %d]", o.claimsPerCall, claimsPerCallMax)
+	case o.claimsPerCall > 0 && o.callsInFlight < 1:
+		return fmt.Errorf("claim batching: %d calls in flight: must be at least 1", o.callsInFlight)
 	}
 	return nil
 }
@@ -166,5 +174,27 @@ func WithHealthCheckInterval(d time.Duration) Option {
 	return func(o *options) {
 		o.healthInterval = d
 		o.frontDoorOnly = append(o.frontDoorOnly, "WithHealthCheckInterval")
+	}
+}
+
+// WithClaimBatching sets how a Client multiplexes concurrent Claim calls
+// onto FrontDoor.ClaimMany calls: at most claimsPerCall claims (up to 1024)
+// in one call, and at most callsInFlight such calls per front door at a
+// time; claims that find them all in flight wait for the next (default 256
+// and 4). A front door without ClaimMany gets unary Claim calls. Front
+// doors only.
+func WithClaimBatching(claimsPerCall, callsInFlight int) Option {
+	return func(o *options) {
+		o.claimsPerCall, o.callsInFlight = claimsPerCall, callsInFlight
+		o.frontDoorOnly = append(o.frontDoorOnly, "WithClaimBatching")
+	}
+}
+
+// WithoutClaimBatching makes every Claim a unary FrontDoor.Claim call.
+// Front doors only.
+func WithoutClaimBatching() Option {
+	return func(o *options) {
+		o.claimsPerCall = 0
+		o.frontDoorOnly = append(o.frontDoorOnly, "WithoutClaimBatching")
 	}
 }

@@ -1,0 +1,174 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+)
+
+// Claims made at the same time share ClaimMany calls, and each gets its
+// own answer: its own request ID and its own user.
+func TestConcurrentClaimsShareCalls(t *testing.T) {
+	doors := startFakeDoors(t, 1)
+	doors.setBatching(true)
+	doors.script(func(context.Context, doorCall) error { time.Sleep(10 * time.Millisecond); return nil })
+	c := newTestClient(t, doors.addrs())
+	const claims = 400
+	var wg sync.WaitGroup
+	errs := make(chan error, claims)
+	for i := range claims {
+		wg.Go(func() {
+			user := fmt.Sprint("user-", i)
+			claim, err := c.Claim(testContext(t), "spring", "lantern", AsUser(user))
+			switch {
+			case err != nil:
+				errs <- err
+			case claim.GetUserId() != user:
+				errs <- fmt.Errorf("%s got the claim of %q", user, claim.GetUserId())
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	calls, sizes := doors.batchCalls()
+	total := 0
+	for _, n := range sizes {
+		total += n
+	}
+	if total != claims {
+		t.Fatalf("ClaimMany calls carried %d claims, want %d", total, claims)
+	}
+	if calls > claims/4 {
+		t.Errorf("%d claims took %d ClaimMany calls: not shared (sizes %v)", claims, calls, sizes)
+	}
+	seen := map[string]bool{}
+	for _, call := range doors.recorded() {
+		if seen[call.requestID] {
+			t.Fatalf("request ID %s sent twice", call.requestID)
+		}
+		seen[call.requestID] = true
+	}
+}
+
+// A front door without ClaimMany (an older version) is asked once; then
+// every claim to it is a unary Claim call.
+func TestClaimManyUnsupportedFallsBackToUnary(t *testing.T) {
+	doors := startFakeDoors(t, 1)
+	c := newTestClient(t, doors.addrs())
+	for i := range 3 {
+		if _, err := c.Claim(testContext(t), "spring", "lantern", AsUser(fmt.Sprint("u", i))); err != nil {
+			t.Fatalf("claim %d: %v", i, err)
+		}
+	}
+	if many, _ := doors.batchCalls(); many != 1 {
+		t.Errorf("ClaimMany tried %d times, want once", many)
+	}
+	if n := len(doors.recorded()); n != 3 {
+		t.Errorf("%d unary claims served, want 3", n)
+	}
+	if st := c.Stats(); st.Attempts != 3 || st.Retries != 0 {
+		t.Errorf("stats %+v: the fallback is part of the first attempt, not a retry", st)
+	}
+}
+
+// A claim whose caller gave up while it waited for a call is not sent.
+func TestAbandonedClaimIsNotSent(t *testing.T) {
+	doors := startFakeDoors(t, 1)
+	doors.setBatching(true)
+	release := make(chan struct{})
+	doors.script(func(ctx context.Context, c doorCall) error {
+		if c.n == 1 {
+			<-release
+		}
+		return nil
+	})
+	c := newTestClient(t, doors.addrs(), WithClaimBatching(16, 1), WithMaxAttempts(1))
+	first := make(chan error, 1)
+	go func() {
+		_, err := c.Claim(testContext(t), "spring", "lantern", AsUser("first"))
+		first <- err
+	}()
+	waitUntil(t, func() bool { return len(doors.recorded()) == 1 })
+	ctx, cancel := context.WithTimeout(testContext(t), 20*time.Millisecond)
+	defer cancel()
+	if _, err := c.Claim(ctx, "spring", "lantern", AsUser("impatient")); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("impatient claim: %v, want a deadline", err)
+	}
+	close(release)
+	if err := <-first; err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Claim(testContext(t), "spring", "lantern", AsUser("last")); err != nil {
+		t.Fatal(err)
+	}
+	if _, sizes := doors.batchCalls(); fmt.Sprint(sizes) != "[1 1]" {
+		t.Errorf("call sizes %v, want [1 1]: the abandoned claim was sent", sizes)
+	}
+}
+
+// Close answers the claims waiting for a call at once and stops every
+// goroutine (TestMain checks for leaks).
+func TestCloseAnswersQueuedClaims(t *testing.T) {
+	doors := startFakeDoors(t, 1)
+	doors.setBatching(true)
+	release := make(chan struct{})
+	defer close(release)
+	doors.script(func(ctx context.Context, _ doorCall) error {
+		select {
+		case <-release:
+		case <-ctx.Done():
+		}
+		return nil
+	})
+	c, err := New(testContext(t), doors.addrs(), WithClaimBatching(4, 1), WithMaxAttempts(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	errs := make(chan error, 10)
+	for i := range 10 {
+		go func() {
+			_, err := c.Claim(testContext(t), "spring", "lantern", AsUser(fmt.Sprint("u", i)))
+			errs <- err
+		}()
+	}
+	waitUntil(t, func() bool { return len(doors.recorded()) >= 1 })
+	start := time.Now()
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for range 10 {
+		if err := <-errs; err == nil {
+			t.Error("a claim succeeded though the client closed before its answer")
+		}
+	}
+	if took := time.Since(start); took > 3*time.Second {
+		t.Errorf("Close and the claims' answers took %v", took)
+	}
+}
+
+func TestClaimBatchingOptionsValidated(t *testing.T) {
+	for _, opt := range []Option{WithClaimBatching(claimsPerCallMax+1, 1), WithClaimBatching(-1, 1), WithClaimBatching(8, 0)} {
+		if _, err := New(testContext(t), []string{"127.0.0.1:1"}, opt); err == nil {
+			t.Error("bad claim batching accepted")
+		}
+	}
+	if _, err := NewStore([]string{"127.0.0.1:1"}, WithClaimBatching(8, 1)); err == nil {
+		t.Error("NewStore accepted a front-door option")
+	}
+}
+
+// waitUntil polls cond until it holds, for at most 5 seconds.
+func waitUntil(t *testing.T, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); !cond(); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not reached in 5s")
+		}
+	}
+}
