@@ -27,6 +27,7 @@ const (
 // benchFlags are bench's flags beyond bench.Config.
 type benchFlags struct {
 	coalesce string
+	batching string
 	report   string
 	json     string
 	from     string
@@ -77,6 +78,8 @@ Comparisons, run one after another in the same bench on the same machine:
                          decrements the stock (make bench-deps installs it)
   --coalesce off         the front doors with coalescing off (one store request
                          per claim)
+  --client-batching off  every claim its own unary call from the client library
+                         (by default concurrent claims share ClaimMany calls)
   --half-rate            open loop at half the rate reached: the latency there
 The table ends with the ratios and the targets they are held to.`,
 		Example: `  flashctl bench --workload sustained --duration 10s --baseline echo,redis-lua --coalesce off --half-rate
@@ -109,6 +112,7 @@ The table ends with the ratios and the targets they are held to.`,
 	fl.IntVar(&cfg.LocalFrontDoors, "front-doors", cfg.LocalFrontDoors, "local cluster: front doors (and echo servers)")
 	fl.StringSliceVar(&cfg.Baselines, "baseline", nil, "baselines to run too: echo, redis-lua")
 	fl.StringVar(&f.coalesce, "coalesce", "on", "off: also run with the front doors' coalescing off, and compare")
+	fl.StringVar(&f.batching, "client-batching", "on", "off: the client library sends every claim as its own unary call (no ClaimMany), in every run")
 	fl.BoolVar(&cfg.HalfRate, "half-rate", false, "also run open loop at half the rate the main run reached, for its latency")
 	fl.StringVar(&cfg.ProfileDir, "profile", "", "save CPU profiles (over each run) and heap profiles of the store leader, a front door and the bench in this directory")
 	fl.StringVar(&f.report, "report", "", "write a self-contained HTML report with charts to this file")
@@ -129,6 +133,13 @@ func runBench(cmd *cobra.Command, g *globals, getenv func(string) string, cfg be
 		cfg.CoalesceOff = true
 	default:
 		return fmt.Errorf("--coalesce %q: want on or off", f.coalesce)
+	}
+	switch f.batching {
+	case "on":
+	case "off":
+		cfg.UnaryClaims = true
+	default:
+		return fmt.Errorf("--client-batching %q: want on or off", f.batching)
 	}
 	if cfg.Stock == 0 {
 		switch cfg.Workload {

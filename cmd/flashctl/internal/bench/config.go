@@ -6,6 +6,8 @@ import (
 	"io"
 	"slices"
 	"time"
+
+	"github.com/flashd/flashd/client"
 )
 
 // Workloads.
@@ -80,6 +82,7 @@ type Config struct {
 	LocalFrontDoors int      // front doors of the local cluster
 	Baselines       []string // BaselineEcho, BaselineRedisLua
 	CoalesceOff     bool     // also run with the front doors' coalescing off (local cluster only)
+	UnaryClaims     bool     // the client library sends each claim as its own call (no ClaimMany)
 	HalfRate        bool     // also run open loop at half the measured rate: the latency there
 
 	ProfileDir   string // CPU and heap profiles of the servers and the bench
@@ -168,4 +171,20 @@ func (c *Config) items(base string) []string {
 		out[i] = fmt.Sprintf("%s-%d", base, i)
 	}
 	return out
+}
+
+// clientOptions are the options of the clients the bench claims through.
+func (c *Config) clientOptions() []client.Option {
+	if c.UnaryClaims {
+		return []client.Option{client.WithoutClaimBatching()}
+	}
+	return nil
+}
+
+// clientDescription says how the bench's client sends claims, for the report.
+func (c *Config) clientDescription() string {
+	if c.UnaryClaims {
+		return "client library with --client-batching off: one unary FrontDoor.Claim call per claim"
+	}
+	return "client library defaults: concurrent claims share FrontDoor.ClaimMany calls (up to 256 claims a call, 4 calls in flight per front door)"
 }

@@ -44,13 +44,28 @@ func (s *echoServer) Claim(ctx context.Context, req *pb.FrontDoorClaimRequest) (
 			user = v[0]
 		}
 	}
+	c := s.grant(req, user, time.Now())
+	return &pb.FrontDoorClaimResponse{ClaimId: c.Id, State: c.State, Deadline: c.Deadline, RequestId: c.RequestId, Claim: c}, nil
+}
+
+// ClaimMany grants every claim of the call at once, as a front door's
+// ClaimMany answers: one outcome per claim.
+func (s *echoServer) ClaimMany(_ context.Context, req *pb.ClaimManyRequest) (*pb.ClaimManyResponse, error) {
 	now := time.Now()
-	c := &pb.Claim{
+	out := make([]*pb.ClaimManyOutcome, len(req.GetClaims()))
+	for i, e := range req.GetClaims() {
+		out[i] = &pb.ClaimManyOutcome{Claim: s.grant(e.GetClaim(), e.GetInsecureUserId(), now)}
+	}
+	return &pb.ClaimManyResponse{Outcomes: out}, nil
+}
+
+// grant is the claim record a real grant of req would carry.
+func (s *echoServer) grant(req *pb.FrontDoorClaimRequest, user string, now time.Time) *pb.Claim {
+	return &pb.Claim{
 		Id: s.next.Add(1), CampaignId: req.GetCampaignId(), ItemId: req.GetItemId(), UserId: user,
 		Quantity: max(req.GetQuantity(), 1), State: pb.ClaimState_CLAIM_STATE_RESERVED,
 		Created: timestamppb.New(now), Deadline: timestamppb.New(now.Add(echoReservation)), RequestId: req.GetRequestId(),
 	}
-	return &pb.FrontDoorClaimResponse{ClaimId: c.Id, State: c.State, Deadline: c.Deadline, RequestId: c.RequestId, Claim: c}, nil
 }
 
 // ServeEcho serves the echo baseline on grpcAddr (and /metrics and

@@ -22,6 +22,7 @@ type Report struct {
 	Machine  Machine      `json:"machine"`
 	Workload string       `json:"workload"`
 	System   string       `json:"system"` // what served flashd's runs
+	Client   string       `json:"client"` // how the client library sent the claims
 	Runs     []*RunReport `json:"runs"`
 	Checks   []Check      `json:"checks"` // ratios between runs and the issue's targets
 	Notes    []string     `json:"notes,omitempty"`

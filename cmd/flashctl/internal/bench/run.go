@@ -71,7 +71,8 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	rep := &Report{Command: cfg.Command, Started: time.Now().UTC(), Workload: cfg.Workload, Machine: machine()}
+	rep := &Report{Command: cfg.Command, Started: time.Now().UTC(), Workload: cfg.Workload, Machine: machine(),
+		Client: cfg.clientDescription()}
 	b := &bench{cfg: cfg, rep: rep, nonce: strconv.FormatUint(rand.Uint64()%(36*36*36*36), 36)}
 	if cfg.ProfileDir != "" {
 		if err := os.MkdirAll(cfg.ProfileDir, 0o755); err != nil {
@@ -260,7 +261,7 @@ func (s *system) close() {
 // localSystem is flashd on the local cluster, driven through the client
 // library.
 func (b *bench) localSystem(ctx context.Context, cl *localcluster.Cluster) (*system, error) {
-	c, err := client.New(ctx, cl.DoorAddrs())
+	c, err := client.New(ctx, cl.DoorAddrs(), b.cfg.clientOptions()...)
 	if err != nil {
 		return nil, err
 	}
@@ -342,7 +343,7 @@ func (b *bench) externalRuns(ctx context.Context) error {
 	}
 	b.rep.System = "existing front doors " + strings.Join(cfg.FrontDoors, ", ")
 	newSystem := func(ctx context.Context) (*system, error) {
-		c, err := client.New(ctx, cfg.FrontDoors)
+		c, err := client.New(ctx, cfg.FrontDoors, cfg.clientOptions()...)
 		if err != nil {
 			return nil, err
 		}
@@ -546,7 +547,7 @@ func (b *bench) echoRun(ctx context.Context) error {
 			return err
 		}
 	}
-	c, err := client.New(ctx, grpcAddrs)
+	c, err := client.New(ctx, grpcAddrs, b.cfg.clientOptions()...)
 	if err != nil {
 		return err
 	}

@@ -22,6 +22,9 @@ func (rep *Report) WriteTable(out io.Writer) error {
 	}
 	m := rep.Machine
 	left("flashctl bench · workload %s · %s", rep.Workload, rep.System)
+	if rep.Client != "" {
+		left("  %s", rep.Client)
+	}
 	left("machine: %d CPUs, load average %.2f at the start, %.2f at the end%s", m.CPUs, m.LoadAverageStart[0], m.LoadAverageEnd[0], shared(m))
 	left("")
 	p("%-20s\t%-14s\tclaims/s\tgranted/s\tp50\tp90\tp99\tp99.9\tmax\terrors\t", "run", "load")
