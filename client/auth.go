@@ -42,6 +42,7 @@ type callOptions struct {
 	quantity  uint32
 
 	authorization string // "Bearer <token>", set by resolveCaller
+	selfTimed     bool   // the call bounds its attempts itself (see retry)
 }
 
 // AsUser makes the call as user, named in the x-user-id header. Only a

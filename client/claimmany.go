@@ -36,6 +36,10 @@ const (
 // one to that front door.
 var errClaimManyUnsupported = status.Error(codes.Unimplemented, "front door has no ClaimMany")
 
+// errAttemptExpired: the attempt's deadline passed while the claim waited
+// for its call; nothing was sent.
+var errAttemptExpired = status.Error(codes.DeadlineExceeded, "claim attempt timed out waiting for a call to the front door")
+
 // errClaimQueueFull: claims arrive faster than the front door answers.
 var errClaimQueueFull = newError(status.Error(codes.ResourceExhausted, "client claim queue to the front door is full"))
 
@@ -57,9 +61,10 @@ type claimBatcher struct {
 
 // queuedClaim is one attempt of a Claim waiting for its ClaimMany call.
 type queuedClaim struct {
-	entry *flashdpb.ClaimManyEntry
-	done  chan claimAnswer // buffered: the sender never blocks
-	state atomic.Int32
+	entry    *flashdpb.ClaimManyEntry
+	deadline time.Time        // the attempt's; zero: none
+	done     chan claimAnswer // buffered: the sender never blocks
+	state    atomic.Int32
 }
 
 type claimAnswer struct {
@@ -99,8 +104,13 @@ func (b *claimBatcher) close() {
 }
 
 // claim queues one attempt and waits for its outcome or for ctx to end.
-func (b *claimBatcher) claim(ctx context.Context, e *flashdpb.ClaimManyEntry) (*flashdpb.Claim, error) {
-	q := &queuedClaim{entry: e, done: make(chan claimAnswer, 1)}
+// The attempt's deadline needs no timer of its own: a claim still queued
+// at its deadline is answered DEADLINE_EXCEEDED when its call is formed,
+// and a call in flight ends within the attempt timeout. So an attempt ends
+// by its deadline once sent, and at worst one attempt timeout after it
+// while every call ahead of it hangs.
+func (b *claimBatcher) claim(ctx context.Context, e *flashdpb.ClaimManyEntry, deadline time.Time) (*flashdpb.Claim, error) {
+	q := &queuedClaim{entry: e, deadline: deadline, done: make(chan claimAnswer, 1)}
 	select {
 	case b.queue <- q:
 	default:
@@ -157,11 +167,17 @@ func (b *claimBatcher) send(batch []*queuedClaim) {
 	defer func() { <-b.slots }()
 	req := &flashdpb.ClaimManyRequest{Claims: make([]*flashdpb.ClaimManyEntry, 0, len(batch))}
 	sent := batch[:0]
+	now := time.Now()
 	for _, q := range batch {
-		if q.state.CompareAndSwap(claimQueued, claimSent) {
-			req.Claims = append(req.Claims, q.entry)
-			sent = append(sent, q)
+		if !q.state.CompareAndSwap(claimQueued, claimSent) {
+			continue // abandoned
 		}
+		if !q.deadline.IsZero() && !now.Before(q.deadline) {
+			answer(q, claimAnswer{err: errAttemptExpired})
+			continue
+		}
+		req.Claims = append(req.Claims, q.entry)
+		sent = append(sent, q)
 	}
 	if len(sent) == 0 {
 		return

@@ -161,12 +161,13 @@ func (c *Client) Claim(ctx context.Context, campaign, item string, opts ...CallO
 	}
 	ensureRequestID(&req.RequestId)
 	var claim *flashdpb.Claim
+	co.selfTimed = true // claimOnce bounds each attempt by its deadline
 	err := c.do(ctx, co, func(ctx context.Context, ep *endpoint, at attempt) error {
 		// A resend may find the front door's caches saying sold out when
 		// the store holds a grant for this request ID: it asks the store.
 		req.Retry = at.resend
 		var err error
-		claim, err = c.claimOnce(ctx, ep, co, req)
+		claim, err = c.claimOnce(ctx, ep, co, req, at.deadline)
 		return err
 	})
 	if err != nil {
@@ -175,10 +176,10 @@ func (c *Client) Claim(ctx context.Context, campaign, item string, opts ...CallO
 	return claim, nil
 }
 
-// claimOnce is one attempt of a Claim: in the front door's next ClaimMany
-// call when claims are batched, else (or when the front door has no
-// ClaimMany) as a unary Claim call.
-func (c *Client) claimOnce(ctx context.Context, ep *endpoint, co *callOptions, req *flashdpb.FrontDoorClaimRequest) (*flashdpb.Claim, error) {
+// claimOnce is one attempt of a Claim, ending by deadline (if not zero):
+// in the front door's next ClaimMany call when claims are batched, else
+// (or when the front door has no ClaimMany) as a unary Claim call.
+func (c *Client) claimOnce(ctx context.Context, ep *endpoint, co *callOptions, req *flashdpb.FrontDoorClaimRequest, deadline time.Time) (*flashdpb.Claim, error) {
 	if b := ep.claims; b != nil && !b.unsupported.Load() {
 		// A copy per attempt: an abandoned attempt's entry may still be
 		// on its way in a call when the next attempt changes Retry.
@@ -189,7 +190,7 @@ func (c *Client) claimOnce(ctx context.Context, ep *endpoint, co *callOptions, r
 			},
 			Authorization: co.authorization, InsecureUserId: co.user,
 		}
-		claim, err := b.claim(ctx, entry)
+		claim, err := b.claim(ctx, entry, deadline)
 		switch {
 		case err == errClaimManyUnsupported:
 		case err != nil:
@@ -199,6 +200,11 @@ func (c *Client) claimOnce(ctx context.Context, ep *endpoint, co *callOptions, r
 		default:
 			return claim, nil
 		}
+	}
+	if !deadline.IsZero() {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, deadline)
+		defer cancel()
 	}
 	var header, trailer metadata.MD
 	resp, err := ep.frontDoor.Claim(ctx, req, grpc.Header(&header), grpc.Trailer(&trailer))
@@ -258,7 +264,7 @@ func (c *Client) do(ctx context.Context, co *callOptions, call func(context.Cont
 	}
 	ctx = outgoing(ctx, co)
 	c.stats.calls.Add(1)
-	err := retry(ctx, &c.opts, c.budget, frontDoorRouter{c}, c.pick(), func(ctx context.Context, ep *endpoint, at attempt) error {
+	err := retry(ctx, &c.opts, c.budget, frontDoorRouter{c}, c.pick(), co.selfTimed, func(ctx context.Context, ep *endpoint, at attempt) error {
 		c.stats.attempts.Add(1)
 		if at.n > 1 {
 			c.stats.retries.Add(1)

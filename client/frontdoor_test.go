@@ -255,8 +255,16 @@ func TestRetryBudgetArithmetic(t *testing.T) {
 	}
 }
 
+// TestCallDeadlineBoundsAClaim runs with the claim as a unary call and inside a ClaimMany call.
 func TestCallDeadlineBoundsAClaim(t *testing.T) {
+	for _, batched := range []bool{false, true} {
+		t.Run(fmt.Sprint("batched=", batched), func(t *testing.T) { testCallDeadlineBoundsAClaim(t, batched) })
+	}
+}
+
+func testCallDeadlineBoundsAClaim(t *testing.T, batched bool) {
 	doors := startFakeDoors(t, 2)
+	doors.setBatching(batched)
 	doors.script(func(ctx context.Context, _ doorCall) error {
 		<-ctx.Done()
 		return status.FromContextError(ctx.Err()).Err()
@@ -278,8 +286,16 @@ func TestCallDeadlineBoundsAClaim(t *testing.T) {
 	}
 }
 
+// TestAttemptTimeoutResendsElsewhere runs with the claim as a unary call and inside a ClaimMany call.
 func TestAttemptTimeoutResendsElsewhere(t *testing.T) {
+	for _, batched := range []bool{false, true} {
+		t.Run(fmt.Sprint("batched=", batched), func(t *testing.T) { testAttemptTimeoutResendsElsewhere(t, batched) })
+	}
+}
+
+func testAttemptTimeoutResendsElsewhere(t *testing.T, batched bool) {
 	doors := startFakeDoors(t, 2)
+	doors.setBatching(batched)
 	doors.script(func(ctx context.Context, c doorCall) error {
 		if c.n == 1 {
 			<-ctx.Done()

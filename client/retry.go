@@ -15,6 +15,9 @@ type attempt struct {
 	// resend: an earlier attempt may have been applied without its answer
 	// reaching the client (it timed out or lost its connection).
 	resend bool
+	// deadline ends the attempt (the attempt timeout), zero if none. A
+	// self-timed call honours it itself; otherwise its ctx carries it.
+	deadline time.Time
 }
 
 // router decides, for one kind of client, where the retries of a call go.
@@ -36,8 +39,11 @@ type retryState struct {
 // retry runs call, first on ep, until it succeeds, fails for good, runs
 // out of attempts or of retry budget (nil: unlimited), or ctx ends. Where
 // each retry goes follows r. call must send the same request (and request
-// ID) every time.
-func retry(ctx context.Context, o *options, budget *retryBudget, r router, ep *endpoint,
+// ID) every time. Each attempt gets a ctx bounded by the attempt timeout,
+// unless selfTimed: then call bounds the attempt by attempt.deadline
+// itself, which spares it a timer and a context when it waits in a queue
+// whose sender bounds it anyway (batched claims).
+func retry(ctx context.Context, o *options, budget *retryBudget, r router, ep *endpoint, selfTimed bool,
 	call func(context.Context, *endpoint, attempt) error,
 ) error {
 	ctx, cancel := bounded(ctx, o.callTimeout)
@@ -49,7 +55,15 @@ func retry(ctx context.Context, o *options, budget *retryBudget, r router, ep *e
 		at    attempt
 	)
 	for at.n = 1; ; at.n++ {
-		err := runAttempt(ctx, o.attemptTimeout, func(ctx context.Context) error { return call(ctx, ep, at) })
+		var err error
+		if selfTimed {
+			if o.attemptTimeout > 0 {
+				at.deadline = time.Now().Add(o.attemptTimeout)
+			}
+			err = call(ctx, ep, at)
+		} else {
+			err = runAttempt(ctx, o.attemptTimeout, func(ctx context.Context) error { return call(ctx, ep, at) })
+		}
 		if err == nil {
 			r.succeeded(ep)
 			return nil

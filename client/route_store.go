@@ -13,7 +13,7 @@ func (s *Store) do(ctx context.Context, r route, call func(context.Context, *end
 	if err != nil {
 		return err
 	}
-	return retry(ctx, &s.opts, s.budget, storeRouter{s, r}, ep,
+	return retry(ctx, &s.opts, s.budget, storeRouter{s, r}, ep, false,
 		func(ctx context.Context, ep *endpoint, _ attempt) error { return call(ctx, ep) })
 }
 
