@@ -29,16 +29,28 @@ type idempotencyRecord struct {
 type idempotencyStore struct {
 	order      fifo[uint64]            // every record's ref, oldest first
 	side       fifo[idempotencyRecord] // records that are not a granted claim, oldest first
-	index      *refIndex               // request ID → ref
+	index      *refIndex               // request ID → ref; evicted refs are dropped lazily
 	claims     *claimTable
+	claimFloor uint64 // granted claims below it are evicted (their IDs enter order increasing)
 	retention  int64 // nanoseconds
 	maxRecords int
 }
 
 func newIdempotencyStore(claims *claimTable, cfg Config) *idempotencyStore {
-	st := &idempotencyStore{claims: claims, retention: int64(cfg.IdempotencyRetention), maxRecords: cfg.IdempotencyMaxRecords}
+	st := &idempotencyStore{claims: claims, claimFloor: 1, retention: int64(cfg.IdempotencyRetention), maxRecords: cfg.IdempotencyMaxRecords}
 	st.index = newRefIndex(st.requestIDOf)
+	st.index.gone = st.evicted
 	return st
+}
+
+// evicted reports whether the record ref names has left the queues. Both
+// kinds of ref enter order in increasing order and leave it from the front,
+// so a ref below the front of its kind is gone for good.
+func (st *idempotencyStore) evicted(ref uint64) bool {
+	if ref&sideRef != 0 {
+		return ref&^sideRef < st.side.popped
+	}
+	return ref < st.claimFloor
 }
 
 func (st *idempotencyStore) len() int { return st.order.len() }
@@ -80,18 +92,6 @@ func findRecord[K text](st *idempotencyStore, h uint64, requestID K) (idempotenc
 	return st.record(ref), true
 }
 
-// prefetchEvictions touches the index slots of the records that adding n
-// more would evict (see state.prefetchClaims).
-func (st *idempotencyStore) prefetchEvictions(n int) uint64 {
-	var sum uint64
-	evict := min(st.order.len(), st.order.len()+n-st.maxRecords)
-	for i := range max(evict, 0) {
-		ref := st.order.at(st.order.popped + uint64(i))
-		sum += st.index.prefetch(hashKey(st.index, st.requestIDOf(ref)))
-	}
-	return sum
-}
-
 // addClaim records granted claim id as the first result of its request ID,
 // which has hash h and no record yet.
 func (st *idempotencyStore) addClaim(id, h uint64) {
@@ -124,16 +124,25 @@ func (st *idempotencyStore) makeRoom() {
 	}
 }
 
+// evictOldest drops the oldest record. Its index entry stays until a later
+// insert or purge reclaims the slot (evicted says it is gone): removing it
+// here would hash its request ID and miss the cache at its slot, once per
+// claim when the store is full.
 func (st *idempotencyStore) evictOldest() {
 	ref := st.order.front()
-	st.index.remove(hashKey(st.index, st.requestIDOf(ref)), ref)
 	st.order.pop()
 	if ref&sideRef != 0 {
 		if ref&^sideRef != st.side.popped {
 			panic("fsm: invariant broken: idempotency queues out of step")
 		}
 		st.side.pop()
+	} else {
+		if ref < st.claimFloor {
+			panic("fsm: invariant broken: idempotency queue holds claims out of order")
+		}
+		st.claimFloor = ref + 1
 	}
+	st.index.forget()
 }
 
 // Payload hashes: FNV-1a 64 over the command type and the body's fields, in

@@ -26,12 +26,21 @@ type text interface{ ~string | ~[]byte }
 // equal (a hash match is confirmed with keyOf), so the seed may be random:
 // it changes no result, and keys crafted to collide cannot be prepared in
 // advance.
+//
+// An index with a gone function drops entries lazily: forget only counts an
+// entry out, and its slot stays until an insert reuses it or the shard is
+// purged before it would grow. Dropping an entry eagerly costs a hash of its
+// key and a cache miss at its slot; the idempotency store drops one for
+// every claim it records once it is full (see DESIGN.md).
 type refIndex struct {
 	shards [refShards]refShard
-	n      int
+	n      int // live entries
 	seed   maphash.Seed
 	keyOf  func(ref uint64) string
 	hash   func(key string) uint64 // nil: maphash; tests inject collisions
+	// gone reports whether ref was forgotten; nil: entries are never
+	// forgotten. Once gone, a ref never comes back.
+	gone func(ref uint64) bool
 }
 
 const (
@@ -51,10 +60,11 @@ const refBucketSlots = 4
 // two lines, and allocations of that size are line-aligned).
 func home(h, mask uint64) uint64 { return h & mask &^ (refBucketSlots - 1) }
 
-// refShard is one linear-probing table; a slot with ref 0 is empty.
+// refShard is one linear-probing table; a slot with ref 0 is empty. A slot
+// with a gone ref is occupied until reused or purged.
 type refShard struct {
 	slots []refSlot
-	n     int
+	used  int // slots holding a ref, live or gone
 }
 
 type refSlot struct {
@@ -100,7 +110,7 @@ func lookup[K text](x *refIndex, h uint64, key K) (ref uint64, ok bool) {
 	}
 	mask := uint64(len(sh.slots) - 1)
 	for i := home(h, mask); sh.slots[i].ref != 0; i = (i + 1) & mask {
-		if sh.slots[i].hash == h && x.keyOf(sh.slots[i].ref) == string(key) {
+		if sh.slots[i].hash == h && !x.isGone(sh.slots[i].ref) && x.keyOf(sh.slots[i].ref) == string(key) {
 			return sh.slots[i].ref, true
 		}
 	}
@@ -119,32 +129,53 @@ func (x *refIndex) prefetch(h uint64) uint64 {
 	return sh.slots[home(h, uint64(len(sh.slots)-1))].ref
 }
 
+func (x *refIndex) isGone(ref uint64) bool { return x.gone != nil && x.gone(ref) }
+
 // insert adds ref under a key with hash h that the index does not hold.
 func (x *refIndex) insert(h, ref uint64) {
 	if ref == 0 {
 		panic("fsm: index ref 0")
 	}
 	sh := x.shard(h)
-	if (sh.n+1)*4 > len(sh.slots)*3 { // keep the load at most 3/4
-		sh.grow()
+	if (sh.used+1)*4 > len(sh.slots)*3 { // keep the load at most 3/4
+		x.makeRoom(sh)
 	}
-	sh.put(refSlot{hash: h, ref: ref})
-	sh.n++
+	mask := uint64(len(sh.slots) - 1)
+	i := home(h, mask)
+	for sh.slots[i].ref != 0 && !x.isGone(sh.slots[i].ref) {
+		i = (i + 1) & mask
+	}
+	if sh.slots[i].ref == 0 {
+		sh.used++
+	}
+	// A gone slot on the key's probe sequence may take it: the key is not
+	// held, so no live entry for it lies further on.
+	sh.slots[i] = refSlot{hash: h, ref: ref}
 	x.n++
 }
+
+// makeRoom purges the shard's gone entries and doubles it unless that left
+// it at most 5/8 full. Without gone entries it always doubles, as a full
+// table must; with them, a shard whose entries are mostly forgotten is
+// swept in place instead of growing without bound.
+func (x *refIndex) makeRoom(sh *refShard) {
+	if x.gone != nil && sh.used > 0 {
+		sh.purge(x.gone)
+		if (sh.used+1)*8 <= len(sh.slots)*5 {
+			return
+		}
+	}
+	sh.grow()
+}
+
+// forget counts out the entry of ref, which x.gone now reports as gone. Its
+// slot is left for a later insert or purge.
+func (x *refIndex) forget() { x.n-- }
 
 // replace changes the ref of the key with hash h from old to ref.
 func (x *refIndex) replace(h, old, ref uint64) {
 	sh := x.shard(h)
 	sh.slots[sh.find(h, old)].ref = ref
-}
-
-// remove deletes the entry of ref, whose key has hash h.
-func (x *refIndex) remove(h, ref uint64) {
-	sh := x.shard(h)
-	sh.delete(sh.find(h, ref))
-	sh.n--
-	x.n--
 }
 
 // reserve sizes the shards for n entries in all, so that adding them does
@@ -159,11 +190,11 @@ func (x *refIndex) reserve(n uint64) {
 	}
 }
 
-// each calls fn for every entry, in no particular order.
+// each calls fn for every live entry, in no particular order.
 func (x *refIndex) each(fn func(ref uint64)) {
 	for i := range x.shards {
 		for _, s := range x.shards[i].slots {
-			if s.ref != 0 {
+			if s.ref != 0 && !x.isGone(s.ref) {
 				fn(s.ref)
 			}
 		}
@@ -191,6 +222,25 @@ func (sh *refShard) put(s refSlot) {
 		i = (i + 1) & mask
 	}
 	sh.slots[i] = s
+}
+
+// purge empties the slots of gone entries in place. The sweep starts just
+// after an empty slot, so no cluster wraps around its start; delete moves
+// entries only backwards within their cluster, into the slot being looked
+// at, which is then looked at again.
+func (sh *refShard) purge(gone func(ref uint64) bool) {
+	mask := uint64(len(sh.slots) - 1)
+	empty := uint64(0)
+	for sh.slots[empty].ref != 0 { // used < len(slots): one is empty
+		empty++
+	}
+	for k := uint64(1); k <= mask; k++ {
+		i := (empty + k) & mask
+		for sh.slots[i].ref != 0 && gone(sh.slots[i].ref) {
+			sh.delete(i)
+			sh.used--
+		}
+	}
 }
 
 func (sh *refShard) grow() {
