@@ -32,7 +32,7 @@ type idempotencyStore struct {
 	index      *refIndex               // request ID → ref; evicted refs are dropped lazily
 	claims     *claimTable
 	claimFloor uint64 // granted claims below it are evicted (their IDs enter order increasing)
-	retention  int64 // nanoseconds
+	retention  int64  // nanoseconds
 	maxRecords int
 }
 
