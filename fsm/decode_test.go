@@ -103,7 +103,11 @@ func TestEncodeCommandRefusesWhatWouldStopTheNode(t *testing.T) {
 func TestClaimDecoderAgreesWithProto(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	str := func() string {
-		b := make([]byte, rng.IntN(20))
+		n := rng.IntN(20)
+		if rng.IntN(8) == 0 { // a length of two bytes
+			n = 128 + rng.IntN(100)
+		}
+		b := make([]byte, n)
 		for i := range b {
 			b[i] = byte('a' + rng.IntN(26))
 		}
