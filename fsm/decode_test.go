@@ -220,7 +220,7 @@ func TestReasonNames(t *testing.T) {
 }
 
 func TestConfigValidation(t *testing.T) {
-	for _, cfg := range []Config{{IdempotencyRetention: -1}, {IdempotencyMaxRecords: -1}} {
+	for _, cfg := range []Config{{IdempotencyRetention: -1}, {IdempotencyMaxRecords: -1}, {IdempotencyMaxRecords: idempotencyMaxRecordsMax + 1}} {
 		if _, err := New(cfg); !errors.Is(err, ErrInvalidConfig) {
 			t.Errorf("New(%+v): %v, want ErrInvalidConfig", cfg, err)
 		}

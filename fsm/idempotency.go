@@ -10,6 +10,33 @@ import (
 // of a granted claim, whose record is the claim itself.
 const sideRef = uint64(1) << 63
 
+// indexSide marks a side record in the index, whose refs have refBits bits:
+// there a side record is named by its position modulo indexSide. At most
+// maxRecords (far below indexSide) records are queued, so those bits name
+// one of them; a gone entry is purged long before the positions come round
+// again (a shard is purged whenever an eighth of it fills). A granted
+// claim's ID is its index ref as it is, which bounds claim IDs at indexSide.
+const indexSide = uint64(1) << (refBits - 1)
+
+// indexRef is the index's name for queue ref ref.
+func indexRef(ref uint64) uint64 {
+	if ref&sideRef != 0 {
+		return ref&(indexSide-1) | indexSide
+	}
+	if ref >= indexSide {
+		panic("fsm: claim IDs exhausted")
+	}
+	return ref
+}
+
+// queueRef is the queue ref of index ref x, which names a queued record.
+func (st *idempotencyStore) queueRef(x uint64) uint64 {
+	if x&indexSide != 0 {
+		return (st.side.popped + (x-st.side.popped)&(indexSide-1)) | sideRef
+	}
+	return x
+}
+
 // idempotencyRecord is the first result of a request ID.
 type idempotencyRecord struct {
 	requestID   string
@@ -38,19 +65,19 @@ type idempotencyStore struct {
 
 func newIdempotencyStore(claims *claimTable, cfg Config) *idempotencyStore {
 	st := &idempotencyStore{claims: claims, claimFloor: 1, retention: int64(cfg.IdempotencyRetention), maxRecords: cfg.IdempotencyMaxRecords}
-	st.index = newRefIndex(st.requestIDOf)
+	st.index = newRefIndex(func(x uint64) string { return st.requestIDOf(st.queueRef(x)) })
 	st.index.gone = st.evicted
 	return st
 }
 
-// evicted reports whether the record ref names has left the queues. Both
-// kinds of ref enter order in increasing order and leave it from the front,
-// so a ref below the front of its kind is gone for good.
-func (st *idempotencyStore) evicted(ref uint64) bool {
-	if ref&sideRef != 0 {
-		return ref&^sideRef < st.side.popped
+// evicted reports whether the record index ref x names has left the queues.
+// Both kinds of ref enter order in increasing order and leave it from the
+// front, so a ref below the front of its kind is gone for good.
+func (st *idempotencyStore) evicted(x uint64) bool {
+	if x&indexSide != 0 {
+		return (x-st.side.popped)&(indexSide-1) >= uint64(st.side.len())
 	}
-	return ref < st.claimFloor
+	return x < st.claimFloor
 }
 
 func (st *idempotencyStore) len() int { return st.order.len() }
@@ -89,7 +116,7 @@ func findRecord[K text](st *idempotencyStore, h uint64, requestID K) (idempotenc
 	if !ok {
 		return idempotencyRecord{}, false
 	}
-	return st.record(ref), true
+	return st.record(st.queueRef(ref)), true
 }
 
 // addClaim records granted claim id as the first result of its request ID,
@@ -97,7 +124,7 @@ func findRecord[K text](st *idempotencyStore, h uint64, requestID K) (idempotenc
 func (st *idempotencyStore) addClaim(id, h uint64) {
 	st.makeRoom()
 	st.order.push(id)
-	st.index.insert(h, id)
+	st.index.insert(h, indexRef(id))
 }
 
 // add records rec, which is not a granted claim; its request ID has hash h
@@ -106,7 +133,7 @@ func (st *idempotencyStore) add(rec idempotencyRecord, h uint64) {
 	st.makeRoom()
 	ref := st.side.push(rec) | sideRef
 	st.order.push(ref)
-	st.index.insert(h, ref)
+	st.index.insert(h, indexRef(ref))
 }
 
 // expire evicts the records older than the retention window at command time

@@ -9,9 +9,9 @@ type text interface{ ~string | ~[]byte }
 
 // refIndex maps a string key to a ref (a number naming a record elsewhere:
 // a claim ID, a queue position) without storing the key: the record holds
-// it, and keyOf fetches it back. An entry is the key's hash and the ref, 16
-// bytes, in an open-addressing table (linear probing) split into shards
-// that each grow on their own.
+// it, and keyOf fetches it back. An entry is the ref and 24 bits of the
+// key's hash packed in 8 bytes (refSlot), in an open-addressing table
+// (linear probing) split into shards that each grow on their own.
 //
 // Why not a Go map: at a million entries every lookup of a new key is a
 // cache miss, and a claim makes two (its request ID, its user). A
@@ -46,14 +46,14 @@ type refIndex struct {
 const (
 	refShards      = 256
 	refShardBits   = 8 // log2(refShards); the hash's top bits pick the shard
-	refShardMinCap = 8
+	refShardMinCap = 2 * refBucketSlots
 )
 
-// refBucketSlots is how many 16-byte slots make a 64-byte cache line. A
-// key's probe starts at the first slot of the line its hash picks, so a
-// lookup of a key that is absent (every new claim's) usually reads that one
-// line, the one prefetch loaded.
-const refBucketSlots = 4
+// refBucketSlots is how many 8-byte slots make a 64-byte cache line. A key's
+// probe starts at the first slot of the line its hash picks, so a lookup of
+// a key that is absent (every new claim's) usually reads that one line, the
+// one prefetch loaded.
+const refBucketSlots = 8
 
 // home is the slot where the probe for hash h starts in a table of mask+1
 // slots: the start of a cache line (shards are powers of two of at least
@@ -67,10 +67,27 @@ type refShard struct {
 	used  int // slots holding a ref, live or gone
 }
 
-type refSlot struct {
-	hash uint64
-	ref  uint64
-}
+// refSlot is an entry: the ref in the low refBits bits, the low tagBits bits
+// of its key's hash above. Those hash bits are all a slot's position depends
+// on (the shard comes from the top bits, which every entry of the shard
+// shares), so a shard can grow to 2^tagBits slots without reading any key;
+// and a lookup compares a key only when 24 bits of hash match, one probe in
+// 16 million for a key that is not there. Half the 16 bytes of a hash and a
+// ref: half the memory, the growth and the cache lines a lookup misses.
+type refSlot uint64
+
+const (
+	refBits        = 40
+	refMax         = 1<<refBits - 1 // claim IDs: at 160 bytes a claim, 170 TB of them
+	tagBits        = 64 - refBits
+	tagMask        = 1<<tagBits - 1
+	refShardMaxCap = 1 << tagBits // 4 billion slots in all
+)
+
+func makeSlot(h, ref uint64) refSlot { return refSlot(h<<refBits | ref) }
+func (s refSlot) ref() uint64        { return uint64(s) & refMax }
+func (s refSlot) tag() uint64        { return uint64(s) >> refBits }
+func tag(h uint64) uint64            { return h & tagMask }
 
 func newRefIndex(keyOf func(ref uint64) string) *refIndex {
 	return &refIndex{seed: maphash.MakeSeed(), keyOf: keyOf}
@@ -109,9 +126,10 @@ func lookup[K text](x *refIndex, h uint64, key K) (ref uint64, ok bool) {
 		return 0, false
 	}
 	mask := uint64(len(sh.slots) - 1)
-	for i := home(h, mask); sh.slots[i].ref != 0; i = (i + 1) & mask {
-		if sh.slots[i].hash == h && !x.isGone(sh.slots[i].ref) && x.keyOf(sh.slots[i].ref) == string(key) {
-			return sh.slots[i].ref, true
+	t := tag(h)
+	for i := home(h, mask); sh.slots[i] != 0; i = (i + 1) & mask {
+		if s := sh.slots[i]; s.tag() == t && !x.isGone(s.ref()) && x.keyOf(s.ref()) == string(key) {
+			return s.ref(), true
 		}
 	}
 	return 0, false
@@ -126,15 +144,15 @@ func (x *refIndex) prefetch(h uint64) uint64 {
 	if len(sh.slots) == 0 {
 		return 0
 	}
-	return sh.slots[home(h, uint64(len(sh.slots)-1))].ref
+	return uint64(sh.slots[home(h, uint64(len(sh.slots)-1))])
 }
 
 func (x *refIndex) isGone(ref uint64) bool { return x.gone != nil && x.gone(ref) }
 
 // insert adds ref under a key with hash h that the index does not hold.
 func (x *refIndex) insert(h, ref uint64) {
-	if ref == 0 {
-		panic("fsm: index ref 0")
+	if ref == 0 || ref > refMax {
+		panic("fsm: index ref out of range")
 	}
 	sh := x.shard(h)
 	if (sh.used+1)*4 > len(sh.slots)*3 { // keep the load at most 3/4
@@ -142,15 +160,15 @@ func (x *refIndex) insert(h, ref uint64) {
 	}
 	mask := uint64(len(sh.slots) - 1)
 	i := home(h, mask)
-	for sh.slots[i].ref != 0 && !x.isGone(sh.slots[i].ref) {
+	for sh.slots[i] != 0 && !x.isGone(sh.slots[i].ref()) {
 		i = (i + 1) & mask
 	}
-	if sh.slots[i].ref == 0 {
+	if sh.slots[i] == 0 {
 		sh.used++
 	}
 	// A gone slot on the key's probe sequence may take it: the key is not
 	// held, so no live entry for it lies further on.
-	sh.slots[i] = refSlot{hash: h, ref: ref}
+	sh.slots[i] = makeSlot(h, ref)
 	x.n++
 }
 
@@ -175,7 +193,10 @@ func (x *refIndex) forget() { x.n-- }
 // replace changes the ref of the key with hash h from old to ref.
 func (x *refIndex) replace(h, old, ref uint64) {
 	sh := x.shard(h)
-	sh.slots[sh.find(h, old)].ref = ref
+	if ref == 0 || ref > refMax {
+		panic("fsm: index ref out of range")
+	}
+	sh.slots[sh.find(h, old)] = makeSlot(h, ref)
 }
 
 // reserve sizes the shards for n entries in all, so that adding them does
@@ -194,8 +215,8 @@ func (x *refIndex) reserve(n uint64) {
 func (x *refIndex) each(fn func(ref uint64)) {
 	for i := range x.shards {
 		for _, s := range x.shards[i].slots {
-			if s.ref != 0 && !x.isGone(s.ref) {
-				fn(s.ref)
+			if s != 0 && !x.isGone(s.ref()) {
+				fn(s.ref())
 			}
 		}
 	}
@@ -205,8 +226,9 @@ func (x *refIndex) each(fn func(ref uint64)) {
 func (sh *refShard) find(h, ref uint64) uint64 {
 	if len(sh.slots) > 0 {
 		mask := uint64(len(sh.slots) - 1)
-		for i := home(h, mask); sh.slots[i].ref != 0; i = (i + 1) & mask {
-			if sh.slots[i].ref == ref && sh.slots[i].hash == h {
+		want := makeSlot(h, ref)
+		for i := home(h, mask); sh.slots[i] != 0; i = (i + 1) & mask {
+			if sh.slots[i] == want {
 				return i
 			}
 		}
@@ -217,8 +239,8 @@ func (sh *refShard) find(h, ref uint64) uint64 {
 // put stores s in the first free slot of its probe sequence.
 func (sh *refShard) put(s refSlot) {
 	mask := uint64(len(sh.slots) - 1)
-	i := home(s.hash, mask)
-	for sh.slots[i].ref != 0 {
+	i := home(s.tag(), mask)
+	for sh.slots[i] != 0 {
 		i = (i + 1) & mask
 	}
 	sh.slots[i] = s
@@ -231,12 +253,12 @@ func (sh *refShard) put(s refSlot) {
 func (sh *refShard) purge(gone func(ref uint64) bool) {
 	mask := uint64(len(sh.slots) - 1)
 	empty := uint64(0)
-	for sh.slots[empty].ref != 0 { // used < len(slots): one is empty
+	for sh.slots[empty] != 0 { // used < len(slots): one is empty
 		empty++
 	}
 	for k := uint64(1); k <= mask; k++ {
 		i := (empty + k) & mask
-		for sh.slots[i].ref != 0 && gone(sh.slots[i].ref) {
+		for sh.slots[i] != 0 && gone(sh.slots[i].ref()) {
 			sh.delete(i)
 			sh.used--
 		}
@@ -245,9 +267,12 @@ func (sh *refShard) purge(gone func(ref uint64) bool) {
 
 func (sh *refShard) grow() {
 	old := sh.slots
+	if 2*len(old) > refShardMaxCap {
+		panic("fsm: index shard full") // above 3 billion entries
+	}
 	sh.slots = make([]refSlot, max(refShardMinCap, 2*len(old)))
 	for _, s := range old {
-		if s.ref != 0 {
+		if s != 0 {
 			sh.put(s)
 		}
 	}
@@ -257,8 +282,8 @@ func (sh *refShard) grow() {
 // longer be reachable from their home slot (no tombstones to clean later).
 func (sh *refShard) delete(i uint64) {
 	mask := uint64(len(sh.slots) - 1)
-	for j := (i + 1) & mask; sh.slots[j].ref != 0; j = (j + 1) & mask {
-		start := home(sh.slots[j].hash, mask)
+	for j := (i + 1) & mask; sh.slots[j] != 0; j = (j + 1) & mask {
+		start := home(sh.slots[j].tag(), mask)
 		// The entry at j may fill hole i unless its home lies cyclically
 		// in (i, j].
 		if (j-start)&mask >= (j-i)&mask {
@@ -266,7 +291,7 @@ func (sh *refShard) delete(i uint64) {
 			i = j
 		}
 	}
-	sh.slots[i] = refSlot{}
+	sh.slots[i] = 0
 }
 
 // FNV-1a, 64 and 32 bits (http://www.isthe.com/chongo/tech/comp/fnv/).

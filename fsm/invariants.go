@@ -208,7 +208,7 @@ func (s *state) checkIdempotency() error {
 		case st.timeOf(ref) < lastTime:
 			err = fmt.Errorf("idempotency queue: record %#x older than the one before it", ref)
 		}
-		if got, _, ok := findRef(st.index, st.requestIDOf(ref)); err == nil && (!ok || got != ref) {
+		if got, _, ok := findRef(st.index, st.requestIDOf(ref)); err == nil && (!ok || got != indexRef(ref)) {
 			err = fmt.Errorf("idempotency index: %q does not lead to its record", st.requestIDOf(ref))
 		}
 		if ref&sideRef != 0 {
