@@ -14,7 +14,7 @@ const sideRef = uint64(1) << 63
 // there a side record is named by its position modulo indexSide. At most
 // maxRecords (far below indexSide) records are queued, so those bits name
 // one of them; a gone entry is purged long before the positions come round
-// again (a shard is purged whenever an eighth of it fills). A granted
+// again (its shard is purged the next time it fills to 3/4). A granted
 // claim's ID is its index ref as it is, which bounds claim IDs at indexSide.
 const indexSide = uint64(1) << (refBits - 1)
 

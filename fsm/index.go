@@ -39,7 +39,9 @@ type refIndex struct {
 	keyOf  func(ref uint64) string
 	hash   func(key string) uint64 // nil: maphash; tests inject collisions
 	// gone reports whether ref was forgotten; nil: entries are never
-	// forgotten. Once gone, a ref never comes back.
+	// forgotten. A gone ref is not inserted again while its slot may
+	// remain (the idempotency store's side refs come round only after 2^39
+	// records; a shard is purged every time it fills to 3/4).
 	gone func(ref uint64) bool
 }
 
@@ -78,7 +80,7 @@ type refSlot uint64
 
 const (
 	refBits        = 40
-	refMax         = 1<<refBits - 1 // claim IDs: at 160 bytes a claim, 170 TB of them
+	refMax         = 1<<refBits - 1 // claim IDs: at 125 bytes a claim, 137 TB of them
 	tagBits        = 64 - refBits
 	tagMask        = 1<<tagBits - 1
 	refShardMaxCap = 1 << tagBits // 4 billion slots in all
@@ -112,7 +114,7 @@ func hashKey[K text](x *refIndex, key K) uint64 {
 func (x *refIndex) shard(h uint64) *refShard { return &x.shards[h>>(64-refShardBits)] }
 
 // findRef returns the ref stored for key, and key's hash for a following
-// insert, replace or remove.
+// insert or replace.
 func findRef[K text](x *refIndex, key K) (ref, hash uint64, ok bool) {
 	h := hashKey(x, key)
 	ref, ok = lookup(x, h, key)
