@@ -1,6 +1,7 @@
 package fsm
 
 import (
+	"bytes"
 	"container/heap"
 	"fmt"
 
@@ -17,8 +18,9 @@ func (f *FSM) applyClaimBatch(bodies [][]byte) *Result {
 	}
 	f.prefetched += f.s.prefetchClaims(claims)
 	res := &Result{Outcomes: make([]Outcome, len(claims))}
+	var last lastItem
 	for i := range claims {
-		f.s.applyClaim(&claims[i], &res.Outcomes[i])
+		f.s.applyClaim(&claims[i], &res.Outcomes[i], &last)
 	}
 	clear(claims) // drop the references into the log entry
 	f.claimScratch = claims[:0]
@@ -26,9 +28,8 @@ func (f *FSM) applyClaimBatch(bodies [][]byte) *Result {
 }
 
 // prefetchClaims hashes every claim's request and user IDs and touches the
-// index slots their lookups start at, and those of the idempotency records
-// the batch will evict. At a million entries each lookup is a cache (and
-// TLB) miss; touched together, the misses overlap.
+// index slots their lookups start at. At a million entries each lookup is a
+// cache (and TLB) miss; touched together, the misses overlap.
 func (s *state) prefetchClaims(claims []claimRequest) uint64 {
 	for i := range claims {
 		c := &claims[i]
@@ -40,12 +41,26 @@ func (s *state) prefetchClaims(claims []claimRequest) uint64 {
 	for i := range claims {
 		sum += s.idempotency.index.prefetch(claims[i].requestHash) + s.users.prefetch(claims[i].userHash)
 	}
-	return sum + s.idempotency.prefetchEvictions(len(claims))
+	return sum
+}
+
+// lastItem is the item the previous claim of a batch named, with the IDs it
+// named it by. A batch on one hot item then looks it up, and checks its IDs,
+// once: IDs equal to ones already found valid and found in the maps are
+// valid and find the same item (a claim batch adds and removes no campaign
+// or item).
+type lastItem struct {
+	campaignID, itemID []byte
+	it                 *item
+}
+
+func (l *lastItem) names(r *claimRequest) bool {
+	return l.it != nil && bytes.Equal(r.campaignID, l.campaignID) && bytes.Equal(r.itemID, l.itemID)
 }
 
 // applyClaim applies one claim and writes its outcome to out (in place: an
 // Outcome is 176 bytes, and a batch has hundreds).
-func (s *state) applyClaim(r *claimRequest, out *Outcome) {
+func (s *state) applyClaim(r *claimRequest, out *Outcome, last *lastItem) {
 	if !validID(r.requestID) {
 		*out = Outcome{Reason: ReasonInvalidArgument, Message: msgBadRequestID}
 		return
@@ -58,7 +73,7 @@ func (s *state) applyClaim(r *claimRequest, out *Outcome) {
 		*out = s.replayOutcome(rec)
 		return
 	}
-	id, reason, msg := s.claim(r)
+	id, reason, msg := s.claim(r, last)
 	if reason == ReasonOK {
 		out.Claim = s.claimView(id)
 		return
@@ -74,19 +89,26 @@ func (s *state) applyClaim(r *claimRequest, out *Outcome) {
 
 // claim checks a claim against the state, in a fixed order so a refused
 // claim gets the same reason on every node, and reserves its stock. It
-// returns the new claim's ID, or why it was refused.
-func (s *state) claim(r *claimRequest) (id uint64, reason Reason, msg string) {
+// returns the new claim's ID, or why it was refused. last is the item the
+// batch's previous claim named, and becomes this one's.
+func (s *state) claim(r *claimRequest, last *lastItem) (id uint64, reason Reason, msg string) {
+	known := last.names(r)
 	switch {
-	case !validID(r.campaignID):
+	case !known && !validID(r.campaignID):
 		return 0, ReasonInvalidArgument, msgBadCampaignID
-	case !validID(r.itemID):
+	case !known && !validID(r.itemID):
 		return 0, ReasonInvalidArgument, msgBadItemID
 	case !validID(r.userID):
 		return 0, ReasonInvalidArgument, msgBadUserID
 	case r.quantity == 0:
 		return 0, ReasonInvalidArgument, msgZeroQuantity
 	}
-	c := s.campaigns[string(r.campaignID)]
+	var c *campaign
+	if known {
+		c = last.it.campaign
+	} else {
+		c = s.campaigns[string(r.campaignID)]
+	}
 	switch {
 	case c == nil:
 		return 0, ReasonCampaignNotFound, msgCampaignNotFound
@@ -97,9 +119,12 @@ func (s *state) claim(r *claimRequest) (id uint64, reason Reason, msg string) {
 	case s.clock < c.waveOpensAt(entryWave(r.userID, c.waveCount)):
 		return 0, ReasonNotEligible, msgNotEligible
 	}
-	it := c.items[string(r.itemID)]
-	if it == nil {
-		return 0, ReasonItemNotFound, msgItemNotFound
+	it := last.it
+	if !known {
+		if it = c.items[string(r.itemID)]; it == nil {
+			return 0, ReasonItemNotFound, msgItemNotFound
+		}
+		*last = lastItem{campaignID: r.campaignID, itemID: r.itemID, it: it}
 	}
 	// A quantity above the limit could never be granted: it is a bad
 	// argument, checked here because the limit is the item's.

@@ -409,3 +409,52 @@ func TestClockNeverRunsBackwards(t *testing.T) {
 		t.Fatalf("a lagging clock reopened the campaign: %v", out.Reason)
 	}
 }
+
+// TestBatchAnswersAsClaimsOneByOne applies a batch that switches between
+// items and campaigns, with bad and unknown IDs between claims on the same
+// item, and expects every outcome, and the state, to be what the same
+// claims get one entry each: the batch's memory of the last item it
+// resolved must never answer for a claim that names another.
+func TestBatchAnswersAsClaimsOneByOne(t *testing.T) {
+	req := func(n int, campaignID, itemID string, quantity uint32) *fsmpb.ClaimRequest {
+		return &fsmpb.ClaimRequest{
+			RequestId: fmt.Sprint("r", n), CampaignId: campaignID, ItemId: itemID, UserId: fmt.Sprint("u", n%4), Quantity: quantity,
+		}
+	}
+	batch := []*fsmpb.ClaimRequest{
+		req(0, "c", "i", 1), req(1, "c", "i", 1), req(2, "c", "j", 1), req(3, "c", "i", 1),
+		req(4, "c\x00", "i", 1), req(5, "c", "i\x00", 1), req(6, "c", "i", 1), req(7, "c", "nope", 1),
+		req(8, "c", "i", 1), req(9, "closed", "i", 1), req(10, "c", "i", 0), req(11, "c", "i", 9),
+		req(12, "nope", "i", 1), req(13, "c", "j", 1), req(14, "c", "i", 1), req(15, "c", "j", 2), req(16, "c", "i", 1),
+		req(0, "c", "i", 1), req(1, "c", "j", 1), // repeated request IDs, the second with another payload
+	}
+	setup := func() *harness {
+		h := newHarness(t)
+		h.openSale(10, func(b *fsmpb.CreateCampaign) { b.PerUserLimit = 2 })
+		h.mustOK(addItem("c", "j", 3, 0))
+		h.mustOK(createCampaign(&fsmpb.CreateCampaign{
+			CampaignId: "closed", Kind: fsmpb.CampaignKind_CAMPAIGN_KIND_FLASH_SALE, StartUnixNano: t0,
+		}))
+		h.mustOK(addItem("closed", "i", 3, 0))
+		return h
+	}
+	together, alone := setup(), setup()
+	outs := together.claims(batch...)
+	reasons := map[Reason]bool{}
+	for n, r := range batch {
+		want := alone.claim(r)
+		if outs[n] != want {
+			t.Errorf("claim %d (%s/%s): batch %+v, alone %+v", n, r.CampaignId, r.ItemId, outs[n], want)
+		}
+		reasons[want.Reason] = true
+	}
+	for _, r := range []Reason{ReasonOK, ReasonInvalidArgument, ReasonItemNotFound, ReasonCampaignNotFound,
+		ReasonCampaignClosed, ReasonLimitReached, ReasonSoldOut, ReasonRequestIDReused} {
+		if !reasons[r] {
+			t.Errorf("no claim got %v; the batch does not test it", r)
+		}
+	}
+	if together.businessDigest() != alone.businessDigest() {
+		t.Error("the batch left another state than the claims one by one")
+	}
+}

@@ -183,6 +183,10 @@ func decodeClaims(bodies [][]byte, claims []claimRequest) ([]claimRequest, error
 // leaves UTF-8 checking to ID validation, which refuses invalid UTF-8.
 func decodeClaim(b []byte, r *claimRequest) error {
 	for len(b) > 0 {
+		if n := decodeShortField(b, r); n > 0 {
+			b = b[n:]
+			continue
+		}
 		num, wt, n := protowire.ConsumeTag(b)
 		if n < 0 {
 			return protowire.ParseError(n)
@@ -206,6 +210,28 @@ func decodeClaim(b []byte, r *claimRequest) error {
 		b = b[n:]
 	}
 	return nil
+}
+
+// decodeShortField decodes the field at the front of b if it is a known
+// claim field in the form a claim's fields nearly always take: a one-byte
+// tag, then a one-byte quantity or a one-byte length (IDs are at most 128
+// bytes, so most are shorter than 128). It returns the bytes it consumed,
+// or 0 to leave the field to the general decoder, which also reports every
+// malformed field.
+func decodeShortField(b []byte, r *claimRequest) int {
+	if len(b) < 2 || b[0] >= 0x80 || b[1] >= 0x80 {
+		return 0
+	}
+	num, wt, v := protowire.Number(b[0]>>3), protowire.Type(b[0]&7), int(b[1])
+	switch {
+	case num == fieldClaimQuantity && wt == protowire.VarintType:
+		r.quantity = uint32(v)
+		return 2
+	case num >= fieldClaimRequestID && num <= fieldClaimUserID && wt == protowire.BytesType && 2+v <= len(b):
+		*claimField(r, num) = b[2 : 2+v : 2+v]
+		return 2 + v
+	}
+	return 0
 }
 
 func claimField(r *claimRequest, num protowire.Number) *[]byte {

@@ -103,7 +103,11 @@ func TestEncodeCommandRefusesWhatWouldStopTheNode(t *testing.T) {
 func TestClaimDecoderAgreesWithProto(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	str := func() string {
-		b := make([]byte, rng.IntN(20))
+		n := rng.IntN(20)
+		if rng.IntN(8) == 0 { // a length of two bytes
+			n = 128 + rng.IntN(100)
+		}
+		b := make([]byte, n)
 		for i := range b {
 			b[i] = byte('a' + rng.IntN(26))
 		}
@@ -216,7 +220,7 @@ func TestReasonNames(t *testing.T) {
 }
 
 func TestConfigValidation(t *testing.T) {
-	for _, cfg := range []Config{{IdempotencyRetention: -1}, {IdempotencyMaxRecords: -1}} {
+	for _, cfg := range []Config{{IdempotencyRetention: -1}, {IdempotencyMaxRecords: -1}, {IdempotencyMaxRecords: idempotencyMaxRecordsMax + 1}} {
 		if _, err := New(cfg); !errors.Is(err, ErrInvalidConfig) {
 			t.Errorf("New(%+v): %v, want ErrInvalidConfig", cfg, err)
 		}

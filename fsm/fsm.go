@@ -36,6 +36,9 @@ var (
 const (
 	defaultIdempotencyRetention  = 10 * time.Minute
 	defaultIdempotencyMaxRecords = 1_000_000
+	// idempotencyMaxRecordsMax keeps the records queued far below the
+	// positions the index can tell apart (indexSide).
+	idempotencyMaxRecordsMax = 1 << 30
 )
 
 // Config tunes the state machine. Every node of a cluster must run the same
@@ -43,7 +46,7 @@ const (
 // different values would make replicas answer differently.
 type Config struct {
 	IdempotencyRetention  time.Duration // by command time; 0: 10 minutes
-	IdempotencyMaxRecords int           // by count; 0: 1,000,000
+	IdempotencyMaxRecords int           // by count; 0: 1,000,000; at most 2^30
 	// CheckInvariants checks every invariant after every command and panics
 	// on a violation. It costs a pass over all state per command: for tests
 	// and debugging.
@@ -54,8 +57,8 @@ func (c Config) withDefaults() (Config, error) {
 	if c.IdempotencyRetention < 0 {
 		return c, fmt.Errorf("%w: IdempotencyRetention %v is negative", ErrInvalidConfig, c.IdempotencyRetention)
 	}
-	if c.IdempotencyMaxRecords < 0 {
-		return c, fmt.Errorf("%w: IdempotencyMaxRecords %d is negative", ErrInvalidConfig, c.IdempotencyMaxRecords)
+	if c.IdempotencyMaxRecords < 0 || c.IdempotencyMaxRecords > idempotencyMaxRecordsMax {
+		return c, fmt.Errorf("%w: IdempotencyMaxRecords %d is not in 0 to %d", ErrInvalidConfig, c.IdempotencyMaxRecords, idempotencyMaxRecordsMax)
 	}
 	if c.IdempotencyRetention == 0 {
 		c.IdempotencyRetention = defaultIdempotencyRetention

@@ -10,6 +10,33 @@ import (
 // of a granted claim, whose record is the claim itself.
 const sideRef = uint64(1) << 63
 
+// indexSide marks a side record in the index, whose refs have refBits bits:
+// there a side record is named by its position modulo indexSide. At most
+// maxRecords (far below indexSide) records are queued, so those bits name
+// one of them; a gone entry is purged long before the positions come round
+// again (its shard is purged the next time it fills to 3/4). A granted
+// claim's ID is its index ref as it is, which bounds claim IDs at indexSide.
+const indexSide = uint64(1) << (refBits - 1)
+
+// indexRef is the index's name for queue ref ref.
+func indexRef(ref uint64) uint64 {
+	if ref&sideRef != 0 {
+		return ref&(indexSide-1) | indexSide
+	}
+	if ref >= indexSide {
+		panic("fsm: claim IDs exhausted")
+	}
+	return ref
+}
+
+// queueRef is the queue ref of index ref x, which names a queued record.
+func (st *idempotencyStore) queueRef(x uint64) uint64 {
+	if x&indexSide != 0 {
+		return (st.side.popped + (x-st.side.popped)&(indexSide-1)) | sideRef
+	}
+	return x
+}
+
 // idempotencyRecord is the first result of a request ID.
 type idempotencyRecord struct {
 	requestID   string
@@ -29,16 +56,28 @@ type idempotencyRecord struct {
 type idempotencyStore struct {
 	order      fifo[uint64]            // every record's ref, oldest first
 	side       fifo[idempotencyRecord] // records that are not a granted claim, oldest first
-	index      *refIndex               // request ID → ref
+	index      *refIndex               // request ID → ref; evicted refs are dropped lazily
 	claims     *claimTable
-	retention  int64 // nanoseconds
+	claimFloor uint64 // granted claims below it are evicted (their IDs enter order increasing)
+	retention  int64  // nanoseconds
 	maxRecords int
 }
 
 func newIdempotencyStore(claims *claimTable, cfg Config) *idempotencyStore {
-	st := &idempotencyStore{claims: claims, retention: int64(cfg.IdempotencyRetention), maxRecords: cfg.IdempotencyMaxRecords}
-	st.index = newRefIndex(st.requestIDOf)
+	st := &idempotencyStore{claims: claims, claimFloor: 1, retention: int64(cfg.IdempotencyRetention), maxRecords: cfg.IdempotencyMaxRecords}
+	st.index = newRefIndex(func(x uint64) string { return st.requestIDOf(st.queueRef(x)) })
+	st.index.gone = st.evicted
 	return st
+}
+
+// evicted reports whether the record index ref x names has left the queues.
+// Both kinds of ref enter order in increasing order and leave it from the
+// front, so a ref below the front of its kind is gone for good.
+func (st *idempotencyStore) evicted(x uint64) bool {
+	if x&indexSide != 0 {
+		return (x-st.side.popped)&(indexSide-1) >= uint64(st.side.len())
+	}
+	return x < st.claimFloor
 }
 
 func (st *idempotencyStore) len() int { return st.order.len() }
@@ -77,19 +116,7 @@ func findRecord[K text](st *idempotencyStore, h uint64, requestID K) (idempotenc
 	if !ok {
 		return idempotencyRecord{}, false
 	}
-	return st.record(ref), true
-}
-
-// prefetchEvictions touches the index slots of the records that adding n
-// more would evict (see state.prefetchClaims).
-func (st *idempotencyStore) prefetchEvictions(n int) uint64 {
-	var sum uint64
-	evict := min(st.order.len(), st.order.len()+n-st.maxRecords)
-	for i := range max(evict, 0) {
-		ref := st.order.at(st.order.popped + uint64(i))
-		sum += st.index.prefetch(hashKey(st.index, st.requestIDOf(ref)))
-	}
-	return sum
+	return st.record(st.queueRef(ref)), true
 }
 
 // addClaim records granted claim id as the first result of its request ID,
@@ -97,7 +124,7 @@ func (st *idempotencyStore) prefetchEvictions(n int) uint64 {
 func (st *idempotencyStore) addClaim(id, h uint64) {
 	st.makeRoom()
 	st.order.push(id)
-	st.index.insert(h, id)
+	st.index.insert(h, indexRef(id))
 }
 
 // add records rec, which is not a granted claim; its request ID has hash h
@@ -106,7 +133,7 @@ func (st *idempotencyStore) add(rec idempotencyRecord, h uint64) {
 	st.makeRoom()
 	ref := st.side.push(rec) | sideRef
 	st.order.push(ref)
-	st.index.insert(h, ref)
+	st.index.insert(h, indexRef(ref))
 }
 
 // expire evicts the records older than the retention window at command time
@@ -124,16 +151,25 @@ func (st *idempotencyStore) makeRoom() {
 	}
 }
 
+// evictOldest drops the oldest record. Its index entry stays until a later
+// insert or purge reclaims the slot (evicted says it is gone): removing it
+// here would hash its request ID and miss the cache at its slot, once per
+// claim when the store is full.
 func (st *idempotencyStore) evictOldest() {
 	ref := st.order.front()
-	st.index.remove(hashKey(st.index, st.requestIDOf(ref)), ref)
 	st.order.pop()
 	if ref&sideRef != 0 {
 		if ref&^sideRef != st.side.popped {
 			panic("fsm: invariant broken: idempotency queues out of step")
 		}
 		st.side.pop()
+	} else {
+		if ref < st.claimFloor {
+			panic("fsm: invariant broken: idempotency queue holds claims out of order")
+		}
+		st.claimFloor = ref + 1
 	}
+	st.index.forget()
 }
 
 // Payload hashes: FNV-1a 64 over the command type and the body's fields, in

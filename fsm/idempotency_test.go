@@ -1,6 +1,7 @@
 package fsm
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
@@ -228,5 +229,38 @@ func TestIdempotencyWithCollidingHashes(t *testing.T) {
 	}
 	if err := h.f.CheckInvariants(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestSideRecordsAcrossTheIndexWrap starts the side queue just below the
+// position where the index's names for side records (positions modulo
+// indexSide) come round to 0, and evicts records across it: each live one
+// must still be found, with its own result, and each evicted one not.
+func TestSideRecordsAcrossTheIndexWrap(t *testing.T) {
+	h := newHarnessWith(t, Config{IdempotencyMaxRecords: 3})
+	h.openSale(1)
+	h.mustClaim(claimReq("a", 1))
+	st := h.f.s.idempotency
+	if st.side.len() != 0 {
+		t.Fatalf("%d side records before the test", st.side.len())
+	}
+	st.side.popped = indexSide - 2
+	var ids []string
+	for n := range 8 { // sold out: each refusal is a side record
+		ids = append(ids, fmt.Sprint("req-u", n, "-1"))
+		if out := h.claim(claimReq(fmt.Sprint("u", n), 1)); out.Reason != ReasonSoldOut {
+			t.Fatalf("claim %d: %v, want SOLD_OUT", n, out.Reason)
+		}
+		for i, id := range ids {
+			if want := i+3 > n; h.known(id) != want {
+				t.Fatalf("after %d refusals: %s held %v, want %v", n+1, id, !want, want)
+			}
+		}
+		if out := h.claim(claimReq(fmt.Sprint("u", n), 1)); out.Reason != ReasonSoldOut || out.Message != msgRepeated {
+			t.Fatalf("retry of claim %d: %v %q, want the first SOLD_OUT repeated", n, out.Reason, out.Message)
+		}
+	}
+	if last := st.side.popped + uint64(st.side.len()); last < indexSide+2 {
+		t.Fatalf("the side queue ends at %d, short of the wrap at %d", last, indexSide)
 	}
 }

@@ -7,8 +7,8 @@ import (
 )
 
 // TestRefIndexAgainstAMap applies random inserts, replacements and removals
-// to a refIndex and to a map, with real and with colliding hashes, and
-// compares them after every step.
+// (forgotten refs) to a refIndex and to a map, with real and with colliding
+// hashes, and compares them after every step.
 func TestRefIndexAgainstAMap(t *testing.T) {
 	for name, hash := range map[string]func(string) uint64{
 		"real hash":   nil,
@@ -18,8 +18,10 @@ func TestRefIndexAgainstAMap(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			rng := rand.New(rand.NewPCG(3, 4))
 			keyOf := make(map[uint64]string) // what the records would hold
+			gone := make(map[uint64]bool)
 			x := newRefIndex(func(ref uint64) string { return keyOf[ref] })
 			x.hash = hash
+			x.gone = func(ref uint64) bool { return gone[ref] }
 			model := make(map[string]uint64)
 			nextRef := uint64(1)
 			for step := range 3000 {
@@ -37,7 +39,8 @@ func TestRefIndexAgainstAMap(t *testing.T) {
 					x.replace(h, ref, nextRef)
 					model[key] = nextRef
 				default:
-					x.remove(h, ref)
+					gone[ref] = true
+					x.forget()
 					delete(model, key)
 				}
 				nextRef++
@@ -55,9 +58,70 @@ func TestRefIndexAgainstAMap(t *testing.T) {
 			if seen != len(model) {
 				t.Fatalf("each saw %d entries, want %d", seen, len(model))
 			}
-			mustPanic(t, "does not hold", func() { x.remove(hashKey(x, "k1"), 1<<40) })
+			mustPanic(t, "does not hold", func() { x.replace(hashKey(x, "k1"), 1<<40, 1) })
 		})
 	}
+}
+
+// TestRefIndexReclaimsForgottenSlots keeps a few hundred live entries while
+// forgetting the oldest on every insert, as a full idempotency store does,
+// and expects the shards to stay the size those few need: forgotten slots
+// are reused or purged instead of growing the index.
+func TestRefIndexReclaimsForgottenSlots(t *testing.T) {
+	const live, inserts = 300, 200_000
+	floor := uint64(1) // refs below it are gone
+	x := newRefIndex(func(ref uint64) string { return fmt.Sprint("k", ref) })
+	x.gone = func(ref uint64) bool { return ref < floor }
+	for ref := uint64(1); ref <= inserts; ref++ {
+		if ref > live {
+			floor++
+			x.forget()
+		}
+		key := fmt.Sprint("k", ref)
+		_, h, ok := findRef(x, key)
+		if ok {
+			t.Fatalf("%s found before it was inserted", key)
+		}
+		x.insert(h, ref)
+		if old := fmt.Sprint("k", floor-1); floor > 1 {
+			if _, _, ok := findRef(x, old); ok {
+				t.Fatalf("forgotten %s still found", old)
+			}
+		}
+	}
+	slots, seen := 0, 0
+	for i := range x.shards {
+		slots += len(x.shards[i].slots)
+	}
+	x.each(func(ref uint64) {
+		if ref < floor {
+			t.Fatalf("each: gone ref %d", ref)
+		}
+		seen++
+	})
+	if x.len() != live || seen != live {
+		t.Fatalf("len %d, each saw %d, want %d", x.len(), seen, live)
+	}
+	// 300 entries over 256 shards: a shard keeps a handful, in a table of
+	// the minimum 8 or 16 slots, never the thousands 200,000 inserts would
+	// take without reclaiming.
+	if slots > refShards*4*refShardMinCap {
+		t.Fatalf("%d slots for %d live entries", slots, live)
+	}
+	for ref := floor; ref <= inserts; ref++ {
+		if got, _, ok := findRef(x, fmt.Sprint("k", ref)); !ok || got != ref {
+			t.Fatalf("k%d: found %d %v", ref, got, ok)
+		}
+	}
+}
+
+// dropEntry deletes ref's entry outright, the way a bug would.
+func dropEntry(x *refIndex, key string, ref uint64) {
+	h := hashKey(x, key)
+	sh := x.shard(h)
+	sh.delete(sh.find(h, ref))
+	sh.used--
+	x.n--
 }
 
 func TestFifo(t *testing.T) {

@@ -192,8 +192,10 @@ func (s *state) addHeld(held []itemQuantity, c *claimRecord) []itemQuantity {
 
 func (s *state) checkIdempotency() error {
 	st := s.idempotency
-	if st.index.len() != st.order.len() {
-		return fmt.Errorf("idempotency index holds %d records, queue %d", st.index.len(), st.order.len())
+	live := 0
+	st.index.each(func(uint64) { live++ })
+	if st.index.len() != st.order.len() || live != st.order.len() {
+		return fmt.Errorf("idempotency index holds %d records (counts %d), queue %d", live, st.index.len(), st.order.len())
 	}
 	var err error
 	nextSide, lastClaim, lastTime := st.side.popped, uint64(0), int64(0)
@@ -206,7 +208,7 @@ func (s *state) checkIdempotency() error {
 		case st.timeOf(ref) < lastTime:
 			err = fmt.Errorf("idempotency queue: record %#x older than the one before it", ref)
 		}
-		if got, _, ok := findRef(st.index, st.requestIDOf(ref)); err == nil && (!ok || got != ref) {
+		if got, _, ok := findRef(st.index, st.requestIDOf(ref)); err == nil && (!ok || got != indexRef(ref)) {
 			err = fmt.Errorf("idempotency index: %q does not lead to its record", st.requestIDOf(ref))
 		}
 		if ref&sideRef != 0 {

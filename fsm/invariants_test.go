@@ -29,14 +29,13 @@ func TestCheckInvariantsFindsEachBreak(t *testing.T) {
 		{"claims out of time order", func(s *state) { s.claims.mutable(1).created = s.clock + 1 }, "out of order"},
 		{"user chain broken", func(s *state) { s.claims.mutable(2).prevByUser = 0 }, "chains reach"},
 		{"user chain crosses users", func(s *state) { s.claims.mutable(3).prevByUser = 1 }, "another user"},
-		{"user index lost an entry", func(s *state) {
-			_, h, _ := findRef(s.users, "b")
-			s.users.remove(h, 3)
-		}, "chains reach"},
-		{"idempotency index lost an entry", func(s *state) {
-			_, h, _ := findRef(s.idempotency.index, "req-a-1")
-			s.idempotency.index.remove(h, 1)
-		}, "idempotency index holds"},
+		{"user index lost an entry", func(s *state) { dropEntry(s.users, "b", 3) }, "chains reach"},
+		{"idempotency index lost an entry", func(s *state) { dropEntry(s.idempotency.index, "req-a-1", 1) }, "idempotency index holds"},
+		{"idempotency index forgot a live record", func(s *state) { s.idempotency.index.forget() }, "idempotency index holds"},
+		{"idempotency index holds an extra record", func(s *state) {
+			st := s.idempotency
+			st.index.insert(hashKey(st.index, "req-a-1"), 2)
+		}, "idempotency index"},
 		{"expiry queue lost a reservation", func(s *state) { s.campaigns["c"].expiring.pop() }, "expiry queue"},
 		{"item numbering", func(s *state) { s.claims.items = append(s.claims.items, &item{}) }, "items numbered"},
 	}
