@@ -1,7 +1,10 @@
 package frontdoor
 
 import (
+	"hash/maphash"
 	"time"
+
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	pb "github.com/flashd/flashd/rpc/flashdpb"
 )
@@ -22,34 +25,52 @@ type userItemKey struct{ user, campaign, item string }
 // limitHint is what the front door learnt of a user's claims on an item
 // from the store's answers.
 type limitHint struct {
-	quantity uint32 // granted through this door, live as far as it knows
-	reached  bool   // the store said LIMIT_REACHED
-	until    int64  // Unix nanoseconds after which the hint is ignored
-	grants   [grantsKept]*pb.Claim
+	key      userItemKey // the map holds hints by its hash: a hint for another key is absent
+	quantity uint32      // granted through this door, live as far as it knows
+	reached  bool        // the store said LIMIT_REACHED
+	until    int64       // Unix nanoseconds after which the hint is ignored
+	grants   [grantsKept]grantRecord
+}
+
+// grantRecord is what a hint keeps of a granted claim to answer a retry
+// with it: its own fields and no pointers but the request ID, so that a
+// quarter of a million hints cost the garbage collector little.
+type grantRecord struct {
+	id                uint64
+	requestID         string
+	quantity          uint32
+	state             pb.ClaimState
+	created, deadline int64 // Unix nanoseconds, 0 if unset
 }
 
 // limitHints remembers users known to have reached their limit on an item,
 // in bounded memory. Hints, not truth: the store decides every claim that
-// gets past them.
+// gets past them. They are held by a 64-bit hash of their key, which costs
+// one hash per look-up where a map keyed by the three strings costs two
+// and compares them; two keys with one hash share a slot, and the later
+// one's hint replaces the earlier's (a hint forgotten, never misapplied).
 type limitHints struct {
-	users *boundedMap[userItemKey, limitHint]
+	seed  maphash.Seed
+	users *boundedMap[uint64, limitHint]
 }
 
 func newLimitHints(maxEntries int) *limitHints {
-	return &limitHints{users: newBoundedMap[userItemKey, limitHint](maxEntries)}
+	return &limitHints{seed: maphash.MakeSeed(), users: newBoundedMap[uint64, limitHint](maxEntries)}
 }
+
+func (h *limitHints) hash(k userItemKey) uint64 { return maphash.Comparable(h.seed, k) }
 
 // check says whether a claim can be answered without the store: with the
 // claim granted earlier for the same request ID (a retry), or with
 // LIMIT_REACHED. limit is the item's per-user limit, 0 if unknown.
 func (h *limitHints) check(k userItemKey, requestID string, quantity, limit uint32, now time.Time) (replay *pb.Claim, reached bool) {
-	h.users.update(k, false, func(v *limitHint) {
-		if now.UnixNano() >= v.until {
+	h.users.update(h.hash(k), false, func(v *limitHint) {
+		if v.key != k || now.UnixNano() >= v.until {
 			return
 		}
 		for _, g := range v.grants {
-			if g != nil && g.GetRequestId() == requestID {
-				replay = g
+			if g.requestID != "" && g.requestID == requestID {
+				replay = g.claim(k)
 				return
 			}
 		}
@@ -61,24 +82,46 @@ func (h *limitHints) check(k userItemKey, requestID string, quantity, limit uint
 // learnGrant records a claim the store granted.
 func (h *limitHints) learnGrant(k userItemKey, c *pb.Claim, now time.Time) {
 	until := now.Add(limitHintTTL).UnixNano()
-	if d := c.GetDeadline(); d != nil {
-		until = min(until, d.AsTime().UnixNano())
+	g := grantRecord{
+		id: c.GetId(), requestID: c.GetRequestId(), quantity: c.GetQuantity(), state: c.GetState(),
+		created: unixNanos(c.GetCreated()), deadline: unixNanos(c.GetDeadline()),
 	}
-	h.users.update(k, true, func(v *limitHint) {
-		if now.UnixNano() >= v.until {
-			*v = limitHint{}
+	if g.deadline != 0 {
+		until = min(until, g.deadline)
+	}
+	h.users.update(h.hash(k), true, func(v *limitHint) {
+		if v.key != k || now.UnixNano() >= v.until {
+			*v = limitHint{key: k}
 		}
-		v.quantity += c.GetQuantity()
+		v.quantity += g.quantity
 		v.until = max(v.until, until)
 		copy(v.grants[1:], v.grants[:grantsKept-1])
-		v.grants[0] = c
+		v.grants[0] = g
 	})
 }
 
 // learnReached records that the store refused a claim as LIMIT_REACHED.
 func (h *limitHints) learnReached(k userItemKey, now time.Time) {
-	h.users.update(k, true, func(v *limitHint) {
+	h.users.update(h.hash(k), true, func(v *limitHint) {
+		if v.key != k {
+			*v = limitHint{key: k}
+		}
 		v.reached = true
 		v.until = now.Add(limitHintTTL).UnixNano()
 	})
+}
+
+// claim is the claim record a replay answers with.
+func (g *grantRecord) claim(k userItemKey) *pb.Claim {
+	return &pb.Claim{
+		Id: g.id, CampaignId: k.campaign, ItemId: k.item, UserId: k.user, Quantity: g.quantity, State: g.state,
+		Created: nanoToPB(g.created), Deadline: nanoToPB(g.deadline), RequestId: g.requestID,
+	}
+}
+
+func unixNanos(t *timestamppb.Timestamp) int64 {
+	if t == nil {
+		return 0
+	}
+	return t.AsTime().UnixNano()
 }
