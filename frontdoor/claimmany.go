@@ -25,7 +25,11 @@ func (d *Door) ClaimMany(ctx context.Context, req *pb.ClaimManyRequest) (*pb.Cla
 	}
 	now := d.cfg.Now()
 	call := d.callerOf(ctx)
+	outcomes := make([]pb.ClaimManyOutcome, len(entries)) // one allocation for all
 	out := make([]*pb.ClaimManyOutcome, len(entries))
+	for i := range out {
+		out[i] = &outcomes[i]
+	}
 	pending := make([]*pendingClaim, 0, len(entries))
 	at := make([]int, 0, len(entries)) // pending[k] answers out[at[k]]
 	for i, e := range entries {
@@ -33,9 +37,9 @@ func (d *Door) ClaimMany(ctx context.Context, req *pb.ClaimManyRequest) (*pb.Cla
 		p, replay, err := d.admitClaim(&c, e.GetClaim(), now)
 		switch {
 		case err != nil:
-			out[i] = &pb.ClaimManyOutcome{Error: d.claimStatus(err)}
+			out[i].Error = d.claimStatus(err)
 		case replay != nil:
-			out[i] = &pb.ClaimManyOutcome{Claim: replay}
+			out[i].Claim = replay
 		default:
 			pending = append(pending, p)
 			at = append(at, i)
@@ -46,9 +50,9 @@ func (d *Door) ClaimMany(ctx context.Context, req *pb.ClaimManyRequest) (*pb.Cla
 		defer cancel()
 		for k, r := range d.coalescer.submitMany(ctx, pending) {
 			if r.err != nil {
-				out[at[k]] = &pb.ClaimManyOutcome{Error: d.claimStatus(r.err)}
+				out[at[k]].Error = d.claimStatus(r.err)
 			} else {
-				out[at[k]] = &pb.ClaimManyOutcome{Claim: r.claim}
+				out[at[k]].Claim = r.claim
 			}
 		}
 	}

@@ -18,10 +18,17 @@ type claimResult struct {
 // pendingClaim is a claim admitted to the coalescer.
 type pendingClaim struct {
 	req    *pb.ClaimRequest
+	claim  pb.ClaimRequest // what req points to, when the front door made it: one allocation less
 	item   *itemEntry // nil when the catalog does not know the item
 	bypass bool       // a retry sent past the caches: never answered from them
-	done   chan claimResult
 	state  atomic.Int32
+
+	// The answer is written to result, then the claim is sent on done,
+	// which has room for it (and, for a ClaimMany call, for every claim of
+	// the call: they share one channel), so delivering never blocks.
+	result claimResult
+	done   chan *pendingClaim
+	slot   int // the claim's place among those sharing done
 }
 
 // States of a pendingClaim: only one of the dispatcher (queued → sent) and
@@ -100,26 +107,52 @@ func (c *coalescer) close() {
 
 // submit admits a claim and waits for its answer or for ctx to end.
 func (c *coalescer) submit(ctx context.Context, p *pendingClaim) claimResult {
-	if r, ok := c.enqueue(p); !ok {
-		return r
-	}
-	return c.await(ctx, p)
+	return c.submitMany(ctx, []*pendingClaim{p})[0]
 }
 
-// submitMany admits claims together and waits for each answer, in order,
-// or for ctx to end: the claims of one ClaimMany call.
+// submitMany admits claims together and waits for their answers, or for
+// ctx to end: the claims of one ClaimMany call. It returns the results in
+// the order of ps.
 func (c *coalescer) submitMany(ctx context.Context, ps []*pendingClaim) []claimResult {
 	out := make([]claimResult, len(ps))
-	queued := make([]bool, len(ps))
+	answered := make([]bool, len(ps))
+	done := make(chan *pendingClaim, len(ps))
+	waiting := 0
 	for i, p := range ps {
-		out[i], queued[i] = c.enqueue(p)
+		p.done, p.slot = done, i
+		if r, ok := c.enqueue(p); ok {
+			waiting++
+		} else {
+			out[i], answered[i] = r, true
+		}
 	}
-	for i, p := range ps {
-		if queued[i] {
-			out[i] = c.await(ctx, p)
+	for ; waiting > 0; waiting-- {
+		select {
+		case p := <-done:
+			out[p.slot], answered[p.slot] = p.result, true
+		case <-ctx.Done():
+			c.abandon(ctx, ps, out, answered)
+			return out
 		}
 	}
 	return out
+}
+
+// abandon gives up the claims of ps not yet answered when ctx ends: those
+// still queued are never sent; those sent may be applied, but the caller
+// never hears of it, so nothing is acknowledged, and a retry with the same
+// request ID gets the store's first answer.
+func (c *coalescer) abandon(ctx context.Context, ps []*pendingClaim, out []claimResult, answered []bool) {
+	for i, p := range ps {
+		if answered[i] {
+			continue
+		}
+		if p.state.CompareAndSwap(claimQueued, claimAbandoned) {
+			c.claimsIn.Add(-1)
+			c.m.coalAbandoned.Inc()
+		}
+		out[i] = claimResult{err: contextError(ctx)}
+	}
 }
 
 // enqueue admits a claim to the queue, or refuses it at once (the store
@@ -136,7 +169,6 @@ func (c *coalescer) enqueue(p *pendingClaim) (refusal claimResult, ok bool) {
 		c.m.coalShed.Inc()
 		return claimResult{err: errShed}, false
 	}
-	p.done = make(chan claimResult, 1)
 	select {
 	case c.queue <- p:
 	default:
@@ -146,23 +178,6 @@ func (c *coalescer) enqueue(p *pendingClaim) (refusal claimResult, ok bool) {
 	}
 	c.m.coalOK.Inc()
 	return claimResult{}, true
-}
-
-// await waits for a queued claim's answer or for ctx to end.
-func (c *coalescer) await(ctx context.Context, p *pendingClaim) claimResult {
-	select {
-	case r := <-p.done:
-		return r
-	case <-ctx.Done():
-		if p.state.CompareAndSwap(claimQueued, claimAbandoned) {
-			c.claimsIn.Add(-1)
-			c.m.coalAbandoned.Inc()
-		}
-		// Sent: the store may apply it. The caller never hears of it, so
-		// nothing is acknowledged; a retry with the same request ID gets
-		// the store's first answer.
-		return claimResult{err: contextError(ctx)}
-	}
 }
 
 // run is the dispatcher: it forms batches and hands them to senders.
@@ -294,7 +309,8 @@ func (c *coalescer) send(batch []*pendingClaim) {
 
 func (c *coalescer) deliver(p *pendingClaim, r claimResult) {
 	c.claimsIn.Add(-1)
-	p.done <- r // buffered: never blocks, even if the caller has left
+	p.result = r
+	p.done <- p // buffered: never blocks, even if the caller has left
 }
 
 // refuseQueued answers a formed batch and everything queued with

@@ -306,13 +306,13 @@ func (d *Door) admitClaim(c *caller, req *pb.FrontDoorClaimRequest, now time.Tim
 	if requestID == "" {
 		requestID = client.NewRequestID()
 	}
-	return &pendingClaim{
-		req: &pb.ClaimRequest{
-			RequestId: requestID, CampaignId: req.GetCampaignId(), ItemId: req.GetItemId(),
-			UserId: user, Quantity: quantity,
-		},
-		item: it, bypass: bypass,
-	}, nil, nil
+	p = &pendingClaim{item: it, bypass: bypass}
+	p.claim = pb.ClaimRequest{
+		RequestId: requestID, CampaignId: req.GetCampaignId(), ItemId: req.GetItemId(),
+		UserId: user, Quantity: quantity,
+	}
+	p.req = &p.claim
+	return p, nil, nil
 }
 
 func claimResponse(c *pb.Claim) *pb.FrontDoorClaimResponse {
