@@ -19,8 +19,8 @@ type claimResult struct {
 type pendingClaim struct {
 	req    *pb.ClaimRequest
 	claim  pb.ClaimRequest // what req points to, when the front door made it: one allocation less
-	item   *itemEntry // nil when the catalog does not know the item
-	bypass bool       // a retry sent past the caches: never answered from them
+	item   *itemEntry      // nil when the catalog does not know the item
+	bypass bool            // a retry sent past the caches: never answered from them
 	state  atomic.Int32
 
 	// The answer is written to result, then the claim is sent on done,
