@@ -25,7 +25,7 @@ func TestDemoCardCollect(t *testing.T) {
 	assertDemoPassed(t, out, cardChecks...)
 	for _, want := range []string{
 		"chaos: kill -9 store leader", "restarted", "caught up", "rewards pool empty", "xi (cap) cap reached",
-		"store (Raft)", "latency of one call",
+		"store (Raft)", "card call latency (one draw or redemption",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q:\n%s", want, out)

@@ -83,7 +83,8 @@ func RunCards(ctx context.Context, cfg Config) error {
 
 	ev := newCardEvent(cl.Store, c, types, pool, grants, open)
 	ev.duration = cfg.Duration
-	s := &liveRun{cfg: cfg, cl: cl, client: c, work: ev, kind: "event", campaign: cardCampaignID, callName: "calls", open: open}
+	s := &liveRun{cfg: cfg, cl: cl, client: c, work: ev, kind: "event", campaign: cardCampaignID,
+		callName: "calls", callOne: "draw or redemption", latency: "card call", open: open}
 	s.run(ctx, func(ctx context.Context) {
 		s.event("event opens: users draw and redeem")
 		ev.run(ctx, cfg.Duration/2, cfg.Concurrency)
@@ -188,7 +189,7 @@ func (ev *cardEvent) progress() progress {
 	draws := ev.draws.Load()
 	return progress{
 		arrived: ev.arrived.Load(), done: ev.done.Load(), calls: ev.calls.Load(),
-		counts: []tally{{"draws", draws}, {"redeemed", ev.redeemed.Load()}},
+		counts: []tally{{"draws", "draws", draws}, {"redeemed", "sets redeemed", ev.redeemed.Load()}},
 		given:  float64(draws) / float64(max(ev.granted, 1)),
 	}
 }

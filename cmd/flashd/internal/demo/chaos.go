@@ -18,7 +18,7 @@ const (
 	catchUpTimeout   = 30 * time.Second
 )
 
-// chaosRun kills the store leader with SIGKILL in the middle of the sale
+// chaosRun kills the store leader with SIGKILL in the middle of the event
 // and restarts it later with the same flags: it must come back from its own
 // files, catch up, and nothing acknowledged may be lost.
 type chaosRun struct {
@@ -26,8 +26,8 @@ type chaosRun struct {
 }
 
 // run waits for the moment, kills the leader, waits out the downtime
-// (while saleCtx lives) and restarts it. ctx is the whole demo's.
-func (c *chaosRun) run(saleCtx, ctx context.Context) {
+// (while crowdCtx lives) and restarts it. ctx is the whole demo's.
+func (c *chaosRun) run(crowdCtx, ctx context.Context) {
 	s := c.s
 	trigger := time.After(time.Until(s.open.Add(time.Duration(chaosTimeShare * float64(s.cfg.Duration)))))
 	tick := time.NewTicker(100 * time.Millisecond)
@@ -35,7 +35,7 @@ func (c *chaosRun) run(saleCtx, ctx context.Context) {
 wait:
 	for {
 		select {
-		case <-saleCtx.Done():
+		case <-crowdCtx.Done():
 			return
 		case <-trigger:
 			break wait
@@ -45,14 +45,14 @@ wait:
 			}
 		}
 	}
-	victim, err := c.kill(saleCtx)
+	victim, err := c.kill(crowdCtx)
 	if err != nil {
 		s.event("chaos: " + err.Error())
 		return
 	}
 	downtime := max(chaosDowntimeMin, s.cfg.Duration/6)
 	select {
-	case <-saleCtx.Done(): // the sale ended first: restart now, for the check
+	case <-crowdCtx.Done(): // the crowd stopped first: restart now, for the check
 	case <-time.After(downtime):
 	}
 	if ctx.Err() != nil {
@@ -86,7 +86,7 @@ func (c *chaosRun) kill(ctx context.Context) (*localcluster.Process, error) {
 	s.mu.Unlock()
 	var done []string
 	for _, t := range s.work.progress().counts {
-		done = append(done, count(t.n)+" "+t.name)
+		done = append(done, count(t.n)+" "+t.noun)
 	}
 	s.chaosEvent(fmt.Sprintf("chaos: kill -9 store leader %s (%s), pid %d, with %s", victim.Name, victim.Region, pid, strings.Join(done, ", ")))
 	return victim, nil

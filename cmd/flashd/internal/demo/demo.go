@@ -173,7 +173,8 @@ func Run(ctx context.Context, cfg Config) error {
 
 	sale := &flashSale{st: cl.Store, items: items, stock: stock, duration: cfg.Duration, crowd: newCrowd(c, campaignID, items, open)}
 	sale.users = sale.crowd.users(cfg.Users, cfg.Duration/2, rand.New(rand.NewPCG(1, 2)))
-	s := &liveRun{cfg: cfg, cl: cl, client: c, work: sale, kind: "sale", campaign: campaignID, callName: "presses", open: open}
+	s := &liveRun{cfg: cfg, cl: cl, client: c, work: sale, kind: "sale", campaign: campaignID,
+		callName: "presses", callOne: "press", latency: "claim", open: open}
 	for w := 1; w < cfg.Waves; w++ {
 		at := open.Add(time.Duration(w) * cfg.WaveInterval)
 		t := time.AfterFunc(time.Until(at), func() { s.event(fmt.Sprintf("entry wave %d of %d opens", w+1, cfg.Waves)) })

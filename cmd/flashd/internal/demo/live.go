@@ -36,10 +36,11 @@ type progress struct {
 	given         float64 // share of the stock given out so far, 0 to 1
 }
 
-// tally is a named count: "granted" 2,480.
+// tally is a named count: "granted" 2,480 ("claims granted" in a
+// sentence).
 type tally struct {
-	name string
-	n    int64
+	name, noun string
+	n          int64
 }
 
 // liveRun is one run of a demo event: the crowd (driven by the caller),
@@ -52,6 +53,8 @@ type liveRun struct {
 	kind     string // "sale" or "event", as the viewer reads it
 	campaign string
 	callName string // what the users' calls are called: "presses", "calls"
+	callOne  string // and one of them: "press", "draw or redemption"
+	latency  string // what the latency line measures: "claim", "card call"
 	open     time.Time
 
 	mu         sync.Mutex
@@ -79,8 +82,8 @@ type rateSample struct {
 // run calls drive (the crowd) from the opening until it returns or the
 // time bound, while the display, the monitors and the chaos run beside it.
 func (s *liveRun) run(ctx context.Context, drive func(ctx context.Context)) {
-	saleCtx, stopSale := context.WithDeadline(ctx, s.open.Add(s.cfg.Duration))
-	defer stopSale()
+	crowdCtx, stopCrowd := context.WithDeadline(ctx, s.open.Add(s.cfg.Duration))
+	defer stopCrowd()
 	s.itemsNow = s.work.bars(ctx)
 	monitorCtx, stopMonitors := context.WithCancel(ctx)
 	var wg sync.WaitGroup
@@ -90,14 +93,14 @@ func (s *liveRun) run(ctx context.Context, drive func(ctx context.Context)) {
 	wg.Go(func() { s.display(monitorCtx) })
 	if s.cfg.Chaos {
 		chaos := &chaosRun{s: s}
-		wg.Go(func() { chaos.run(saleCtx, ctx) })
+		wg.Go(func() { chaos.run(crowdCtx, ctx) })
 	}
-	sleepUntil(saleCtx, s.open)
-	drive(saleCtx)
+	sleepUntil(crowdCtx, s.open)
+	drive(crowdCtx)
 	s.mu.Lock()
 	s.ended = time.Since(s.open)
 	s.mu.Unlock()
-	stopSale()
+	stopCrowd()
 	s.event("the crowd is done")
 	stopMonitors()
 	wg.Wait()

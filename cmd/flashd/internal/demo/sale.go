@@ -46,7 +46,7 @@ func (f *flashSale) progress() progress {
 	granted := f.crowd.outcomes[outGranted].Load()
 	return progress{
 		arrived: f.crowd.arrived.Load(), done: f.crowd.finished.Load(), calls: f.crowd.pressed.Load(),
-		counts: []tally{{"granted", granted}}, given: float64(granted) / float64(max(stock, 1)),
+		counts: []tally{{"granted", "claims granted", granted}}, given: float64(granted) / float64(max(stock, 1)),
 	}
 }
 

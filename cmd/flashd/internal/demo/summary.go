@@ -33,9 +33,9 @@ func (s *liveRun) summary(out io.Writer, results []checkResult, notes ...string)
 	}
 	p("")
 	if lat := s.work.latencies(); len(lat) > 0 {
-		p("latency of one call (client retries included, %s calls sent): p50 %v · p90 %v · p99 %v · max %v",
-			count(int64(len(lat))), roundDuration(percentile(lat, 0.50)), roundDuration(percentile(lat, 0.90)),
-			roundDuration(percentile(lat, 0.99)), roundDuration(lat[len(lat)-1]))
+		p("%s latency (one %s, client retries included, %s %s sent): p50 %v · p99 %v · max %v",
+			s.latency, s.callOne, count(int64(len(lat))), s.callName,
+			roundDuration(percentile(lat, 0.50)), roundDuration(percentile(lat, 0.99)), roundDuration(lat[len(lat)-1]))
 	}
 	if s.cfg.Chaos {
 		p("")
