@@ -10,9 +10,13 @@ import (
 	"github.com/flashd/flashd/cmd/flashd/internal/demo"
 )
 
-// cardUsers is the card-collect event's default crowd: every user is
-// granted draws by a service call first, so it is smaller than the sale's.
-const cardUsers = 5_000
+// The card-collect event's defaults: every user is granted draws by a
+// service call first, so the crowd is smaller than the sale's; a user draws
+// several cards in a row, so the per-user rate is higher.
+const (
+	cardUsers       = 5_000
+	cardPerUserRate = 10
+)
 
 func newDemoCmd() *cobra.Command {
 	cfg := demo.Config{
@@ -53,6 +57,9 @@ over the limit, replicas identical), prints a summary, and stops everything.
 				if !cmd.Flags().Changed("users") {
 					cfg.Users = cardUsers
 				}
+				if !cmd.Flags().Changed("per-user-rate") {
+					cfg.PerUserRate = cardPerUserRate
+				}
 				return demo.RunCards(cmd.Context(), cfg)
 			}
 			return fmt.Errorf("--event %q: want flash-sale or card-collect", event)
@@ -72,7 +79,7 @@ over the limit, replicas identical), prints a summary, and stops everything.
 	fl.Float64Var(&cfg.DropFraction, "drop-fraction", cfg.DropFraction, "share of claims dropped at degradation levels 2 and 3")
 	fl.IntVar(&cfg.Concurrency, "concurrency", cfg.Concurrency, "presses in flight at once")
 	fl.IntVar(&cfg.FrontDoors, "front-doors", cfg.FrontDoors, "front doors")
-	fl.StringVar(&event, "event", "flash-sale", "flash-sale, or card-collect (users draw cards and redeem full sets; 5,000 users unless --users)")
+	fl.StringVar(&event, "event", "flash-sale", "flash-sale, or card-collect (users draw cards and redeem full sets; 5,000 users and 10 calls/s per user unless set)")
 	fl.BoolVar(&cfg.Chaos, "chaos", false, "kill -9 the store leader mid-sale and restart it later")
 	fl.BoolVar(&cfg.Keep, "keep", false, "keep the temporary data directories and logs")
 	fl.BoolVar(&plain, "plain", false, "print plain periodic lines even on a terminal")

@@ -2,9 +2,13 @@ package main
 
 import (
 	"fmt"
+	"net"
+	"net/http"
 	"os"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
 
 	"github.com/flashd/flashd/client"
@@ -12,8 +16,9 @@ import (
 )
 
 type settlerFlags struct {
-	store string
-	cfg   settler.Config
+	store    string
+	httpAddr string
+	cfg      settler.Config
 }
 
 func newSettlerCmd() *cobra.Command {
@@ -26,7 +31,10 @@ feed (in claim ID order, from a cursor kept in the store for its --group), POSTs
 each as a JSON order to --order-url with the claim ID as the Idempotency-Key
 header, and then settles the claim on a 2xx answer, retries 5xx, 408, 429,
 timeouts and connection errors with backoff, and releases the claim (its stock
-goes back on sale) on any other 4xx. Several workers may run at once: a leased
+goes back on sale) on any other 4xx. When the order was accepted but the
+settle is refused because the reservation had already been released (it
+expired), it cancels the order: a POST of the same body with the same
+Idempotency-Key to --cancel-url, retried like the order. Several workers may run at once: a leased
 claim is one worker's until its lease ends. A replacement worker resumes from
 the group's cursor. Stops on SIGINT or SIGTERM.`,
 		Example: `  flashd settler --store 127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003 \
@@ -38,6 +46,8 @@ the group's cursor. Stops on SIGINT or SIGTERM.`,
 	fl := cmd.Flags()
 	fl.StringVar(&f.store, "store", "", "gRPC addresses of store nodes, comma-separated (required)")
 	fl.StringVar(&f.cfg.OrderURL, "order-url", "", "the order service's URL (required)")
+	fl.StringVar(&f.cfg.CancelURL, "cancel-url", "", "where an order accepted for an expired reservation is cancelled (default: --order-url + /cancel)")
+	fl.StringVar(&f.httpAddr, "http-addr", "", "HTTP address for /metrics (flashd_settler_*; empty: none)")
 	fl.IntVar(&f.cfg.Concurrency, "concurrency", settler.DefaultConcurrency, "claims handled at once")
 	fl.StringVar(&f.cfg.Group, "group", settler.DefaultGroup, "worker group: workers sharing one cursor")
 	fl.StringVar(&f.cfg.Worker, "worker", fmt.Sprintf("%s-%d-%d", host, os.Getpid(), time.Now().UnixNano()%1e6), "this worker's ID in the group")
@@ -55,14 +65,43 @@ func runSettler(cmd *cobra.Command, f settlerFlags) error {
 		return err
 	}
 	defer st.Close()
+	reg := prometheus.NewRegistry()
+	f.cfg.Metrics = reg
 	w, err := settler.New(st, f.cfg)
 	if err != nil {
 		return err
+	}
+	if f.httpAddr != "" {
+		stop, err := serveMetrics(f.httpAddr, reg)
+		if err != nil {
+			return err
+		}
+		defer stop()
 	}
 	f.cfg.Logger.Info("settler running", "group", f.cfg.Group, "order_url", f.cfg.OrderURL)
 	err = w.Run(cmd.Context())
 	s := w.Stats()
 	f.cfg.Logger.Info("settler stopped", "settled", s.Settled, "released", s.Released, "retries", s.Retries,
-		"dropped", s.Dropped, "conflicts", s.Conflicts)
+		"dropped", s.Dropped, "conflicts", s.Conflicts, "cancelled", s.Cancelled, "cancel_failed", s.CancelFailed)
 	return err
+}
+
+// serveMetrics serves reg on http://addr/metrics until stop is called.
+func serveMetrics(addr string, reg *prometheus.Registry) (stop func(), err error) {
+	lis, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen http on %s: %w", addr, err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = srv.Serve(lis)
+	}()
+	return func() {
+		_ = srv.Close()
+		<-done
+	}, nil
 }

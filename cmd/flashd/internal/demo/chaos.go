@@ -3,6 +3,7 @@ package demo
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/flashd/flashd/cmd/internal/localcluster"
@@ -11,51 +12,47 @@ import (
 
 // When chaos strikes, and for how long.
 const (
-	chaosStockShare  = 0.25 // kill the leader once this share of the stock is claimed...
+	chaosStockShare  = 0.25 // kill the leader once this share of the stock is given out...
 	chaosTimeShare   = 0.4  // ...or this share of the duration has passed
 	chaosDowntimeMin = 3 * time.Second
 	catchUpTimeout   = 30 * time.Second
 )
 
-// chaosRun kills the store leader with SIGKILL in the middle of the sale
+// chaosRun kills the store leader with SIGKILL in the middle of the event
 // and restarts it later with the same flags: it must come back from its own
 // files, catch up, and nothing acknowledged may be lost.
 type chaosRun struct {
-	s *sale
+	s *liveRun
 }
 
 // run waits for the moment, kills the leader, waits out the downtime
-// (while saleCtx lives) and restarts it. ctx is the whole demo's.
-func (c *chaosRun) run(saleCtx, ctx context.Context) {
+// (while crowdCtx lives) and restarts it. ctx is the whole demo's.
+func (c *chaosRun) run(crowdCtx, ctx context.Context) {
 	s := c.s
-	var stock uint64
-	for _, n := range s.stock {
-		stock += n
-	}
 	trigger := time.After(time.Until(s.open.Add(time.Duration(chaosTimeShare * float64(s.cfg.Duration)))))
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
 wait:
 	for {
 		select {
-		case <-saleCtx.Done():
+		case <-crowdCtx.Done():
 			return
 		case <-trigger:
 			break wait
 		case <-tick.C:
-			if float64(s.crowd.outcomes[outGranted].Load()) >= chaosStockShare*float64(stock) {
+			if s.work.progress().given >= chaosStockShare {
 				break wait
 			}
 		}
 	}
-	victim, err := c.kill(saleCtx)
+	victim, err := c.kill(crowdCtx)
 	if err != nil {
 		s.event("chaos: " + err.Error())
 		return
 	}
 	downtime := max(chaosDowntimeMin, s.cfg.Duration/6)
 	select {
-	case <-saleCtx.Done(): // the sale ended first: restart now, for the check
+	case <-crowdCtx.Done(): // the crowd stopped first: restart now, for the check
 	case <-time.After(downtime):
 	}
 	if ctx.Err() != nil {
@@ -87,8 +84,11 @@ func (c *chaosRun) kill(ctx context.Context) (*localcluster.Process, error) {
 	s.mu.Lock()
 	s.killedAt = time.Now()
 	s.mu.Unlock()
-	s.chaosEvent(fmt.Sprintf("chaos: kill -9 store leader %s (%s), pid %d, with %s claims granted", victim.Name, victim.Region, pid,
-		count(s.crowd.outcomes[outGranted].Load())))
+	var done []string
+	for _, t := range s.work.progress().counts {
+		done = append(done, count(t.n)+" "+t.noun)
+	}
+	s.chaosEvent(fmt.Sprintf("chaos: kill -9 store leader %s (%s), pid %d, with %s", victim.Name, victim.Region, pid, strings.Join(done, ", ")))
 	return victim, nil
 }
 
@@ -124,7 +124,7 @@ func (c *chaosRun) watchCatchUp(ctx context.Context, victim *localcluster.Proces
 }
 
 // chaosEvent is an event the summary repeats.
-func (s *sale) chaosEvent(text string) {
+func (s *liveRun) chaosEvent(text string) {
 	s.event(text)
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -13,7 +13,6 @@ import (
 	"math/rand/v2"
 	"os"
 	"strings"
-	"sync"
 	"time"
 
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -172,22 +171,41 @@ func Run(ctx context.Context, cfg Config) error {
 		campaignID, count(int64(cfg.Stock)), strings.Join(items, ", "), cfg.PerUserLimit, waves,
 		count(int64(cfg.Users)), cfg.Duration, cfg.Concurrency)
 
-	s := &sale{cfg: cfg, cl: cl, client: c, items: items, stock: stock, open: open}
-	s.crowd = newCrowd(c, campaignID, items, open)
-	users := s.crowd.users(cfg.Users, cfg.Duration/2, rand.New(rand.NewPCG(1, 2)))
-	s.run(ctx, users)
+	sale := &flashSale{st: cl.Store, items: items, stock: stock, duration: cfg.Duration, crowd: newCrowd(c, campaignID, items, open)}
+	sale.users = sale.crowd.users(cfg.Users, cfg.Duration/2, rand.New(rand.NewPCG(1, 2)))
+	s := &liveRun{cfg: cfg, cl: cl, client: c, work: sale, kind: "sale", campaign: campaignID,
+		callName: "presses", callOne: "press", latency: "claim", open: open}
+	for w := 1; w < cfg.Waves; w++ {
+		at := open.Add(time.Duration(w) * cfg.WaveInterval)
+		t := time.AfterFunc(time.Until(at), func() { s.event(fmt.Sprintf("entry wave %d of %d opens", w+1, cfg.Waves)) })
+		defer t.Stop()
+	}
+	s.run(ctx, func(ctx context.Context) {
+		s.event(fmt.Sprintf("sale opens: entry wave 1 of %d may claim", cfg.Waves))
+		sale.crowd.run(ctx, sale.users, cfg.Concurrency)
+	})
 	if ctx.Err() != nil {
 		return errInterrupted
 	}
 
-	acks := s.crowd.acknowledged()
+	acks := sale.crowd.acknowledged()
 	acked := map[string]bool{}
 	for _, a := range acks {
 		acked[a.user] = true
 	}
 	fmt.Fprintln(out, "checking the store: replicas, counters, and every acknowledged claim read back ...")
-	results, sv := checkInvariants(ctx, cl.Store, campaignID, items, stock, uint32(cfg.PerUserLimit), acks, sampleOthers(users, acked, sampleUsers))
-	s.summary(out, users, results, sv)
+	results, sv := checkInvariants(ctx, cl.Store, campaignID, items, stock, uint32(cfg.PerUserLimit), acks, sampleOthers(sale.users, acked, sampleUsers))
+	sale.sv = sv
+	var notes []string
+	if sv.lostAnswers > 0 {
+		notes = append(notes, fmt.Sprintf("(%d sampled users without an answer hold a claim: their press timed out after the store granted it)", sv.lostAnswers))
+	}
+	s.summary(out, results, notes...)
+	return failed(results)
+}
+
+// failed is ErrCheckFailed if a check failed.
+func failed(results []checkResult) error {
 	for _, r := range results {
 		if !r.ok {
 			return ErrCheckFailed
@@ -235,233 +253,4 @@ func splitStock(total, n int) []uint64 {
 	}
 	out[0] += uint64(total % n)
 	return out
-}
-
-// sale is one run of the demo's sale: the crowd, the live view, and chaos.
-type sale struct {
-	cfg    Config
-	cl     *localcluster.Cluster
-	client *client.Client
-	crowd  *crowd
-	items  []string
-	stock  []uint64
-	open   time.Time
-
-	mu         sync.Mutex
-	leaderID   string
-	leaderReg  string
-	killedAt   time.Time // when chaos killed the leader; zero once a new one is reported
-	itemsNow   []itemView
-	funnel     funnelCounts
-	gauges     []doorGauges
-	events     []event
-	lastRate   rateSample
-	rate       float64
-	grantRate  float64
-	chaosNotes []string // the summary's account of the chaos
-	ended      time.Duration
-	soldOut    []bool
-	screen     *screen
-}
-
-type rateSample struct {
-	at       time.Time
-	attempts uint64
-	granted  int64
-}
-
-// run drives the crowd until every user is done or the time bound, while
-// the display, the monitors and the chaos run beside it.
-func (s *sale) run(ctx context.Context, users []*user) {
-	saleCtx, stopSale := context.WithDeadline(ctx, s.open.Add(s.cfg.Duration))
-	defer stopSale()
-	s.soldOut = make([]bool, len(s.items))
-	s.itemsNow = make([]itemView, len(s.items))
-	for i, name := range s.items {
-		s.itemsNow[i] = itemView{name: name, total: s.stock[i], available: s.stock[i], known: true}
-	}
-	s.lastRate = rateSample{at: s.open}
-	monitorCtx, stopMonitors := context.WithCancel(ctx)
-	var wg sync.WaitGroup
-	wg.Go(func() { s.pollItems(monitorCtx) })
-	wg.Go(func() { s.pollLeader(monitorCtx) })
-	wg.Go(func() { s.pollFunnel(monitorCtx) })
-	wg.Go(func() { s.display(monitorCtx) })
-	for w := 1; w < s.cfg.Waves; w++ {
-		at := s.open.Add(time.Duration(w) * s.cfg.WaveInterval)
-		t := time.AfterFunc(time.Until(at), func() { s.event(fmt.Sprintf("entry wave %d of %d opens", w+1, s.cfg.Waves)) })
-		defer t.Stop()
-	}
-
-	if s.cfg.Chaos {
-		chaos := &chaosRun{s: s}
-		wg.Go(func() { chaos.run(saleCtx, ctx) })
-	}
-	sleepUntil(saleCtx, s.open)
-	s.event(fmt.Sprintf("sale opens: entry wave 1 of %d may claim", s.cfg.Waves))
-	s.crowd.run(saleCtx, users, s.cfg.Concurrency)
-	s.mu.Lock()
-	s.ended = time.Since(s.open)
-	s.mu.Unlock()
-	stopSale()
-	s.event("the crowd is done")
-	stopMonitors()
-	wg.Wait()
-	s.refreshFunnel(ctx) // the final counts
-	s.pollItemsOnce(ctx)
-	s.draw(true)
-}
-
-func sleepUntil(ctx context.Context, t time.Time) {
-	select {
-	case <-ctx.Done():
-	case <-time.After(time.Until(t)):
-	}
-}
-
-// event records something for the viewer; plain output prints it at once.
-func (s *sale) event(text string) {
-	e := event{at: max(0, time.Since(s.open)), text: text}
-	s.mu.Lock()
-	s.events = append(s.events, e)
-	s.mu.Unlock()
-	if !s.cfg.Live {
-		fmt.Fprintf(s.cfg.Out, "%5.1fs  %s\n", e.at.Seconds(), text)
-	}
-}
-
-// pollItems reads the stock left of every item (stale reads: any node).
-func (s *sale) pollItems(ctx context.Context) {
-	for {
-		s.pollItemsOnce(ctx)
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(pollInterval):
-		}
-	}
-}
-
-func (s *sale) pollItemsOnce(ctx context.Context) {
-	for i, name := range s.items {
-		rctx, cancel := context.WithTimeout(ctx, pollInterval)
-		res, err := s.cl.Store.GetItem(rctx, &pb.GetItemRequest{CampaignId: campaignID, ItemId: name, Consistency: pb.Consistency_CONSISTENCY_STALE})
-		cancel()
-		s.mu.Lock()
-		if err == nil {
-			s.itemsNow[i].available, s.itemsNow[i].known = res.GetItem().GetAvailable(), true
-		}
-		if at := s.crowd.soldOutAt[i].Load(); at > 0 && !s.soldOut[i] {
-			s.soldOut[i] = true
-			s.itemsNow[i].soldOutAt = time.Duration(at)
-			s.events = append(s.events, event{at: time.Duration(at), text: name + " sold out"})
-			if !s.cfg.Live {
-				fmt.Fprintf(s.cfg.Out, "%5.1fs  %s sold out\n", time.Duration(at).Seconds(), name)
-			}
-		}
-		s.mu.Unlock()
-	}
-}
-
-// pollLeader follows the store leader and tells the viewer when it
-// changes.
-func (s *sale) pollLeader(ctx context.Context) {
-	for {
-		rctx, cancel := context.WithTimeout(ctx, leaderInterval)
-		st, err := s.cl.Store.ClusterStatus(rctx, &pb.ClusterStatusRequest{})
-		cancel()
-		if err == nil {
-			s.leaderIs(st.GetLeaderId(), st.GetLeaderRegion())
-		} else if ctx.Err() == nil {
-			s.leaderIs("", "")
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(leaderInterval / 2):
-		}
-	}
-}
-
-func (s *sale) leaderIs(id, region string) {
-	s.mu.Lock()
-	prev, killed := s.leaderID, s.killedAt
-	s.leaderID, s.leaderReg = id, region
-	if id != "" && id != prev {
-		s.killedAt = time.Time{}
-	}
-	s.mu.Unlock()
-	switch {
-	case id == prev:
-	case id == "":
-		s.event(fmt.Sprintf("no leader: %s is gone, the others hold an election", prev))
-	case !killed.IsZero():
-		s.event(fmt.Sprintf("%s (%s) elected leader, %.1fs after the kill", id, region, time.Since(killed).Seconds()))
-	case prev == "":
-		s.event(fmt.Sprintf("store leader is %s (%s)", id, region))
-	default:
-		s.event(fmt.Sprintf("leadership moved from %s to %s (%s)", prev, id, region))
-	}
-}
-
-// pollFunnel scrapes the front doors' funnel counters.
-func (s *sale) pollFunnel(ctx context.Context) {
-	for {
-		s.refreshFunnel(ctx)
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(time.Second):
-		}
-	}
-}
-
-func (s *sale) refreshFunnel(ctx context.Context) {
-	f, g, err := scrapeDoors(ctx, s.cl.DoorHTTPAddrs())
-	if err != nil && len(g) == 0 {
-		return
-	}
-	s.mu.Lock()
-	s.funnel, s.gauges = f, g
-	s.mu.Unlock()
-}
-
-// display draws a frame every frameInterval on a terminal, or a line
-// every lineInterval otherwise, until ctx ends.
-func (s *sale) display(ctx context.Context) {
-	every := lineInterval
-	if s.cfg.Live {
-		every = frameInterval
-	}
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			s.draw(false)
-		}
-	}
-}
-
-// draw shows the current view: a frame, or a plain line. final is the
-// last one, after the sale.
-func (s *sale) draw(final bool) {
-	v := s.view(final)
-	if !s.cfg.Live {
-		if !final {
-			fmt.Fprintln(s.cfg.Out, plainLine(v))
-		}
-		return
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.screen == nil {
-		s.screen = &screen{w: s.cfg.Out}
-	}
-	s.screen.draw(render(v))
-	if final {
-		s.screen.close()
-	}
 }

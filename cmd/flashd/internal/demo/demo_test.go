@@ -67,7 +67,7 @@ func TestRenderedFrameFitsATerminal(t *testing.T) {
 	}
 	addSamples(samples, f)
 	v := view{
-		campaign: "spring", elapsed: 12300 * time.Millisecond, bound: 30 * time.Second, users: 200_000,
+		kind: "sale", campaign: "spring", callName: "presses", stages: localcluster.FunnelStages, elapsed: 12300 * time.Millisecond, bound: 30 * time.Second, users: 200_000,
 		arrived: 123_456, done: 100_000, leaderID: "n2", leaderRegion: "north",
 		doors: []string{"fd1 (east)", "fd2 (west)"}, degradeLevel: 3, dropFraction: 0.25,
 		items: []itemView{
@@ -75,7 +75,7 @@ func TestRenderedFrameFitsATerminal(t *testing.T) {
 			{name: "mooncake", total: 1000, available: 512, known: true},
 			{name: "kite", total: 1000},
 		},
-		sentPerSecond: 12_345, granted: 1_488, grantedPerSec: 210, attempts: 9_999_999, presses: 8_888_888,
+		sentPerSecond: 12_345, rates: []rateView{{name: "granted", perSecond: 210, total: 1_488}}, attempts: 9_999_999, calls: 8_888_888,
 		clientDropped: 1_234_567, budgetSpent: 99_999, funnel: f,
 		events: []event{{at: 6 * time.Second, text: "chaos: kill -9 store leader n1 (east), pid 12345, with 1,234 claims granted"}},
 	}
@@ -86,7 +86,7 @@ func TestRenderedFrameFitsATerminal(t *testing.T) {
 		}
 	}
 	frame := strings.Join(lines, "\n")
-	for _, want := range []string{"n2 (north)", "sold out at 4.1s", "512 of 1,000 left", "store not answering", "12,345/s sent", "limited 40", "L3, drop 25%", "kill -9"} {
+	for _, want := range []string{"n2 (north)", "sold out at 4.1s", "512 of 1,000 left", "store not answering", "12,345/s sent", "210/s granted", "1,488 granted", "limited 40", "L3, drop 25%", "kill -9"} {
 		if !strings.Contains(frame, want) {
 			t.Errorf("frame lacks %q:\n%s", want, frame)
 		}
@@ -165,6 +165,54 @@ func TestConfigValidates(t *testing.T) {
 		mutate(&c)
 		if err := c.validate(); err == nil {
 			t.Errorf("%s: accepted", name)
+		}
+	}
+}
+
+// Card calls are counted by method after validation; the card event's
+// funnel shows them as the cache (an empty pool answered by the door) and
+// the store stages, and a frame of the event fits a terminal.
+func TestCardFunnelAndFrame(t *testing.T) {
+	samples, err := localcluster.ParseMetrics(strings.NewReader(`flashd_frontdoor_requests_total{outcome="ok",stage="validate"} 50
+flashd_frontdoor_reads_total{method="DrawCard",outcome="ok"} 30
+flashd_frontdoor_reads_total{method="RedeemSet",outcome="ok"} 5
+flashd_frontdoor_reads_total{method="RedeemSet",outcome="refused"} 4
+flashd_frontdoor_reads_total{method="RedeemSet",outcome="pool_empty_cached"} 9
+flashd_frontdoor_reads_total{method="GetItem",outcome="ok"} 1000
+flashd_frontdoor_reads_total{method="DrawCard",outcome="refused_early"} 2
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := funnelCounts{}
+	addSamples(samples, f)
+	if r, s := f.Reached("cache"), f.Stopped("cache"); r != 48 || s != 9 {
+		t.Errorf("cache stage reached %v stopped %v, want 48 and 9", r, s)
+	}
+	if w := why(f, "store"); f.Reached("store") != 39 || w != "granted 35, refused 4" {
+		t.Errorf("store stage reached %v (%q), want 39 (granted 35, refused 4)", f.Reached("store"), w)
+	}
+	v := view{
+		kind: "event", campaign: "spring-cards", callName: "calls", stages: cardStages, funnel: f,
+		elapsed: 3 * time.Second, bound: 30 * time.Second, users: 5000, arrived: 1200, done: 800, leaderID: "n1", leaderRegion: "east",
+		items: []itemView{
+			{name: "rewards", total: 25, available: 0, known: true, soldOutAt: 2500 * time.Millisecond, empty: "pool empty"},
+			{name: "xi (cap)", total: 200, available: 13, known: true, empty: "cap reached"},
+			{name: "draws", total: 22_500, available: 10_000, known: true, empty: "all drawn"},
+		},
+		rates: []rateView{{name: "draws", perSecond: 1234, total: 12_500}, {name: "redeemed", perSecond: 3, total: 25}},
+	}
+	lines := render(v)
+	for _, l := range lines {
+		if n := utf8.RuneCountInString(l); n > 110 {
+			t.Errorf("line of %d columns: %q", n, l)
+		}
+	}
+	frame := strings.Join(lines, "\n")
+	for _, want := range []string{`event "spring-cards"`, "pool empty at 2.5s", "13 of 200 left", "1,234/s draws · 3/s redeemed", "12,500 draws, 25 redeemed",
+		"client library (calls)", "cache (reward pool empty)", "pool empty 9"} {
+		if !strings.Contains(frame, want) {
+			t.Errorf("frame lacks %q:\n%s", want, frame)
 		}
 	}
 }

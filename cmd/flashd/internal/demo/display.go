@@ -19,7 +19,9 @@ const (
 
 // view is everything one frame shows.
 type view struct {
+	kind           string // "sale" or "event"
 	campaign       string
+	callName       string // "presses", "calls"
 	elapsed, bound time.Duration
 	users          int
 	arrived, done  int64
@@ -30,22 +32,40 @@ type view struct {
 	dropFraction   float64
 	items          []itemView
 	sentPerSecond  float64
-	granted        int64
-	grantedPerSec  float64
+	rates          []rateView // granted; draws, redemptions
 	attempts       uint64
-	presses        int64
+	calls          int64
 	clientDropped  uint64
 	budgetSpent    uint64
+	stages         []localcluster.FunnelStage
 	funnel         funnelCounts
 	events         []event
-	phase          string // "" while the sale runs
+	phase          string // "" while the crowd runs
 }
 
+// rateView is one counted thing: per second now, and in all.
+type rateView struct {
+	name      string
+	perSecond float64
+	total     int64
+}
+
+// itemView is one stock bar: an item's units, the reward pool, a capped
+// card.
 type itemView struct {
 	name             string
 	total, available uint64
 	known            bool // the store answered
 	soldOutAt        time.Duration
+	empty            string // what running out is called; "": "sold out"
+	reported         bool   // the viewer was told it ran out
+}
+
+func (it itemView) emptyWord() string {
+	if it.empty == "" {
+		return "sold out"
+	}
+	return it.empty
 }
 
 // event is something the viewer should notice, at a time since the sale
@@ -63,7 +83,7 @@ func render(v view) []string {
 	if v.phase != "" {
 		status = v.phase
 	}
-	add("flashd demo · sale %q · %s · users %s of %s arrived, %s done", v.campaign, status,
+	add("flashd demo · %s %q · %s · users %s of %s arrived, %s done", v.kind, v.campaign, status,
 		count(v.arrived), count(int64(v.users)), count(v.done))
 	leader := "none: election under way"
 	if v.leaderID != "" {
@@ -81,12 +101,17 @@ func render(v view) []string {
 	if v.phase != "" {
 		rate = "average  "
 	}
-	add("%s %s/s sent · %s/s granted · %s granted, %s attempts in all", rate,
-		count(int64(v.sentPerSecond)), count(int64(v.grantedPerSec)), count(v.granted), count(int64(v.attempts)))
+	var perSecond, totals []string
+	for _, r := range v.rates {
+		perSecond = append(perSecond, fmt.Sprintf("%s/s %s", count(int64(r.perSecond)), r.name))
+		totals = append(totals, fmt.Sprintf("%s %s", count(r.total), r.name))
+	}
+	add("%s %s/s sent · %s · %s, %s attempts in all", rate, count(int64(v.sentPerSecond)),
+		strings.Join(perSecond, " · "), strings.Join(totals, ", "), count(int64(v.attempts)))
 	add("funnel                                  reached    stopped")
-	add("  %-34s %10s %10s   (L3 drop %s, retry budget spent %s)", "client library (presses)",
-		count(v.presses), count(int64(v.clientDropped)), count(int64(v.clientDropped)), count(int64(v.budgetSpent)))
-	for _, s := range localcluster.FunnelStages {
+	add("  %-34s %10s %10s   (L3 drop %s, retry budget spent %s)", "client library ("+v.callName+")",
+		count(v.calls), count(int64(v.clientDropped)), count(int64(v.clientDropped)), count(int64(v.budgetSpent)))
+	for _, s := range v.stages {
 		line := fmt.Sprintf("  %-34s %10s %10s", s.Title, count(int64(v.funnel.Reached(s.Name))), count(int64(v.funnel.Stopped(s.Name))))
 		if why := why(v.funnel, s.Name); why != "" {
 			line += "   " + why
@@ -112,7 +137,7 @@ func itemLine(it itemView) string {
 	bar := strings.Repeat("█", left) + strings.Repeat("░", barWidth-left)
 	s := fmt.Sprintf("%s %7s of %s left", bar, count(int64(it.available)), count(int64(it.total)))
 	if it.soldOutAt > 0 {
-		s += fmt.Sprintf(" · sold out at %.1fs", it.soldOutAt.Seconds())
+		s += fmt.Sprintf(" · %s at %.1fs", it.emptyWord(), it.soldOutAt.Seconds())
 	}
 	return s
 }
@@ -151,7 +176,10 @@ func why(f funnelCounts, stage string) string {
 func plainLine(v view) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%5.1fs leader=%s", v.elapsed.Seconds(), orDash(v.leaderID))
-	fmt.Fprintf(&b, " sent/s=%d granted=%d", int64(v.sentPerSecond), v.granted)
+	fmt.Fprintf(&b, " sent/s=%d", int64(v.sentPerSecond))
+	for _, r := range v.rates {
+		fmt.Fprintf(&b, " %s=%d %s/s=%d", r.name, r.total, r.name, int64(r.perSecond))
+	}
 	b.WriteString(" left:")
 	for _, it := range v.items {
 		if it.known {
@@ -164,7 +192,7 @@ func plainLine(v view) string {
 	if v.clientDropped > 0 {
 		fmt.Fprintf(&b, " client-L3=%d", v.clientDropped)
 	}
-	for _, s := range localcluster.FunnelStages {
+	for _, s := range v.stages {
 		if n := v.funnel.Stopped(s.Name); n > 0 {
 			fmt.Fprintf(&b, " %s=%d", s.Name, int64(n))
 		}

@@ -33,8 +33,14 @@ func scrapeDoors(ctx context.Context, httpAddrs []string) (funnelCounts, []doorG
 	return f, gauges, firstErr
 }
 
+// cardReadsMetric counts the card calls past validation by method and
+// outcome: the card calls' cache and store stages (frontdoor/cards.go).
+const cardReadsMetric = "flashd_frontdoor_reads_total"
+
 // addSamples adds one front door's funnel counter to f and returns its
-// gauges.
+// gauges. Card calls share the claims' stages up to validation; after it
+// they are counted by method, and are added here as the cache stage (the
+// empty reward pool, answered by the door) and the store stage.
 func addSamples(samples []localcluster.Sample, f funnelCounts) doorGauges {
 	f.AddSamples(samples)
 	var g doorGauges
@@ -44,6 +50,20 @@ func addSamples(samples []localcluster.Sample, f funnelCounts) doorGauges {
 			g.degradeLevel = s.Value
 		case "flashd_frontdoor_drop_fraction":
 			g.dropFraction = s.Value
+		case cardReadsMetric:
+			if m := s.Labels["method"]; m != "DrawCard" && m != "RedeemSet" {
+				continue
+			}
+			switch o := s.Labels["outcome"]; o {
+			case "pool_empty_cached":
+				f.Add("cache", "pool_empty", s.Value)
+			case "ok":
+				f.Add("cache", "ok", s.Value)
+				f.Add("store", "granted", s.Value)
+			case "refused", "store_error":
+				f.Add("cache", "ok", s.Value)
+				f.Add("store", o, s.Value)
+			}
 		}
 	}
 	return g
