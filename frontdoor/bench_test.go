@@ -81,20 +81,7 @@ func BenchmarkSoldOutRejection(b *testing.B) {
 // client on loopback, both in this process: the transport's cost dominates.
 func BenchmarkSoldOutRejectionGRPC(b *testing.B) {
 	d, _ := soldOutDoor(b, AuthInsecureHeader, FunnelConfig{Version: 1})
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	srv := grpc.NewServer()
-	pb.RegisterFrontDoorServer(srv, NewServer(d))
-	go srv.Serve(lis)
-	defer srv.Stop()
-	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer conn.Close()
-	fd := pb.NewFrontDoorClient(conn)
+	fd := serveDoor(b, d)
 	ctx := metadata.AppendToOutgoingContext(context.Background(), mdUserID, "bench-user")
 	req := claimReq("r1")
 	b.ReportAllocs()

@@ -117,28 +117,7 @@ func (f roundTripper) RoundTrip(r *http.Request) (*http.Response, error) { retur
 
 // serve runs the service on addr until the returned stop is called.
 func (o *orderService) serve(t *testing.T, addr string) (stop func()) {
-	t.Helper()
-	var lis net.Listener
-	var err error
-	for range 50 { // the port may linger briefly after the last stop
-		if lis, err = net.Listen("tcp", addr); err == nil {
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	if err != nil {
-		t.Fatalf("order service: %v", err)
-	}
-	srv := &http.Server{Handler: o}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_ = srv.Serve(lis)
-	}()
-	return func() {
-		_ = srv.Close() // drops open connections: a crash, to the callers
-		<-done
-	}
+	return serveHandler(t, addr, o)
 }
 
 // cluster starts n store nodes in this process with every invariant checked
@@ -631,10 +610,18 @@ func checkMetrics(t *testing.T, reg *prometheus.Registry, s Stats) {
 	}
 }
 
-// serveHandler serves h on addr until the returned stop is called.
+// serveHandler serves h on addr until the returned stop is called, which
+// drops open connections: a crash, to the callers.
 func serveHandler(t *testing.T, addr string, h http.Handler) (stop func()) {
 	t.Helper()
-	lis, err := net.Listen("tcp", addr)
+	var lis net.Listener
+	var err error
+	for range 50 { // the port may linger briefly after the last stop
+		if lis, err = net.Listen("tcp", addr); err == nil {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	if err != nil {
 		t.Fatalf("order service: %v", err)
 	}

@@ -205,12 +205,7 @@ func (ev *cardEvent) stages() []localcluster.FunnelStage { return cardStages }
 func (ev *cardEvent) latencies() []time.Duration {
 	ev.mu.Lock()
 	defer ev.mu.Unlock()
-	var all []time.Duration
-	for _, l := range ev.latency {
-		all = append(all, l...)
-	}
-	slices.Sort(all)
-	return all
+	return sortedLatencies(ev.latency)
 }
 
 // run lets the users arrive over window (most of them early: arrival =

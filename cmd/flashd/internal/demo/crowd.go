@@ -265,8 +265,13 @@ func (w *crowd) acknowledged() []ack {
 func (w *crowd) allLatencies() []time.Duration {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	return sortedLatencies(w.latencies)
+}
+
+// sortedLatencies merges the workers' latencies, sorted for percentiles.
+func sortedLatencies(perWorker [][]time.Duration) []time.Duration {
 	var all []time.Duration
-	for _, l := range w.latencies {
+	for _, l := range perWorker {
 		all = append(all, l...)
 	}
 	slices.Sort(all)
