@@ -89,6 +89,7 @@ svg .empty { fill: #8a949e; font-style: italic; }
 <body>
 <h1>flashctl bench · workload {{.Report.Workload}}</h1>
 <div class="meta">{{.Report.Started.Format "2006-01-02 15:04:05 UTC"}} · {{.Report.System}}</div>
+{{with .Report.Client}}<div class="meta">{{.}}</div>{{end}}
 <div class="meta">machine: {{.Report.Machine.CPUs}} CPUs, {{.Report.Machine.GOOS}}/{{.Report.Machine.GOARCH}}, {{.Report.Machine.GoVersion}}, load average {{printf "%.2f" (index .Report.Machine.LoadAverageStart 0)}} at the start, {{printf "%.2f" (index .Report.Machine.LoadAverageEnd 0)}} at the end<span class="warn">{{.Shared}}</span></div>
 <div class="meta">command: <code>{{.Report.Command}}</code></div>
 

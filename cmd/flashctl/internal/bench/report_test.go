@@ -43,7 +43,8 @@ func sampleReport(t *testing.T) *Report {
 		return r
 	}
 	rep := &Report{Command: "flashctl bench --workload sellout", Started: start.UTC(), Workload: WorkloadSellout,
-		Machine: Machine{CPUs: 2, LoadAverageStart: [3]float64{3, 2, 1}}, System: "local cluster"}
+		Machine: Machine{CPUs: 2, LoadAverageStart: [3]float64{3, 2, 1}}, System: "local cluster",
+		Client: "client library defaults: claims share ClaimMany calls"}
 	rep.Runs = []*RunReport{run(runFlashd, 200, 800), run(runRedisAlways, 200, 400)}
 	rep.Checks = checks(rep, Config{Workload: WorkloadSellout})
 	return rep
@@ -116,6 +117,9 @@ func TestHTMLIsSelfContained(t *testing.T) {
 		t.Fatal(err)
 	}
 	page := b.String()
+	if !strings.Contains(page, "claims share ClaimMany calls") {
+		t.Error("page does not say how the client sent the claims")
+	}
 	for _, bad := range []string{"http://", "https://", "//cdn", "@import"} {
 		if strings.Contains(page, bad) {
 			t.Errorf("page contains %q", bad)
@@ -181,7 +185,8 @@ func TestTableShowsEveryFigure(t *testing.T) {
 	}
 	out := b.String()
 	for _, want := range []string{"claims/s", "p99.9", "redis-lua-always", "sold_out 800 · granted 200 · timeout 1",
-		"caches (sold out, limit)", "sold_out 90", "sell-out of flashd", "(the machine was busy", "flashd / Redis-Lua (appendfsync always)"} {
+		"caches (sold out, limit)", "sold_out 90", "sell-out of flashd", "(the machine was busy", "flashd / Redis-Lua (appendfsync always)",
+		"claims share ClaimMany calls"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("table lacks %q:\n%s", want, out)
 		}
