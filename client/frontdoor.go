@@ -181,26 +181,34 @@ func (c *Client) Claim(ctx context.Context, campaign, item string, opts ...CallO
 // (or when the front door has no ClaimMany) as a unary Claim call.
 func (c *Client) claimOnce(ctx context.Context, ep *endpoint, co *callOptions, req *flashdpb.FrontDoorClaimRequest, deadline time.Time) (*flashdpb.Claim, error) {
 	if b := ep.claims; b != nil && !b.unsupported.Load() {
-		// A copy per attempt: an abandoned attempt's entry may still be
-		// on its way in a call when the next attempt changes Retry.
-		entry := &flashdpb.ClaimManyEntry{
-			Claim: &flashdpb.FrontDoorClaimRequest{
-				CampaignId: req.CampaignId, ItemId: req.ItemId, Quantity: req.Quantity,
-				RequestId: req.RequestId, Retry: req.Retry,
-			},
-			Authorization: co.authorization, InsecureUserId: co.user,
-		}
-		claim, err := b.claim(ctx, entry, deadline)
-		switch {
-		case err == errClaimManyUnsupported:
-		case err != nil:
-			return nil, err
-		case claim == nil:
-			return nil, status.Error(codes.Internal, "front door granted a claim without its record")
-		default:
-			return claim, nil
+		claim, err := claimBatched(ctx, b, co, req, deadline)
+		if err != errClaimManyUnsupported {
+			return claim, err
 		}
 	}
+	return c.claimUnary(ctx, ep, req, deadline)
+}
+
+// claimBatched sends one attempt in the front door's next ClaimMany call.
+func claimBatched(ctx context.Context, b *claimBatcher, co *callOptions, req *flashdpb.FrontDoorClaimRequest, deadline time.Time) (*flashdpb.Claim, error) {
+	// A copy per attempt: an abandoned attempt's entry may still be on
+	// its way in a call when the next attempt changes Retry.
+	entry := &flashdpb.ClaimManyEntry{
+		Claim: &flashdpb.FrontDoorClaimRequest{
+			CampaignId: req.CampaignId, ItemId: req.ItemId, Quantity: req.Quantity,
+			RequestId: req.RequestId, Retry: req.Retry,
+		},
+		Authorization: co.authorization, InsecureUserId: co.user,
+	}
+	claim, err := b.claim(ctx, entry, deadline)
+	if err == nil && claim == nil {
+		return nil, status.Error(codes.Internal, "front door granted a claim without its record")
+	}
+	return claim, err
+}
+
+// claimUnary sends one attempt as a FrontDoor.Claim call.
+func (c *Client) claimUnary(ctx context.Context, ep *endpoint, req *flashdpb.FrontDoorClaimRequest, deadline time.Time) (*flashdpb.Claim, error) {
 	if !deadline.IsZero() {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithDeadline(ctx, deadline)
