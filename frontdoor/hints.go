@@ -125,3 +125,46 @@ func unixNanos(t *timestamppb.Timestamp) int64 {
 	}
 	return t.AsTime().UnixNano()
 }
+
+// noDrawsHintTTL bounds how long the front door believes a user has no
+// draw chance left in a card campaign. Grants go to the store, not through
+// the door, so a user granted new chances may be refused here for up to
+// this long; then one draw goes to the store and the hint is learnt anew.
+const noDrawsHintTTL = 2 * time.Second
+
+// userCampaignKey names one user's draws in one card campaign.
+type userCampaignKey struct{ user, campaign string }
+
+// drawHint is what the door learnt of a user's draw chances.
+type drawHint struct {
+	key   userCampaignKey // held by its hash: a hint for another key is absent
+	until int64           // Unix nanoseconds until which the user has no draw left
+}
+
+// drawHints remembers users the store said have no draw left, in bounded
+// memory, keyed by a 64-bit hash like limitHints. Hints, not truth: a draw
+// that gets past them is decided by the store, and a hint only refuses
+// what the store refused a moment ago.
+type drawHints struct {
+	seed  maphash.Seed
+	users *boundedMap[uint64, drawHint]
+}
+
+func newDrawHints(maxEntries int) *drawHints {
+	return &drawHints{seed: maphash.MakeSeed(), users: newBoundedMap[uint64, drawHint](maxEntries)}
+}
+
+// noDrawsLeft says whether the door believes k has no draw left now.
+func (h *drawHints) noDrawsLeft(k userCampaignKey, now time.Time) (none bool) {
+	h.users.update(maphash.Comparable(h.seed, k), false, func(v *drawHint) {
+		none = v.key == k && now.UnixNano() < v.until
+	})
+	return none
+}
+
+// learn records that the store answered k had no draw left.
+func (h *drawHints) learn(k userCampaignKey, now time.Time) {
+	h.users.update(maphash.Comparable(h.seed, k), true, func(v *drawHint) {
+		*v = drawHint{key: k, until: now.Add(noDrawsHintTTL).UnixNano()}
+	})
+}
