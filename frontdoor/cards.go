@@ -63,8 +63,11 @@ func (d *Door) DrawCard(ctx context.Context, req *pb.FrontDoorDrawCardRequest) (
 	if err != nil {
 		return nil, err
 	}
+	now := d.cfg.Now()
 	key := userCampaignKey{user, req.GetCampaignId()}
-	if d.drawHints.noDrawsLeft(key, d.cfg.Now()) {
+	// A retry may be of a draw the store made: only the store can say.
+	bypass := req.GetRetry() && req.GetRequestId() != "" && d.bypass.AllowN(now, 1)
+	if !bypass && d.drawHints.noDrawsLeft(key, req.GetRequestId(), now) {
 		d.m.reads.WithLabelValues("DrawCard", "no_draws_left_cached").Inc()
 		return nil, errNoDrawsLeft
 	}
@@ -72,7 +75,7 @@ func (d *Door) DrawCard(ctx context.Context, req *pb.FrontDoorDrawCardRequest) (
 	if requestID == "" {
 		requestID = client.NewRequestID()
 	}
-	p := &pendingDraw{key: key}
+	p := &pendingDraw{key: key, bypass: bypass}
 	p.req = pb.DrawCardRequest{CampaignId: req.GetCampaignId(), UserId: user, RequestId: requestID}
 	ctx, cancel := context.WithTimeout(ctx, cardTimeout)
 	defer cancel()
@@ -87,8 +90,9 @@ func (d *Door) DrawCard(ctx context.Context, req *pb.FrontDoorDrawCardRequest) (
 // pendingDraw is a draw admitted to the draws' coalescer.
 type pendingDraw struct {
 	waiter[*pendingDraw, *pb.DrawCardResponse]
-	req pb.DrawCardRequest
-	key userCampaignKey
+	req    pb.DrawCardRequest
+	key    userCampaignKey
+	bypass bool // a retry sent past the hints: never answered from them, nothing learnt from its refusal
 }
 
 func (p *pendingDraw) waiting() *waiter[*pendingDraw, *pb.DrawCardResponse] { return &p.waiter }
@@ -111,7 +115,7 @@ func (d *Door) drawSender(cs CardStore) batchSender[*pendingDraw, *pb.DrawCardRe
 // drawIsStale refuses a draw whose user the door learnt, while it waited,
 // to have no draw left.
 func (d *Door) drawIsStale(p *pendingDraw) error {
-	if d.drawHints.noDrawsLeft(p.key, d.cfg.Now()) {
+	if !p.bypass && d.drawHints.noDrawsLeft(p.key, p.req.RequestId, d.cfg.Now()) {
 		d.m.reads.WithLabelValues("DrawCard", "no_draws_left_cached").Inc()
 		return errNoDrawsLeft
 	}
@@ -120,8 +124,10 @@ func (d *Door) drawIsStale(p *pendingDraw) error {
 
 // answerDraws turns the store's answer to a draw batch into each draw's
 // result, as DrawCard answered when each draw was its own store call, and
-// learns who has no draw left: a granted draw that left none, or a
-// NO_DRAWS_LEFT refusal.
+// learns who has no draw left (a granted draw that left none, or a
+// NO_DRAWS_LEFT refusal of a draw that is not a retry: the store may be
+// replaying an old answer) and the request IDs of granted draws, whose
+// repeats the hint lets through to the store.
 func (d *Door) answerDraws(batch []*pendingDraw, resp *pb.DrawCardBatchResponse, err error) []result[*pb.DrawCardResponse] {
 	out := make([]result[*pb.DrawCardResponse], len(batch))
 	if err != nil {
@@ -136,14 +142,13 @@ func (d *Door) answerDraws(batch []*pendingDraw, resp *pb.DrawCardBatchResponse,
 		p := batch[i]
 		switch reason := r.GetReason(); {
 		case reason == pb.Reason_REASON_UNSPECIFIED:
-			if h := r.GetDraw().GetHolder(); h != nil && h.GetDrawsLeft() == 0 {
-				d.drawHints.learn(p.key, now)
-			}
+			h := r.GetDraw().GetHolder()
+			d.drawHints.learnDraw(p.key, p.req.RequestId, h != nil && h.GetDrawsLeft() == 0, now)
 			out[i].value = r.GetDraw()
 			out[i].value.RequestId = p.req.RequestId
 		default:
-			if reason == pb.Reason_REASON_NO_DRAWS_LEFT {
-				d.drawHints.learn(p.key, now)
+			if reason == pb.Reason_REASON_NO_DRAWS_LEFT && !p.bypass {
+				d.drawHints.learnNoDraws(p.key, now)
 			}
 			d.m.reads.WithLabelValues("DrawCard", "refused").Inc()
 			out[i].err = newStatusError(reasonCode(reason), reasonName(reason), r.GetMessage(), nil, 0)

@@ -189,7 +189,7 @@ func TestNoDrawsLeftIsRemembered(t *testing.T) {
 	store := newCardFakeStore()
 	d, clock := newTestDoor(t, store, nil)
 	openCardCampaign(d)
-	if _, err := d.DrawCard(userCtx("ann"), &pb.FrontDoorDrawCardRequest{CampaignId: "cards"}); err != nil {
+	if _, err := d.DrawCard(userCtx("ann"), &pb.FrontDoorDrawCardRequest{CampaignId: "cards", RequestId: "ann-1"}); err != nil {
 		t.Fatal(err) // her only draw: it leaves none
 	}
 	for range 5 {
@@ -200,6 +200,17 @@ func TestNoDrawsLeftIsRemembered(t *testing.T) {
 	}
 	if store.draws != 1 {
 		t.Fatalf("the store saw %d draws, want 1", store.draws)
+	}
+	// A repeat of her draw's request ID is the store's to answer (with her
+	// card), and so is a retry flagged by the client library.
+	if resp, err := d.DrawCard(userCtx("ann"), &pb.FrontDoorDrawCardRequest{CampaignId: "cards", RequestId: "ann-1"}); err != nil || resp.GetCardType() != "fu" {
+		t.Fatalf("a repeat of her draw: %v %v", resp, err)
+	}
+	if _, err := d.DrawCard(userCtx("ann"), &pb.FrontDoorDrawCardRequest{CampaignId: "cards", RequestId: "ann-2", Retry: true}); reasonOf(err) != "NO_DRAWS_LEFT" {
+		t.Fatalf("a retry: %v", err)
+	}
+	if store.draws != 3 {
+		t.Fatalf("the store saw %d draws, want 3", store.draws)
 	}
 	// Another user, and ann in another campaign, are not refused by it.
 	if _, err := d.DrawCard(userCtx("bob"), &pb.FrontDoorDrawCardRequest{CampaignId: "cards"}); err != nil {
@@ -218,8 +229,8 @@ func TestNoDrawsLeftIsRemembered(t *testing.T) {
 			t.Fatalf("cid: %v", err)
 		}
 	}
-	if store.draws != 4 {
-		t.Fatalf("the store saw %d draws, want 4", store.draws)
+	if store.draws != 6 {
+		t.Fatalf("the store saw %d draws, want 6", store.draws)
 	}
 }
 
