@@ -77,12 +77,13 @@ type batchMetrics struct {
 
 // coalescer packs entries (claims, or card draws) into batches for the
 // store (stage 7); the door has one per kind, since each kind is its own
-// store call. An entry waits at most one batch window: a batch leaves when it is full, when the
-// window of its first claim ends, or at once when no batch is in flight
-// (group commit: the store's answer to one batch is the signal to send the
-// next, so batches grow with the load and a lone claim waits for nothing).
-// At most batchesInFlight batches are in flight; claims that arrive
-// meanwhile wait in a bounded queue, and a full queue refuses at once.
+// store call. An entry waits at most one batch window: a batch leaves when
+// it is full, when the window of its first entry ends, or at once when no
+// batch is in flight (group commit: the store's answer to one batch is the
+// signal to send the next, so batches grow with the load and a lone entry
+// waits for nothing). At most batchesInFlight batches are in flight;
+// entries that arrive meanwhile wait in a bounded queue, and a full queue
+// refuses at once.
 type coalescer[E entry[E, V], V any] struct {
 	send         batchSender[E, V]
 	stale        staleRefusal[E] // nil: no entry goes stale
