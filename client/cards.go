@@ -37,6 +37,16 @@ func (s *Store) DrawCard(ctx context.Context, req *flashdpb.DrawCardRequest) (*f
 	return storeCall(ctx, s, routeLeader, req, flashdpb.StoreClient.DrawCard)
 }
 
+// DrawCardBatch spends many draw chances, one log entry for all; draws
+// without a request ID get one, so that retrying the batch never draws
+// twice. Each result is a draw or a refusal with its reason, in order.
+func (s *Store) DrawCardBatch(ctx context.Context, req *flashdpb.DrawCardBatchRequest) (*flashdpb.DrawCardBatchResponse, error) {
+	for _, d := range req.GetDraws() {
+		ensureRequestID(&d.RequestId)
+	}
+	return storeCall(ctx, s, routeLeader, req, flashdpb.StoreClient.DrawCardBatch)
+}
+
 // RedeemSet spends one full set for one reward. A refusal matches
 // ErrNoFullSet, ErrPoolEmpty or ErrCampaignClosed.
 func (s *Store) RedeemSet(ctx context.Context, req *flashdpb.RedeemSetRequest) (*flashdpb.RedeemSetResponse, error) {

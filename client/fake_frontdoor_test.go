@@ -158,6 +158,13 @@ func (d *fakeDoor) Claim(ctx context.Context, req *flashdpb.FrontDoorClaimReques
 	return &flashdpb.FrontDoorClaimResponse{ClaimId: 42, State: claim.State, RequestId: claim.RequestId, Claim: claim}, nil
 }
 
+func (d *fakeDoor) DrawCard(ctx context.Context, req *flashdpb.FrontDoorDrawCardRequest) (*flashdpb.DrawCardResponse, error) {
+	if err := d.serve(ctx, "DrawCard", req.GetRequestId(), req.GetRetry()); err != nil {
+		return nil, err
+	}
+	return &flashdpb.DrawCardResponse{CardType: "fu", RequestId: req.GetRequestId()}, nil
+}
+
 func (d *fakeDoor) ClaimMany(ctx context.Context, req *flashdpb.ClaimManyRequest) (*flashdpb.ClaimManyResponse, error) {
 	g := d.group
 	g.mu.Lock()

@@ -19,7 +19,10 @@ import (
 func (c *Client) DrawCard(ctx context.Context, campaign string, opts ...CallOption) (*flashdpb.DrawCardResponse, error) {
 	req := &flashdpb.FrontDoorDrawCardRequest{CampaignId: campaign}
 	var out *flashdpb.DrawCardResponse
-	err := c.cardCall(ctx, &req.RequestId, opts, func(ctx context.Context, ep *endpoint, callOpts ...grpc.CallOption) error {
+	err := c.cardCall(ctx, &req.RequestId, opts, func(ctx context.Context, ep *endpoint, resend bool, callOpts ...grpc.CallOption) error {
+		// A resend may find the door's no-draws-left hint when the store
+		// drew for this request ID: it asks the store.
+		req.Retry = resend
 		var err error
 		out, err = ep.frontDoor.DrawCard(ctx, req, callOpts...)
 		return err
@@ -33,7 +36,7 @@ func (c *Client) DrawCard(ctx context.Context, campaign string, opts ...CallOpti
 func (c *Client) RedeemSet(ctx context.Context, campaign string, opts ...CallOption) (*flashdpb.RedeemSetResponse, error) {
 	req := &flashdpb.FrontDoorRedeemSetRequest{CampaignId: campaign}
 	var out *flashdpb.RedeemSetResponse
-	err := c.cardCall(ctx, &req.RequestId, opts, func(ctx context.Context, ep *endpoint, callOpts ...grpc.CallOption) error {
+	err := c.cardCall(ctx, &req.RequestId, opts, func(ctx context.Context, ep *endpoint, _ bool, callOpts ...grpc.CallOption) error {
 		var err error
 		out, err = ep.frontDoor.RedeemSet(ctx, req, callOpts...)
 		return err
@@ -54,8 +57,9 @@ func (c *Client) GetMyCards(ctx context.Context, campaign string, opts ...CallOp
 
 // cardCall runs a card mutation like Claim: the client-side drop, one
 // request ID for every attempt, and the drop fraction learnt from answers.
+// call is told whether the attempt resends one that may have been applied.
 func (c *Client) cardCall(ctx context.Context, requestID *string, opts []CallOption,
-	call func(context.Context, *endpoint, ...grpc.CallOption) error,
+	call func(ctx context.Context, ep *endpoint, resend bool, callOpts ...grpc.CallOption) error,
 ) error {
 	co := callOpts(opts)
 	if c.closed.Load() {
@@ -67,9 +71,9 @@ func (c *Client) cardCall(ctx context.Context, requestID *string, opts []CallOpt
 	}
 	*requestID = co.requestID
 	ensureRequestID(requestID)
-	return c.do(ctx, co, func(ctx context.Context, ep *endpoint, _ attempt) error {
+	return c.do(ctx, co, func(ctx context.Context, ep *endpoint, at attempt) error {
 		var header, trailer metadata.MD
-		err := call(ctx, ep, grpc.Header(&header), grpc.Trailer(&trailer))
+		err := call(ctx, ep, at.resend, grpc.Header(&header), grpc.Trailer(&trailer))
 		c.drops.learn(header, trailer, time.Now())
 		return err
 	})

@@ -20,7 +20,7 @@ const cardTimeout = 5 * time.Second
 // The client library's store (NewStoreClient) has it; a Store without it
 // answers card calls UNIMPLEMENTED.
 type CardStore interface {
-	DrawCard(ctx context.Context, req *pb.DrawCardRequest) (*pb.DrawCardResponse, error)
+	DrawCardBatch(ctx context.Context, req *pb.DrawCardBatchRequest) (*pb.DrawCardBatchResponse, error)
 	RedeemSet(ctx context.Context, req *pb.RedeemSetRequest) (*pb.RedeemSetResponse, error)
 	GetCards(ctx context.Context, req *pb.GetCardsRequest) (*pb.GetCardsResponse, error)
 }
@@ -29,6 +29,7 @@ var (
 	errNoCardStore    = status.Error(codes.Unimplemented, "this front door's store takes no card calls")
 	errNotCardCollect = newStatusError(codes.InvalidArgument, reasonName(pb.Reason_REASON_WRONG_CAMPAIGN_KIND), "this campaign has no cards", nil, 0)
 	errPoolEmpty      = newStatusError(codes.FailedPrecondition, reasonName(pb.Reason_REASON_POOL_EMPTY), "every reward of the pool has been given", nil, 0)
+	errNoDrawsLeft    = newStatusError(codes.FailedPrecondition, reasonName(pb.Reason_REASON_NO_DRAWS_LEFT), "no draw chance left", nil, 0)
 )
 
 // poolsEmpty remembers the card campaigns whose reward pool the store said
@@ -37,7 +38,8 @@ type poolsEmpty struct{ m sync.Map }
 
 // DrawCard spends one of the caller's draw chances for one card, through
 // the funnel's stages 1 to 5 (authentication, frequency control, the global
-// share, degradation, validation); then one command in the store.
+// share, degradation, validation), the no-draws-left hints, then the draws'
+// coalescer: one store log entry for many draws.
 func (s *Server) DrawCard(ctx context.Context, req *pb.FrontDoorDrawCardRequest) (*pb.DrawCardResponse, error) {
 	s.door.setDropHeader(ctx)
 	return s.door.DrawCard(ctx, req)
@@ -57,23 +59,102 @@ func (s *Server) GetMyCards(ctx context.Context, req *pb.GetMyCardsRequest) (*pb
 
 // DrawCard: see Server.DrawCard.
 func (d *Door) DrawCard(ctx context.Context, req *pb.FrontDoorDrawCardRequest) (*pb.DrawCardResponse, error) {
-	cs, user, err := d.admitCard(ctx, "DrawCard", req.GetCampaignId(), req.GetRequestId(), true)
+	_, user, err := d.admitCard(ctx, "DrawCard", req.GetCampaignId(), req.GetRequestId(), true)
 	if err != nil {
 		return nil, err
+	}
+	now := d.cfg.Now()
+	key := userCampaignKey{user, req.GetCampaignId()}
+	// A retry may be of a draw the store made: only the store can say.
+	bypass := req.GetRetry() && req.GetRequestId() != "" && d.bypass.AllowN(now, 1)
+	if !bypass && d.drawHints.noDrawsLeft(key, req.GetRequestId(), now) {
+		d.m.reads.WithLabelValues("DrawCard", "no_draws_left_cached").Inc()
+		return nil, errNoDrawsLeft
 	}
 	requestID := req.GetRequestId()
 	if requestID == "" {
 		requestID = client.NewRequestID()
 	}
+	p := &pendingDraw{key: key, bypass: bypass}
+	p.req = pb.DrawCardRequest{CampaignId: req.GetCampaignId(), UserId: user, RequestId: requestID}
 	ctx, cancel := context.WithTimeout(ctx, cardTimeout)
 	defer cancel()
-	resp, err := cs.DrawCard(ctx, &pb.DrawCardRequest{CampaignId: req.GetCampaignId(), UserId: user, RequestId: requestID})
-	if err != nil {
-		return nil, d.cardError("DrawCard", err)
+	res := d.draws.submit(ctx, p)
+	if res.err != nil {
+		return nil, res.err
 	}
 	d.m.reads.WithLabelValues("DrawCard", "ok").Inc()
-	resp.RequestId = requestID
-	return resp, nil
+	return res.value, nil
+}
+
+// pendingDraw is a draw admitted to the draws' coalescer.
+type pendingDraw struct {
+	waiter[*pendingDraw, *pb.DrawCardResponse]
+	req    pb.DrawCardRequest
+	key    userCampaignKey
+	bypass bool // a retry sent past the hints: never answered from them, nothing learnt from its refusal
+}
+
+func (p *pendingDraw) waiting() *waiter[*pendingDraw, *pb.DrawCardResponse] { return &p.waiter }
+
+// drawSender is the draws' coalescer's batchSender: one DrawCardBatch.
+func (d *Door) drawSender(cs CardStore) batchSender[*pendingDraw, *pb.DrawCardResponse] {
+	return func(ctx context.Context, batch []*pendingDraw) ([]result[*pb.DrawCardResponse], error) {
+		req := &pb.DrawCardBatchRequest{Draws: make([]*pb.DrawCardRequest, len(batch))}
+		for i, p := range batch {
+			req.Draws[i] = &p.req
+		}
+		resp, err := cs.DrawCardBatch(ctx, req)
+		if err == nil && len(resp.GetResults()) != len(batch) {
+			err = errBadBatchAnswer
+		}
+		return d.answerDraws(batch, resp, err), err
+	}
+}
+
+// drawIsStale refuses a draw whose user the door learnt, while it waited,
+// to have no draw left.
+func (d *Door) drawIsStale(p *pendingDraw) error {
+	if !p.bypass && d.drawHints.noDrawsLeft(p.key, p.req.RequestId, d.cfg.Now()) {
+		d.m.reads.WithLabelValues("DrawCard", "no_draws_left_cached").Inc()
+		return errNoDrawsLeft
+	}
+	return nil
+}
+
+// answerDraws turns the store's answer to a draw batch into each draw's
+// result, as DrawCard answered when each draw was its own store call, and
+// learns who has no draw left (a granted draw that left none, or a
+// NO_DRAWS_LEFT refusal of a draw that is not a retry: the store may be
+// replaying an old answer) and the request IDs of granted draws, whose
+// repeats the hint lets through to the store.
+func (d *Door) answerDraws(batch []*pendingDraw, resp *pb.DrawCardBatchResponse, err error) []result[*pb.DrawCardResponse] {
+	out := make([]result[*pb.DrawCardResponse], len(batch))
+	if err != nil {
+		d.log.Debug("draw batch failed", "draws", len(batch), "err", err)
+		for i := range out {
+			out[i].err = d.cardError("DrawCard", err)
+		}
+		return out
+	}
+	now := d.cfg.Now()
+	for i, r := range resp.GetResults() {
+		p := batch[i]
+		switch reason := r.GetReason(); {
+		case reason == pb.Reason_REASON_UNSPECIFIED:
+			h := r.GetDraw().GetHolder()
+			d.drawHints.learnDraw(p.key, p.req.RequestId, h != nil && h.GetDrawsLeft() == 0, now)
+			out[i].value = r.GetDraw()
+			out[i].value.RequestId = p.req.RequestId
+		default:
+			if reason == pb.Reason_REASON_NO_DRAWS_LEFT && !p.bypass {
+				d.drawHints.learnNoDraws(p.key, now)
+			}
+			d.m.reads.WithLabelValues("DrawCard", "refused").Inc()
+			out[i].err = newStatusError(reasonCode(reason), reasonName(reason), r.GetMessage(), nil, 0)
+		}
+	}
+	return out
 }
 
 // RedeemSet: see Server.RedeemSet.

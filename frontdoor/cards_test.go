@@ -13,19 +13,53 @@ import (
 )
 
 // cardFakeStore adds the card calls to fakeStore: a pool that runs out after
-// one redemption, and draws that always give "fu".
+// one redemption, and draws that always give "fu", drawsEach per user,
+// repeated request IDs answered with their first result.
 type cardFakeStore struct {
 	*fakeStore
-	draws, redeems int
-	lastUser       string
+	draws, drawBatches, redeems int
+	lastUser                    string
+	drawsEach                   uint64
+	drawn                       map[string]uint64             // by user
+	first                       map[string]*pb.DrawCardResult // by request ID
+	arrived, release            chan struct{}                 // if set, a draw batch says it arrived, then waits to be released
 }
 
-func (s *cardFakeStore) DrawCard(_ context.Context, req *pb.DrawCardRequest) (*pb.DrawCardResponse, error) {
+func newCardFakeStore() *cardFakeStore {
+	return &cardFakeStore{fakeStore: newFakeStore(), drawsEach: 1, drawn: map[string]uint64{}, first: map[string]*pb.DrawCardResult{}}
+}
+
+func (s *cardFakeStore) DrawCardBatch(ctx context.Context, req *pb.DrawCardBatchRequest) (*pb.DrawCardBatchResponse, error) {
+	if s.arrived != nil {
+		s.arrived <- struct{}{}
+		select {
+		case <-s.release:
+		case <-ctx.Done():
+			return nil, status.FromContextError(ctx.Err()).Err()
+		}
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.draws++
-	s.lastUser = req.GetUserId()
-	return &pb.DrawCardResponse{CardType: "fu", Holder: &pb.CardHolder{UserId: req.GetUserId()}}, nil
+	s.drawBatches++
+	out := &pb.DrawCardBatchResponse{}
+	for _, d := range req.GetDraws() {
+		s.draws++
+		s.lastUser = d.GetUserId()
+		r, ok := s.first[d.GetRequestId()]
+		switch {
+		case ok:
+		case s.drawn[d.GetUserId()] >= s.drawsEach:
+			r = &pb.DrawCardResult{Reason: pb.Reason_REASON_NO_DRAWS_LEFT, Message: "no draw chance left"}
+		default:
+			s.drawn[d.GetUserId()]++
+			r = &pb.DrawCardResult{Draw: &pb.DrawCardResponse{CardType: "fu", Holder: &pb.CardHolder{
+				UserId: d.GetUserId(), DrawsLeft: s.drawsEach - s.drawn[d.GetUserId()],
+			}}}
+		}
+		s.first[d.GetRequestId()] = r
+		out.Results = append(out.Results, r)
+	}
+	return out, nil
 }
 
 func (s *cardFakeStore) RedeemSet(_ context.Context, req *pb.RedeemSetRequest) (*pb.RedeemSetResponse, error) {
@@ -43,13 +77,9 @@ func (s *cardFakeStore) GetCards(_ context.Context, req *pb.GetCardsRequest) (*p
 }
 
 func TestCardCallsGoThroughTheFunnel(t *testing.T) {
-	store := &cardFakeStore{fakeStore: newFakeStore()}
+	store := newCardFakeStore()
 	d, _ := newTestDoor(t, store, nil)
-	openCampaign(d, 1, 0, 1) // flash sale "c"
-	d.catalog.updateCampaign(&pb.Campaign{
-		Id: "cards", Kind: pb.CampaignKind_CAMPAIGN_KIND_CARD_COLLECT, State: pb.CampaignState_CAMPAIGN_STATE_OPEN,
-		Start: timestamppb.New(t0.Add(-time.Minute)),
-	})
+	openCardCampaign(d)
 	d.catalog.updateCampaign(&pb.Campaign{
 		Id: "later", Kind: pb.CampaignKind_CAMPAIGN_KIND_CARD_COLLECT, State: pb.CampaignState_CAMPAIGN_STATE_OPEN,
 		Start: timestamppb.New(t0.Add(time.Hour)),
@@ -85,6 +115,122 @@ func TestCardCallsGoThroughTheFunnel(t *testing.T) {
 	}
 	if h, err := d.GetMyCards(userCtx("carol"), &pb.GetMyCardsRequest{CampaignId: "cards"}); err != nil || h.UserId != "carol" {
 		t.Errorf("GetMyCards: %v %v", h, err)
+	}
+}
+
+// openCardCampaign puts flash sale "c" and open card-collect campaign
+// "cards" in the door's catalog and marks it synced.
+func openCardCampaign(d *Door) {
+	openCampaign(d, 1, 0, 1)
+	d.catalog.updateCampaign(&pb.Campaign{
+		Id: "cards", Kind: pb.CampaignKind_CAMPAIGN_KIND_CARD_COLLECT, State: pb.CampaignState_CAMPAIGN_STATE_OPEN,
+		Start: timestamppb.New(t0.Add(-time.Minute)),
+	})
+}
+
+// TestDrawsShareStoreBatches: draws that arrive while a draw batch is in
+// flight leave together in the next batch, each answered with its own
+// result (a draw, or the store's refusal with its reason).
+func TestDrawsShareStoreBatches(t *testing.T) {
+	store := newCardFakeStore()
+	store.arrived, store.release = make(chan struct{}, 2), make(chan struct{})
+	d, _ := newTestDoor(t, store, func(c *Config) { c.BatchesInFlight = 1; c.BatchWindow = time.Second })
+	openCardCampaign(d)
+	store.drawn["dora"] = 1 // dora has no draw left: the store refuses her
+
+	first := make(chan error, 1)
+	go func() {
+		_, err := d.DrawCard(userCtx("first"), &pb.FrontDoorDrawCardRequest{CampaignId: "cards"})
+		first <- err
+	}()
+	<-store.arrived // the first batch, of one draw, is at the store
+	users := []string{"ann", "bob", "cid", "dora"}
+	type answer struct {
+		resp *pb.DrawCardResponse
+		err  error
+	}
+	answers := make([]chan answer, len(users))
+	for i, u := range users {
+		answers[i] = make(chan answer, 1)
+		go func() {
+			resp, err := d.DrawCard(userCtx(u), &pb.FrontDoorDrawCardRequest{CampaignId: "cards", RequestId: "req-" + u})
+			answers[i] <- answer{resp, err}
+		}()
+	}
+	waitFor(t, func() bool { return d.draws.claimsIn.Load() == 1+int64(len(users)) })
+	store.release <- struct{}{}
+	if err := <-first; err != nil {
+		t.Fatalf("first draw: %v", err)
+	}
+	<-store.arrived // the second batch: the four draws that waited
+	store.release <- struct{}{}
+	for i, u := range users {
+		a := <-answers[i]
+		switch u {
+		case "dora":
+			if reasonOf(a.err) != "NO_DRAWS_LEFT" || status.Code(a.err) != codes.FailedPrecondition {
+				t.Errorf("dora: %v, want NO_DRAWS_LEFT", a.err)
+			}
+		default:
+			if a.err != nil || a.resp.GetCardType() != "fu" || a.resp.GetRequestId() != "req-"+u || a.resp.GetHolder().GetUserId() != u {
+				t.Errorf("%s: %v %v", u, a.resp, a.err)
+			}
+		}
+	}
+	if store.drawBatches != 2 || store.draws != 5 {
+		t.Fatalf("%d draws in %d store batches, want 5 in 2", store.draws, store.drawBatches)
+	}
+}
+
+// TestNoDrawsLeftIsRemembered: once the store said a user has no draw
+// left (a refusal, or a draw that left none), the door answers her next
+// presses itself, for noDrawsHintTTL; then the store is asked again.
+func TestNoDrawsLeftIsRemembered(t *testing.T) {
+	store := newCardFakeStore()
+	d, clock := newTestDoor(t, store, nil)
+	openCardCampaign(d)
+	if _, err := d.DrawCard(userCtx("ann"), &pb.FrontDoorDrawCardRequest{CampaignId: "cards", RequestId: "ann-1"}); err != nil {
+		t.Fatal(err) // her only draw: it leaves none
+	}
+	for range 5 {
+		_, err := d.DrawCard(userCtx("ann"), &pb.FrontDoorDrawCardRequest{CampaignId: "cards"})
+		if reasonOf(err) != "NO_DRAWS_LEFT" || status.Code(err) != codes.FailedPrecondition {
+			t.Fatalf("a press after the last draw: %v", err)
+		}
+	}
+	if store.draws != 1 {
+		t.Fatalf("the store saw %d draws, want 1", store.draws)
+	}
+	// A repeat of her draw's request ID is the store's to answer (with her
+	// card), and so is a retry flagged by the client library.
+	if resp, err := d.DrawCard(userCtx("ann"), &pb.FrontDoorDrawCardRequest{CampaignId: "cards", RequestId: "ann-1"}); err != nil || resp.GetCardType() != "fu" {
+		t.Fatalf("a repeat of her draw: %v %v", resp, err)
+	}
+	if _, err := d.DrawCard(userCtx("ann"), &pb.FrontDoorDrawCardRequest{CampaignId: "cards", RequestId: "ann-2", Retry: true}); reasonOf(err) != "NO_DRAWS_LEFT" {
+		t.Fatalf("a retry: %v", err)
+	}
+	if store.draws != 3 {
+		t.Fatalf("the store saw %d draws, want 3", store.draws)
+	}
+	// Another user, and ann in another campaign, are not refused by it.
+	if _, err := d.DrawCard(userCtx("bob"), &pb.FrontDoorDrawCardRequest{CampaignId: "cards"}); err != nil {
+		t.Fatalf("bob: %v", err)
+	}
+	// Past the hint, the store decides again: ann was granted one more.
+	store.drawsEach = 2
+	clock.add(noDrawsHintTTL)
+	if _, err := d.DrawCard(userCtx("ann"), &pb.FrontDoorDrawCardRequest{CampaignId: "cards"}); err != nil {
+		t.Fatalf("ann after a new grant and the hint's end: %v", err)
+	}
+	// A refusal is learnt too.
+	store.drawn["cid"] = 2
+	for range 3 {
+		if _, err := d.DrawCard(userCtx("cid"), &pb.FrontDoorDrawCardRequest{CampaignId: "cards"}); reasonOf(err) != "NO_DRAWS_LEFT" {
+			t.Fatalf("cid: %v", err)
+		}
+	}
+	if store.draws != 6 {
+		t.Fatalf("the store saw %d draws, want 6", store.draws)
 	}
 }
 

@@ -52,7 +52,7 @@ func (d *Door) ClaimMany(ctx context.Context, req *pb.ClaimManyRequest) (*pb.Cla
 			if r.err != nil {
 				out[at[k]].Error = d.claimStatus(r.err)
 			} else {
-				out[at[k]].Claim = r.claim
+				out[at[k]].Claim = r.value
 			}
 		}
 	}

@@ -6,59 +6,92 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	pb "github.com/flashd/flashd/rpc/flashdpb"
 )
 
-// claimResult is a claim's answer: the granted claim or the refusal.
-type claimResult struct {
-	claim *pb.Claim
+// result is an entry's answer: the store's (value) or the refusal.
+type result[V any] struct {
+	value V
 	err   error
+}
+
+// claimResult is a claim's answer: the granted claim or the refusal.
+type claimResult = result[*pb.Claim]
+
+// waiter is the coalescer's part of an entry it batches (a claim, a draw):
+// who wins it, and how its answer reaches the caller.
+type waiter[E any, V any] struct {
+	state atomic.Int32
+
+	// The answer is written to result, then the entry is sent on done,
+	// which has room for it (and, for a ClaimMany call, for every claim of
+	// the call: they share one channel), so delivering never blocks.
+	result result[V]
+	done   chan E
+	slot   int // the entry's place among those sharing done
+}
+
+// entry is what a coalescer batches: *pendingClaim, *pendingDraw.
+type entry[E any, V any] interface {
+	waiting() *waiter[E, V]
 }
 
 // pendingClaim is a claim admitted to the coalescer.
 type pendingClaim struct {
+	waiter[*pendingClaim, *pb.Claim]
 	req    *pb.ClaimRequest
 	claim  pb.ClaimRequest // what req points to, when the front door made it: one allocation less
 	item   *itemEntry      // nil when the catalog does not know the item
 	bypass bool            // a retry sent past the caches: never answered from them
-	state  atomic.Int32
-
-	// The answer is written to result, then the claim is sent on done,
-	// which has room for it (and, for a ClaimMany call, for every claim of
-	// the call: they share one channel), so delivering never blocks.
-	result claimResult
-	done   chan *pendingClaim
-	slot   int // the claim's place among those sharing done
 }
 
-// States of a pendingClaim: only one of the dispatcher (queued → sent) and
-// the caller giving up (queued → abandoned) wins.
+func (p *pendingClaim) waiting() *waiter[*pendingClaim, *pb.Claim] { return &p.waiter }
+
+// States of an entry: only one of the dispatcher (queued → sent) and the
+// caller giving up (queued → abandoned) wins.
 const (
 	claimQueued int32 = iota
 	claimSent
 	claimAbandoned
 )
 
-// batchAnswer turns the store's answer to a batch into each claim's
-// result, learning from it on the way (caches, metrics). resp is nil when
-// err is set.
-type batchAnswer func(batch []*pendingClaim, resp *pb.ClaimBatchResponse, err error) []claimResult
+// batchSender sends one batch to the store and turns the answer into each
+// entry's result, in order, learning from it on the way (caches,
+// metrics); err is the batch's failure, if any (every result then carries
+// its refusal), which tells the coalescer whether the store is down.
+type batchSender[E any, V any] func(ctx context.Context, batch []E) ([]result[V], error)
 
-// coalescer packs claims into batches for the store (stage 7). A claim
-// waits at most one batch window: a batch leaves when it is full, when the
-// window of its first claim ends, or at once when no batch is in flight
-// (group commit: the store's answer to one batch is the signal to send the
-// next, so batches grow with the load and a lone claim waits for nothing).
-// At most batchesInFlight batches are in flight; claims that arrive
-// meanwhile wait in a bounded queue, and a full queue refuses at once.
-type coalescer struct {
-	store        Store
-	answer       batchAnswer
+// staleRefusal says why an entry that waited for its batch is refused
+// without the store (the caches learnt meanwhile that the store would
+// refuse it), or nil to send it.
+type staleRefusal[E any] func(p E) error
+
+// batchMetrics are the figures of one coalescer's batches.
+type batchMetrics struct {
+	batches prometheus.Counter
+	size    prometheus.Histogram
+	latency prometheus.Histogram
+}
+
+// coalescer packs entries (claims, or card draws) into batches for the
+// store (stage 7); the door has one per kind, since each kind is its own
+// store call. An entry waits at most one batch window: a batch leaves when
+// it is full, when the window of its first entry ends, or at once when no
+// batch is in flight (group commit: the store's answer to one batch is the
+// signal to send the next, so batches grow with the load and a lone entry
+// waits for nothing). At most batchesInFlight batches are in flight;
+// entries that arrive meanwhile wait in a bounded queue, and a full queue
+// refuses at once.
+type coalescer[E entry[E, V], V any] struct {
+	send         batchSender[E, V]
+	stale        staleRefusal[E] // nil: no entry goes stale
 	batchMax     int
 	window       time.Duration
 	storeTimeout time.Duration
 
-	queue    chan *pendingClaim
+	queue    chan E
 	slots    chan struct{} // one token per batch in flight
 	idle     chan struct{} // signalled when the last batch in flight returns
 	inFlight atomic.Int32  // batches
@@ -70,6 +103,7 @@ type coalescer struct {
 	arrived atomic.Int64 // claims submitted
 	downAt  atomic.Int64 // Unix nanoseconds until which the store is taken as down
 	m       *metrics
+	bm      batchMetrics
 	now     func() time.Time
 
 	stop chan struct{}
@@ -82,15 +116,15 @@ type coalescer struct {
 // through again, and the next batch tells.
 const storeDownFor = 500 * time.Millisecond
 
-func newCoalescer(cfg Config, store Store, answer batchAnswer, m *metrics) *coalescer {
-	c := &coalescer{
-		store: store, answer: answer,
+func newCoalescer[E entry[E, V], V any](cfg Config, send batchSender[E, V], stale staleRefusal[E], m *metrics, bm batchMetrics) *coalescer[E, V] {
+	c := &coalescer[E, V]{
+		send: send, stale: stale,
 		batchMax: cfg.BatchMax, window: cfg.BatchWindow, storeTimeout: cfg.StoreTimeout,
-		queue: make(chan *pendingClaim, cfg.QueueMax),
+		queue: make(chan E, cfg.QueueMax),
 		slots: make(chan struct{}, cfg.BatchesInFlight),
 		idle:  make(chan struct{}, 1),
 		limit: newAdaptiveLimit(cfg.BatchMax, cfg.BatchesInFlight, cfg.QueueMax),
-		m:     m, now: cfg.Now,
+		m:     m, bm: bm, now: cfg.Now,
 		stop: make(chan struct{}),
 	}
 	c.wg.Add(1)
@@ -100,26 +134,27 @@ func newCoalescer(cfg Config, store Store, answer batchAnswer, m *metrics) *coal
 
 // close stops the dispatcher, refuses what is queued, and waits for the
 // batches in flight (each bounded by the store timeout).
-func (c *coalescer) close() {
+func (c *coalescer[E, V]) close() {
 	close(c.stop)
 	c.wg.Wait()
 }
 
-// submit admits a claim and waits for its answer or for ctx to end.
-func (c *coalescer) submit(ctx context.Context, p *pendingClaim) claimResult {
-	return c.submitMany(ctx, []*pendingClaim{p})[0]
+// submit admits an entry and waits for its answer or for ctx to end.
+func (c *coalescer[E, V]) submit(ctx context.Context, p E) result[V] {
+	return c.submitMany(ctx, []E{p})[0]
 }
 
 // submitMany admits claims together and waits for their answers, or for
 // ctx to end: the claims of one ClaimMany call. It returns the results in
 // the order of ps.
-func (c *coalescer) submitMany(ctx context.Context, ps []*pendingClaim) []claimResult {
-	out := make([]claimResult, len(ps))
+func (c *coalescer[E, V]) submitMany(ctx context.Context, ps []E) []result[V] {
+	out := make([]result[V], len(ps))
 	answered := make([]bool, len(ps))
-	done := make(chan *pendingClaim, len(ps))
+	done := make(chan E, len(ps))
 	waiting := 0
 	for i, p := range ps {
-		p.done, p.slot = done, i
+		w := p.waiting()
+		w.done, w.slot = done, i
 		if r, ok := c.enqueue(p); ok {
 			waiting++
 		} else {
@@ -129,7 +164,8 @@ func (c *coalescer) submitMany(ctx context.Context, ps []*pendingClaim) []claimR
 	for ; waiting > 0; waiting-- {
 		select {
 		case p := <-done:
-			out[p.slot], answered[p.slot] = p.result, true
+			w := p.waiting()
+			out[w.slot], answered[w.slot] = w.result, true
 		case <-ctx.Done():
 			c.abandon(ctx, ps, out, answered)
 			return out
@@ -142,58 +178,58 @@ func (c *coalescer) submitMany(ctx context.Context, ps []*pendingClaim) []claimR
 // still queued are never sent; those sent may be applied, but the caller
 // never hears of it, so nothing is acknowledged, and a retry with the same
 // request ID gets the store's first answer.
-func (c *coalescer) abandon(ctx context.Context, ps []*pendingClaim, out []claimResult, answered []bool) {
+func (c *coalescer[E, V]) abandon(ctx context.Context, ps []E, out []result[V], answered []bool) {
 	for i, p := range ps {
 		if answered[i] {
 			continue
 		}
-		if p.state.CompareAndSwap(claimQueued, claimAbandoned) {
+		if p.waiting().state.CompareAndSwap(claimQueued, claimAbandoned) {
 			c.claimsIn.Add(-1)
 			c.m.coalAbandoned.Inc()
 		}
-		out[i] = claimResult{err: contextError(ctx)}
+		out[i] = result[V]{err: contextError(ctx)}
 	}
 }
 
 // enqueue admits a claim to the queue, or refuses it at once (the store
 // is down, the adaptive limit, a full queue): ok is false with the refusal.
-func (c *coalescer) enqueue(p *pendingClaim) (refusal claimResult, ok bool) {
+func (c *coalescer[E, V]) enqueue(p E) (refusal result[V], ok bool) {
 	c.arrived.Add(1)
 	if c.now().UnixNano() < c.downAt.Load() {
 		c.m.coalStoreDown.Inc()
-		return claimResult{err: errStoreDown}, false
+		return result[V]{err: errStoreDown}, false
 	}
 	if n := c.claimsIn.Add(1); c.enforce.Load() && n > c.limit.limit.Load() {
 		c.claimsIn.Add(-1)
 		c.shed.Add(1)
 		c.m.coalShed.Inc()
-		return claimResult{err: errShed}, false
+		return result[V]{err: errShed}, false
 	}
 	select {
 	case c.queue <- p:
 	default:
 		c.claimsIn.Add(-1)
 		c.m.coalQueueFull.Inc()
-		return claimResult{err: errQueueFull}, false
+		return result[V]{err: errQueueFull}, false
 	}
 	c.m.coalOK.Inc()
-	return claimResult{}, true
+	return result[V]{}, true
 }
 
 // run is the dispatcher: it forms batches and hands them to senders.
-func (c *coalescer) run() {
+func (c *coalescer[E, V]) run() {
 	defer c.wg.Done()
 	window := time.NewTimer(time.Hour)
 	window.Stop()
 	for {
-		var first *pendingClaim
+		var first E
 		select {
 		case first = <-c.queue:
 		case <-c.stop:
 			c.refuseQueued(nil)
 			return
 		}
-		batch := make([]*pendingClaim, 1, c.batchMax)
+		batch := make([]E, 1, c.batchMax)
 		batch[0] = first
 		if c.inFlight.Load() > 0 && c.window > 0 && c.batchMax > 1 {
 			window.Reset(c.window)
@@ -234,12 +270,12 @@ func (c *coalescer) run() {
 		}
 		c.inFlight.Add(1)
 		c.wg.Add(1)
-		go c.send(batch)
+		go c.dispatch(batch)
 	}
 }
 
 // topUp adds claims already queued, without waiting, up to a full batch.
-func (c *coalescer) topUp(batch []*pendingClaim) []*pendingClaim {
+func (c *coalescer[E, V]) topUp(batch []E) []E {
 	for len(batch) < c.batchMax {
 		select {
 		case p := <-c.queue:
@@ -251,19 +287,20 @@ func (c *coalescer) topUp(batch []*pendingClaim) []*pendingClaim {
 	return batch
 }
 
-// claimForSending drops claims their callers abandoned and answers those
+// claimForSending drops entries their callers abandoned and answers those
 // the caches learnt to refuse while they waited (an item that sold out
 // meanwhile costs the store nothing more), keeping the rest in order.
-func (c *coalescer) claimForSending(batch []*pendingClaim) []*pendingClaim {
+func (c *coalescer[E, V]) claimForSending(batch []E) []E {
 	kept := batch[:0]
 	for _, p := range batch {
-		if !p.state.CompareAndSwap(claimQueued, claimSent) {
+		if !p.waiting().state.CompareAndSwap(claimQueued, claimSent) {
 			continue // abandoned: already uncounted
 		}
-		if !p.bypass && p.item != nil && p.item.soldOut.Load() {
-			c.m.coalSoldOut.Inc()
-			c.deliver(p, claimResult{err: errSoldOut})
-			continue
+		if c.stale != nil {
+			if err := c.stale(p); err != nil {
+				c.deliver(p, result[V]{err: err})
+				continue
+			}
 		}
 		kept = append(kept, p)
 	}
@@ -271,20 +308,13 @@ func (c *coalescer) claimForSending(batch []*pendingClaim) []*pendingClaim {
 	return kept
 }
 
-func (c *coalescer) send(batch []*pendingClaim) {
+func (c *coalescer[E, V]) dispatch(batch []E) {
 	defer c.wg.Done()
-	req := &pb.ClaimBatchRequest{Claims: make([]*pb.ClaimRequest, len(batch))}
-	for i, p := range batch {
-		req.Claims[i] = p.req
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), c.storeTimeout)
 	start := time.Now()
-	resp, err := c.store.ClaimBatch(ctx, req)
+	results, err := c.send(ctx, batch)
 	took := time.Since(start)
 	cancel()
-	if err == nil && len(resp.GetOutcomes()) != len(batch) {
-		err = errBadBatchAnswer
-	}
 	<-c.slots
 	if c.inFlight.Add(-1) == 0 {
 		select {
@@ -298,34 +328,35 @@ func (c *coalescer) send(batch []*pendingClaim) {
 	case storeDown(err):
 		c.downAt.Store(c.now().Add(storeDownFor).UnixNano())
 	}
-	c.m.batches.Inc()
-	c.m.batchSize.Observe(float64(len(batch)))
-	c.m.batchLatency.Observe(took.Seconds())
+	c.bm.batches.Inc()
+	c.bm.size.Observe(float64(len(batch)))
+	c.bm.latency.Observe(took.Seconds())
 	c.limit.observe(took, len(c.queue), int(c.claimsIn.Load()), c.now())
-	for i, r := range c.answer(batch, resp, err) {
+	for i, r := range results {
 		c.deliver(batch[i], r)
 	}
 }
 
-func (c *coalescer) deliver(p *pendingClaim, r claimResult) {
+func (c *coalescer[E, V]) deliver(p E, r result[V]) {
 	c.claimsIn.Add(-1)
-	p.result = r
-	p.done <- p // buffered: never blocks, even if the caller has left
+	w := p.waiting()
+	w.result = r
+	w.done <- p // buffered: never blocks, even if the caller has left
 }
 
 // refuseQueued answers a formed batch and everything queued with
 // UNAVAILABLE when the front door stops.
-func (c *coalescer) refuseQueued(batch []*pendingClaim) {
+func (c *coalescer[E, V]) refuseQueued(batch []E) {
 	for _, p := range batch {
-		if p.state.CompareAndSwap(claimQueued, claimSent) {
-			c.deliver(p, claimResult{err: errShuttingDown})
+		if p.waiting().state.CompareAndSwap(claimQueued, claimSent) {
+			c.deliver(p, result[V]{err: errShuttingDown})
 		}
 	}
 	for {
 		select {
 		case p := <-c.queue:
-			if p.state.CompareAndSwap(claimQueued, claimSent) {
-				c.deliver(p, claimResult{err: errShuttingDown})
+			if p.waiting().state.CompareAndSwap(claimQueued, claimSent) {
+				c.deliver(p, result[V]{err: errShuttingDown})
 			}
 		default:
 			return
@@ -333,5 +364,5 @@ func (c *coalescer) refuseQueued(batch []*pendingClaim) {
 	}
 }
 
-// queued is the number of claims waiting for a batch.
-func (c *coalescer) queued() int { return len(c.queue) }
+// queued is the number of entries waiting for a batch.
+func (c *coalescer[E, V]) queued() int { return len(c.queue) }

@@ -152,7 +152,7 @@ func TestLimitHintExpires(t *testing.T) {
 
 // newCoalescerOn returns a coalescer on store whose answers are the
 // outcomes as given, and its metrics.
-func newCoalescerOn(t *testing.T, store Store, mod func(*Config)) *coalescer {
+func newCoalescerOn(t *testing.T, store Store, mod func(*Config)) *coalescer[*pendingClaim, *pb.Claim] {
 	t.Helper()
 	cfg := Config{ID: "f1", AuthMode: AuthInsecureHeader, BatchMax: 8, BatchWindow: 20 * time.Millisecond, BatchesInFlight: 1, QueueMax: 64}
 	if mod != nil {
@@ -171,7 +171,7 @@ func pendingFor(user string) *pendingClaim {
 }
 
 // submitAll submits claims for users concurrently and returns their results.
-func submitAll(ctx context.Context, c *coalescer, users ...string) []claimResult {
+func submitAll(ctx context.Context, c *coalescer[*pendingClaim, *pb.Claim], users ...string) []claimResult {
 	out := make([]claimResult, len(users))
 	var wg sync.WaitGroup
 	for i, u := range users {
@@ -188,7 +188,7 @@ func TestCoalescerLoneClaimLeavesAtOnce(t *testing.T) {
 	c := newCoalescerOn(t, store, func(c *Config) { c.BatchWindow = time.Second })
 	start := time.Now()
 	r := c.submit(context.Background(), pendingFor("a"))
-	if r.err != nil || r.claim == nil {
+	if r.err != nil || r.value == nil {
 		t.Fatalf("result %+v", r)
 	}
 	// Nothing in flight: the claim waits for no window.
@@ -375,10 +375,8 @@ func TestCoalescerStoreDown(t *testing.T) {
 	}
 	// An answer of the wrong size is no grant.
 	store.fail = nil
-	c.downAt.Store(0)
-	bad := &wrongSizeStore{fakeStore: store}
-	c.store = bad
-	if r := c.submit(context.Background(), pendingFor("e")); status.Code(r.err) != codes.Unavailable || r.claim != nil {
+	c = newCoalescerOn(t, &wrongSizeStore{fakeStore: store}, nil)
+	if r := c.submit(context.Background(), pendingFor("e")); status.Code(r.err) != codes.Unavailable || r.value != nil {
 		t.Fatalf("wrong-size answer gave %+v", r)
 	}
 }
@@ -395,9 +393,11 @@ func TestCoalescerCloseRefusesQueued(t *testing.T) {
 	store.addItem("c", "i", 100, 1)
 	store.block = make(chan struct{})
 	cfg := Config{ID: "f1", AuthMode: AuthInsecureHeader, BatchesInFlight: 1, Now: time.Now}.withDefaults()
-	c := newCoalescer(cfg, store, func(b []*pendingClaim, _ *pb.ClaimBatchResponse, err error) []claimResult {
-		return make([]claimResult, len(b))
-	}, mustMetrics(t))
+	m := mustMetrics(t)
+	c := newCoalescer(cfg, func(ctx context.Context, b []*pendingClaim) ([]claimResult, error) {
+		_, err := store.ClaimBatch(ctx, &pb.ClaimBatchRequest{})
+		return make([]claimResult, len(b)), err
+	}, nil, m, m.claimBatches)
 	go c.submit(context.Background(), pendingFor("first"))
 	waitFor(t, func() bool { return store.batchCount() == 1 })
 	results := make(chan claimResult, 3)

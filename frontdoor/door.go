@@ -73,7 +73,9 @@ type Door struct {
 	global    *globalLimiter
 	catalog   *catalog
 	hints     *limitHints
-	coalescer *coalescer
+	coalescer *coalescer[*pendingClaim, *pb.Claim]
+	draws     *coalescer[*pendingDraw, *pb.DrawCardResponse] // nil when the store takes no card calls
+	drawHints *drawHints
 	m         *metrics
 	bypass    *rate.Limiter
 	pools     poolsEmpty // card campaigns whose reward pool is empty
@@ -140,9 +142,13 @@ func New(cfg Config, store Store, reg prometheus.Registerer) (*Door, error) {
 		d.auth = headerAuth{}
 	}
 	d.funnel.Store(newFunnelState(FunnelConfig{}, degradation{}))
-	d.coalescer = newCoalescer(cfg, store, d.answerBatch, m)
+	d.coalescer = newCoalescer(cfg, d.sendClaims, d.claimIsStale, m, m.claimBatches)
+	if cs, ok := store.(CardStore); ok {
+		d.drawHints = newDrawHints(cfg.TrackedUsersMax)
+		d.draws = newCoalescer(cfg, d.drawSender(cs), d.drawIsStale, m, m.drawBatches)
+	}
 	if err := d.registerGauges(reg); err != nil {
-		d.coalescer.close()
+		d.closeCoalescers()
 		return nil, fmt.Errorf("register metrics: %w", err)
 	}
 	return d, nil
@@ -182,7 +188,14 @@ func (d *Door) Ready() <-chan struct{} { return d.ready }
 func (d *Door) Close() {
 	close(d.stop)
 	d.wg.Wait()
+	d.closeCoalescers()
+}
+
+func (d *Door) closeCoalescers() {
 	d.coalescer.close()
+	if d.draws != nil {
+		d.draws.close()
+	}
 }
 
 // Claim runs a claim through the funnel. It is the FrontDoor.Claim RPC
@@ -202,7 +215,7 @@ func (d *Door) Claim(ctx context.Context, req *pb.FrontDoorClaimRequest) (*pb.Fr
 	if res.err != nil {
 		return nil, res.err
 	}
-	return claimResponse(res.claim), nil
+	return claimResponse(res.value), nil
 }
 
 // claimContext bounds a claim whose caller set no deadline.
@@ -408,8 +421,31 @@ func validateClaimFields(req *pb.FrontDoorClaimRequest) error {
 	return nil
 }
 
-// answerBatch is the coalescer's batchAnswer: it learns from each outcome
-// (sold out, limits) and turns it into the caller's result.
+// sendClaims is the claims' coalescer's batchSender: one ClaimBatch.
+func (d *Door) sendClaims(ctx context.Context, batch []*pendingClaim) ([]claimResult, error) {
+	req := &pb.ClaimBatchRequest{Claims: make([]*pb.ClaimRequest, len(batch))}
+	for i, p := range batch {
+		req.Claims[i] = p.req
+	}
+	resp, err := d.store.ClaimBatch(ctx, req)
+	if err == nil && len(resp.GetOutcomes()) != len(batch) {
+		err = errBadBatchAnswer
+	}
+	return d.answerBatch(batch, resp, err), err
+}
+
+// claimIsStale refuses a claim whose item sold out while it waited.
+func (d *Door) claimIsStale(p *pendingClaim) error {
+	if !p.bypass && p.item != nil && p.item.soldOut.Load() {
+		d.m.coalSoldOut.Inc()
+		return errSoldOut
+	}
+	return nil
+}
+
+// answerBatch learns from each outcome of a claim batch (sold out,
+// limits) and turns it into the caller's result. resp is unused when err
+// is set.
 func (d *Door) answerBatch(batch []*pendingClaim, resp *pb.ClaimBatchResponse, err error) []claimResult {
 	out := make([]claimResult, len(batch))
 	if err != nil {
@@ -430,7 +466,7 @@ func (d *Door) answerBatch(batch []*pendingClaim, resp *pb.ClaimBatchResponse, e
 		case pb.Reason_REASON_UNSPECIFIED:
 			d.m.storeGranted.Inc()
 			d.hints.learnGrant(key, o.GetClaim(), now)
-			out[i].claim = o.GetClaim()
+			out[i].value = o.GetClaim()
 			continue
 		// A retry's refusal may be the store replaying its first answer
 		// to that request ID, older than index: nothing is learnt from it.

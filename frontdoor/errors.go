@@ -153,14 +153,18 @@ func outcomeError(o *pb.ClaimOutcome) error {
 	case pb.Reason_REASON_CAMPAIGN_CLOSED:
 		return errCampaignClosed
 	}
-	code := codes.FailedPrecondition
-	switch o.GetReason() {
+	return newStatusError(reasonCode(o.GetReason()), reasonName(o.GetReason()), o.GetMessage(), nil, 0)
+}
+
+// reasonCode is the status code of a refusal, as the store gives it.
+func reasonCode(r pb.Reason) codes.Code {
+	switch r {
 	case pb.Reason_REASON_CAMPAIGN_NOT_FOUND, pb.Reason_REASON_ITEM_NOT_FOUND, pb.Reason_REASON_CLAIM_NOT_FOUND:
-		code = codes.NotFound
+		return codes.NotFound
 	case pb.Reason_REASON_INVALID_ARGUMENT, pb.Reason_REASON_WRONG_CAMPAIGN_KIND:
-		code = codes.InvalidArgument
+		return codes.InvalidArgument
 	case pb.Reason_REASON_ALREADY_EXISTS:
-		code = codes.AlreadyExists
+		return codes.AlreadyExists
 	}
-	return newStatusError(code, reasonName(o.GetReason()), o.GetMessage(), nil, 0)
+	return codes.FailedPrecondition
 }

@@ -125,3 +125,79 @@ func unixNanos(t *timestamppb.Timestamp) int64 {
 	}
 	return t.AsTime().UnixNano()
 }
+
+// noDrawsHintTTL bounds how long the front door believes a user has no
+// draw chance left in a card campaign. Grants go to the store, not through
+// the door, so a user granted new chances may be refused here for up to
+// this long; then one draw goes to the store and the hint is learnt anew.
+const noDrawsHintTTL = 2 * time.Second
+
+// userCampaignKey names one user's draws in one card campaign.
+type userCampaignKey struct{ user, campaign string }
+
+// drawHint is what the door learnt of a user's draw chances.
+type drawHint struct {
+	key   userCampaignKey // held by its hash: a hint for another key is absent
+	until int64           // Unix nanoseconds until which the user has no draw left
+	// drawn are the request IDs of the user's last draws the store
+	// granted: a repeat of one is let through to the store, which
+	// answers it with its card.
+	drawn [grantsKept]string
+}
+
+// drawHints remembers users the store said have no draw left, in bounded
+// memory, keyed by a 64-bit hash like limitHints. Hints, not truth: a draw
+// that gets past them is decided by the store, and a hint only refuses
+// what the store refused a moment ago.
+type drawHints struct {
+	seed  maphash.Seed
+	users *boundedMap[uint64, drawHint]
+}
+
+func newDrawHints(maxEntries int) *drawHints {
+	return &drawHints{seed: maphash.MakeSeed(), users: newBoundedMap[uint64, drawHint](maxEntries)}
+}
+
+// noDrawsLeft says whether a draw with requestID can be refused
+// NO_DRAWS_LEFT without the store: k has no draw left now, and requestID
+// is none of the draws the door saw granted to k.
+func (h *drawHints) noDrawsLeft(k userCampaignKey, requestID string, now time.Time) (none bool) {
+	h.users.update(maphash.Comparable(h.seed, k), false, func(v *drawHint) {
+		if v.key != k || now.UnixNano() >= v.until {
+			return
+		}
+		for _, id := range v.drawn {
+			if id != "" && id == requestID {
+				return
+			}
+		}
+		none = true
+	})
+	return none
+}
+
+// learnDraw records a draw the store granted to k with requestID, and
+// whether it left k none.
+func (h *drawHints) learnDraw(k userCampaignKey, requestID string, lastDraw bool, now time.Time) {
+	h.users.update(maphash.Comparable(h.seed, k), true, func(v *drawHint) {
+		if v.key != k {
+			*v = drawHint{key: k}
+		}
+		v.until = 0 // a draw that left some proves there are some
+		if lastDraw {
+			v.until = now.Add(noDrawsHintTTL).UnixNano()
+		}
+		copy(v.drawn[1:], v.drawn[:grantsKept-1])
+		v.drawn[0] = requestID
+	})
+}
+
+// learnNoDraws records that the store refused a draw of k NO_DRAWS_LEFT.
+func (h *drawHints) learnNoDraws(k userCampaignKey, now time.Time) {
+	h.users.update(maphash.Comparable(h.seed, k), true, func(v *drawHint) {
+		if v.key != k {
+			*v = drawHint{key: k}
+		}
+		v.until = now.Add(noDrawsHintTTL).UnixNano()
+	})
+}

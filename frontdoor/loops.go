@@ -169,6 +169,9 @@ func (d *Door) refreshLocked(now time.Time) {
 	}
 	d.global.set(d.funnelCfg.GlobalRate*d.share, now)
 	d.coalescer.enforce.Store(deg.level >= 1)
+	if d.draws != nil {
+		d.draws.enforce.Store(deg.level >= 1)
+	}
 }
 
 func (d *Door) maybeReady() {

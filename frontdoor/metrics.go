@@ -1,6 +1,8 @@
 package frontdoor
 
 import (
+	"strings"
+
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -39,9 +41,8 @@ type metrics struct {
 
 	reads *prometheus.CounterVec // GetItem, ListMyClaims and the card calls, by outcome
 
-	batches      prometheus.Counter
-	batchSize    prometheus.Histogram
-	batchLatency prometheus.Histogram
+	claimBatches batchMetrics
+	drawBatches  batchMetrics // card draws, coalesced as claims are
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -54,19 +55,8 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Namespace: "flashd", Subsystem: "frontdoor", Name: "reads_total",
 			Help: "GetItem and ListMyClaims calls, by method and outcome.",
 		}, []string{"method", "outcome"}),
-		batches: prometheus.NewCounter(prometheus.CounterOpts{
-			Namespace: "flashd", Subsystem: "frontdoor", Name: "batches_total",
-			Help: "Claim batches sent to the store.",
-		}),
-		batchSize: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Namespace: "flashd", Subsystem: "frontdoor", Name: "batch_size",
-			Help: "Claims per batch sent to the store.", Buckets: prometheus.ExponentialBuckets(1, 2, 13),
-		}),
-		batchLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Namespace: "flashd", Subsystem: "frontdoor", Name: "batch_seconds",
-			Help:    "Time from sending a batch to the store to its answer, retries included.",
-			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 17),
-		}),
+		claimBatches: newBatchMetrics("", "Claim"),
+		drawBatches:  newBatchMetrics("draw_", "Card draw"),
 	}
 	for _, s := range funnelOutcomes { // every series exists from the start, at 0
 		for _, o := range s.outcomes {
@@ -88,12 +78,35 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m.storeGranted, m.storeSoldOut, m.storeLimit = c("store", "granted"), c("store", "sold_out"), c("store", "limit_reached")
 	m.storeRefused, m.storeErr = c("store", "refused"), c("store", "error")
 
-	for _, col := range []prometheus.Collector{requests, m.reads, m.batches, m.batchSize, m.batchLatency} {
+	for _, col := range []prometheus.Collector{
+		requests, m.reads, m.claimBatches.batches, m.claimBatches.size, m.claimBatches.latency,
+		m.drawBatches.batches, m.drawBatches.size, m.drawBatches.latency,
+	} {
 		if err := reg.Register(col); err != nil {
 			return nil, err
 		}
 	}
 	return m, nil
+}
+
+// newBatchMetrics makes a coalescer's batch figures, named with prefix
+// (flashd_frontdoor_<prefix>batches_total, ...).
+func newBatchMetrics(prefix, what string) batchMetrics {
+	return batchMetrics{
+		batches: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "flashd", Subsystem: "frontdoor", Name: prefix + "batches_total",
+			Help: what + " batches sent to the store.",
+		}),
+		size: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: "flashd", Subsystem: "frontdoor", Name: prefix + "batch_size",
+			Help: what + "s per batch sent to the store.", Buckets: prometheus.ExponentialBuckets(1, 2, 13),
+		}),
+		latency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: "flashd", Subsystem: "frontdoor", Name: prefix + "batch_seconds",
+			Help:    "Time from sending a " + strings.ToLower(what) + " batch to the store to its answer, retries included.",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 17),
+		}),
+	}
 }
 
 // gauge registers a gauge read from f at scrape time.

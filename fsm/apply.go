@@ -34,8 +34,11 @@ func (f *FSM) applyCommand(e envelope) *Result {
 	s := f.s
 	s.clock = max(s.clock, e.time)
 	s.idempotency.expire(s.clock)
-	if e.typ == fsmpb.CommandType_COMMAND_TYPE_CLAIM_BATCH {
+	switch e.typ {
+	case fsmpb.CommandType_COMMAND_TYPE_CLAIM_BATCH:
 		return f.applyClaimBatch(e.claimBodies)
+	case fsmpb.CommandType_COMMAND_TYPE_DRAW_CARD_BATCH:
+		return s.applyDrawCardBatch(e.cmd.DrawCardBatch, e.cmd.GetSeed())
 	}
 	return s.applyOperation(e.cmd)
 }

@@ -12,15 +12,16 @@ import (
 
 // Bounds of a card-collect definition and of one grant.
 const (
-	cardTypesMax      = 64
-	cardWeightMax     = 1 << 32 // per type, so that no sum of weights overflows
-	grantDrawsMax     = 1000    // draws one GrantDraws may give
-	msgNoCards        = "the campaign has no card definition"
-	msgNotCardCollect = "cards are drawn only in card-collect campaigns"
-	msgNoDrawsLeft    = "no draw chance left"
-	msgCardsExhausted = "every card type has reached its cap"
-	msgNoFullSet      = "the user holds no full set"
-	msgPoolEmpty      = "every reward of the pool has been given"
+	cardTypesMax         = 64
+	cardWeightMax        = 1 << 32 // per type, so that no sum of weights overflows
+	grantDrawsMax        = 1000    // draws one GrantDraws may give
+	msgNoCards           = "the campaign has no card definition"
+	msgNotCardCollect    = "cards are drawn only in card-collect campaigns"
+	msgNoDrawsLeft       = "no draw chance left"
+	msgCardsExhausted    = "every card type has reached its cap"
+	msgNoFullSet         = "the user holds no full set"
+	msgPoolEmpty         = "every reward of the pool has been given"
+	msgDrawBatchTooLarge = "a draw batch holds at most 4096 draws"
 )
 
 // cardCollect is a card-collect campaign's cards, draws and rewards. It is
@@ -268,6 +269,41 @@ func (s *state) applyDrawCard(b *fsmpb.DrawCard, seed uint64) *Result {
 	cc.types[t].issued = addCounter(cc.types[t].issued, 1)
 	v := cc.holderView(c.id, b.GetUserId(), h)
 	return &Result{Outcomes: []Outcome{{}}, Holder: &v, CardType: cc.types[t].id, detail: uint64(t) + 1}
+}
+
+// drawsPerBatchMax bounds the draws of one DrawCardBatch command.
+const drawsPerBatchMax = 4096
+
+// drawSeedStep is SplitMix64's increment: the seed of a batch's draw i is
+// the command's seed plus i steps (fsmpb.DrawCardBatch).
+const drawSeedStep = 0x9e3779b97f4a7c15
+
+// drawSeed is the seed of the draw at position i of a batch stamped seed.
+func drawSeed(seed uint64, i int) uint64 { return seed + uint64(i)*drawSeedStep }
+
+// applyDrawCardBatch applies many draws in order, each exactly as a
+// DRAW_CARD command with its request ID and seed drawSeed(seed, i) would be
+// (idempotency, refusals and all), and answers one result per draw. A
+// batch above drawsPerBatchMax is refused as a whole, every draw with
+// INVALID_ARGUMENT and nothing applied.
+func (s *state) applyDrawCardBatch(b *fsmpb.DrawCardBatch, seed uint64) *Result {
+	draws := b.GetDraws()
+	res := &Result{Outcomes: make([]Outcome, len(draws)), Draws: make([]*Result, len(draws))}
+	if len(draws) > drawsPerBatchMax {
+		for i := range draws {
+			res.Draws[i] = refusal(ReasonInvalidArgument, msgDrawBatchTooLarge)
+			res.Outcomes[i] = res.Draws[i].Outcomes[0]
+		}
+		return res
+	}
+	for i, d := range draws {
+		r := s.applyOperation(&fsmpb.Command{
+			Type: fsmpb.CommandType_COMMAND_TYPE_DRAW_CARD, Seed: drawSeed(seed, i), RequestId: d.GetRequestId(),
+			DrawCard: &fsmpb.DrawCard{CampaignId: d.GetCampaignId(), UserId: d.GetUserId()},
+		})
+		res.Draws[i], res.Outcomes[i] = r, r.Outcomes[0]
+	}
+	return res
 }
 
 // applyRedeemSet spends one card of each set type for one reward, while the

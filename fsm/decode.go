@@ -139,6 +139,8 @@ func checkBody(cmd *fsmpb.Command) error {
 		set = cmd.CloseAndSplit != nil
 	case fsmpb.CommandType_COMMAND_TYPE_LEASE_CLAIMS:
 		set = cmd.LeaseClaims != nil
+	case fsmpb.CommandType_COMMAND_TYPE_DRAW_CARD_BATCH:
+		set = cmd.DrawCardBatch != nil
 	default:
 		return fmt.Errorf("%w: %v", ErrUnknownCommand, cmd.GetType())
 	}
@@ -275,6 +277,7 @@ func bodies(cmd *fsmpb.Command) int {
 		cmd.ClaimBatch != nil, cmd.Settle != nil, cmd.Release != nil, cmd.Expire != nil,
 		cmd.RegisterNode != nil, cmd.SetFrontDoorConfig != nil, cmd.DefineCards != nil, cmd.GrantDraws != nil,
 		cmd.DrawCard != nil, cmd.RedeemSet != nil, cmd.CloseAndSplit != nil, cmd.LeaseClaims != nil,
+		cmd.DrawCardBatch != nil,
 	} {
 		if set {
 			n++

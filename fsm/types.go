@@ -151,7 +151,8 @@ type FrontDoorConfig struct {
 
 // Result is what applying one log entry returns (through raft's
 // ApplyFuture.Response). A claim batch has one Outcome per claim, in order;
-// every other command has exactly one Outcome, and sets the view it touched.
+// a draw batch one Outcome and one of Draws per draw, in order; every other
+// command has exactly one Outcome, and sets the view it touched.
 type Result struct {
 	Outcomes []Outcome
 	Campaign *Campaign
@@ -162,6 +163,7 @@ type Result struct {
 	Cards    *CardCollect // DefineCards, CloseAndSplit
 	Holder   *CardHolder  // GrantDraws, DrawCard, RedeemSet: the user after it
 	CardType string       // DrawCard: the type drawn
+	Draws    []*Result    // DrawCardBatch: each draw's result as a DrawCard's, in order
 	Reward   uint64       // RedeemSet: the reward's number, 1 to the pool size
 
 	Leased        []Claim   // LeaseClaims: the claims leased, by claim ID

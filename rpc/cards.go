@@ -3,6 +3,10 @@ package rpc
 import (
 	"context"
 	"fmt"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/flashd/flashd/fsm"
 	"github.com/flashd/flashd/fsm/fsmpb"
@@ -40,6 +44,54 @@ func (s *StoreServer) DrawCard(ctx context.Context, req *pb.DrawCardRequest) (*p
 		return nil, err
 	}
 	return &pb.DrawCardResponse{CardType: res.CardType, Holder: holderToPB(res.Holder), RequestId: req.GetRequestId()}, nil
+}
+
+// DrawCardBatch proposes the valid draws as one log entry and answers one
+// result per draw in request order; a draw with a malformed ID is refused
+// INVALID_ARGUMENT without reaching the log.
+func (s *StoreServer) DrawCardBatch(ctx context.Context, req *pb.DrawCardBatchRequest) (*pb.DrawCardBatchResponse, error) {
+	n := len(req.GetDraws())
+	if n == 0 || n > pb.MaxBatchDraws {
+		return nil, invalidArgument(fmt.Errorf("a batch holds 1 to %d draws, not %d", pb.MaxBatchDraws, n))
+	}
+	results := make([]*pb.DrawCardResult, n)
+	batch := &fsmpb.DrawCardBatch{Draws: make([]*fsmpb.DrawCardBatchEntry, 0, n)}
+	proposed := make([]int, 0, n) // request position of each proposed draw
+	for i, d := range req.GetDraws() {
+		if err := validateUserRef(d.GetCampaignId(), d.GetUserId(), d.GetRequestId()); err != nil {
+			results[i] = &pb.DrawCardResult{Reason: pb.Reason_REASON_INVALID_ARGUMENT, Message: status.Convert(err).Message()}
+			continue
+		}
+		batch.Draws = append(batch.Draws, &fsmpb.DrawCardBatchEntry{
+			RequestId: d.GetRequestId(), CampaignId: d.GetCampaignId(), UserId: d.GetUserId(),
+		})
+		proposed = append(proposed, i)
+	}
+	var index uint64
+	if len(proposed) > 0 {
+		start := time.Now()
+		res, idx, err := s.node.Propose(ctx, &fsmpb.Command{Type: fsmpb.CommandType_COMMAND_TYPE_DRAW_CARD_BATCH, DrawCardBatch: batch})
+		if err != nil {
+			return nil, nodeError(s.node, err)
+		}
+		if len(res.Draws) != len(proposed) {
+			return nil, status.Errorf(codes.Internal, "state machine gave %d results for %d draws", len(res.Draws), len(proposed))
+		}
+		s.metrics.observeDrawBatch(len(proposed), time.Since(start))
+		index = idx
+		for j, r := range res.Draws {
+			results[proposed[j]] = drawResultToPB(r, batch.Draws[j].GetRequestId())
+		}
+	}
+	return &pb.DrawCardBatchResponse{Results: results, Index: index}, nil
+}
+
+func drawResultToPB(r *fsm.Result, requestID string) *pb.DrawCardResult {
+	o := r.Outcomes[0]
+	if o.Reason != fsm.ReasonOK {
+		return &pb.DrawCardResult{Reason: pb.Reason(o.Reason), Message: o.Message}
+	}
+	return &pb.DrawCardResult{Draw: &pb.DrawCardResponse{CardType: r.CardType, Holder: holderToPB(r.Holder), RequestId: requestID}}
 }
 
 // RedeemSet spends one full set for one reward.

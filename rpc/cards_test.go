@@ -201,3 +201,76 @@ func reasonOf(err error) string {
 	}
 	return err.Error()
 }
+
+// TestDrawCardBatchOnACluster: the draws of one batch are one log entry,
+// each answered as its own DrawCard would be, a refusal as a result; a
+// draw of a batch retried alone answers the same card.
+func TestDrawCardBatchOnACluster(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a 3-node cluster")
+	}
+	c := startLoopbackCluster(t, 3, true)
+	l := c.leader(t)
+	admin, store := pb.NewAdminClient(c.conns[l]), pb.NewStoreClient(c.conns[l])
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := admin.CreateCampaign(ctx, &pb.CreateCampaignRequest{Campaign: &pb.Campaign{
+		Id: "spring", Kind: pb.CampaignKind_CAMPAIGN_KIND_CARD_COLLECT, Start: timestamppb.New(time.Now().Add(-time.Minute)),
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := admin.DefineCards(ctx, &pb.DefineCardsRequest{
+		CampaignId: "spring", SetTypes: []string{"fu", "lu"}, RewardPool: 1,
+		Types: []*pb.CardType{{Id: "fu", Weight: 1}, {Id: "lu", Weight: 1}},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := admin.UpdateCampaign(ctx, &pb.UpdateCampaignRequest{CampaignId: "spring", State: pb.CampaignState_CAMPAIGN_STATE_OPEN.Enum()}); err != nil {
+		t.Fatal(err)
+	}
+	for user, n := range map[string]uint32{"a": 2, "b": 1} {
+		if _, err := store.GrantDraws(ctx, &pb.GrantDrawsRequest{CampaignId: "spring", UserId: user, Count: n}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	draw := func(user, requestID string) *pb.DrawCardRequest {
+		return &pb.DrawCardRequest{CampaignId: "spring", UserId: user, RequestId: requestID}
+	}
+	before := c.nodes[l].FSM().AppliedIndex()
+	resp, err := store.DrawCardBatch(ctx, &pb.DrawCardBatchRequest{Draws: []*pb.DrawCardRequest{
+		draw("a", "r1"), draw("a", "r2"), draw("a", "r3"), draw("b", "r4"), draw("", "r5"), draw("a", "r1"),
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.Index != before+1 {
+		t.Errorf("the batch was applied at index %d, the last before it %d: not one entry", resp.Index, before)
+	}
+	want := []pb.Reason{
+		pb.Reason_REASON_UNSPECIFIED, pb.Reason_REASON_UNSPECIFIED, pb.Reason_REASON_NO_DRAWS_LEFT,
+		pb.Reason_REASON_UNSPECIFIED, pb.Reason_REASON_INVALID_ARGUMENT, pb.Reason_REASON_UNSPECIFIED,
+	}
+	if len(resp.Results) != len(want) {
+		t.Fatalf("%d results for %d draws", len(resp.Results), len(want))
+	}
+	for i, r := range resp.Results {
+		if r.Reason != want[i] || (r.Reason == pb.Reason_REASON_UNSPECIFIED) != (r.Draw != nil) {
+			t.Errorf("draw %d: %v (%s), drawn %v; want %v", i, r.Reason, r.Message, r.Draw, want[i])
+		}
+	}
+	if first, retry := resp.Results[0].Draw, resp.Results[5].Draw; retry.GetCardType() != first.GetCardType() || first.GetRequestId() != "r1" {
+		t.Errorf("retry in the batch drew %v, the first %v", retry, first)
+	}
+	if h := resp.Results[1].Draw.GetHolder(); h.GetDrawsLeft() != 0 || h.GetUserId() != "a" {
+		t.Errorf("a after two draws: %v", h)
+	}
+	alone, err := store.DrawCard(ctx, draw("a", "r2"))
+	if err != nil || alone.CardType != resp.Results[1].Draw.GetCardType() {
+		t.Errorf("draw r2 retried alone: %v, %v; the batch drew %q", alone, err, resp.Results[1].Draw.GetCardType())
+	}
+	for _, bad := range []*pb.DrawCardBatchRequest{{}, {Draws: make([]*pb.DrawCardRequest, pb.MaxBatchDraws+1)}} {
+		if _, err := store.DrawCardBatch(ctx, bad); status.Code(err) != codes.InvalidArgument {
+			t.Errorf("a batch of %d draws: %v, want INVALID_ARGUMENT", len(bad.Draws), err)
+		}
+	}
+}

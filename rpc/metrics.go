@@ -14,6 +14,9 @@ type storeMetrics struct {
 	batches      prometheus.Counter
 	batchSize    prometheus.Histogram
 	applyLatency prometheus.Histogram
+
+	drawBatches   prometheus.Counter
+	drawBatchSize prometheus.Histogram
 }
 
 func newStoreMetrics(reg prometheus.Registerer, nodeID string) (*storeMetrics, error) {
@@ -36,8 +39,16 @@ func newStoreMetrics(reg prometheus.Registerer, nodeID string) (*storeMetrics, e
 			Help:    "Time from proposing a claim batch to its result (commit + apply).",
 			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16),
 		}),
+		drawBatches: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "flashd", Subsystem: "store", Name: "draw_batches_total", ConstLabels: labels,
+			Help: "Draw batches (card-collect) proposed by this node as leader.",
+		}),
+		drawBatchSize: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: "flashd", Subsystem: "store", Name: "draw_batch_size", ConstLabels: labels,
+			Help: "Draws per proposed draw batch.", Buckets: prometheus.ExponentialBuckets(1, 4, 7),
+		}),
 	}
-	for _, c := range []prometheus.Collector{m.claims, m.batches, m.batchSize, m.applyLatency} {
+	for _, c := range []prometheus.Collector{m.claims, m.batches, m.batchSize, m.applyLatency, m.drawBatches, m.drawBatchSize} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -48,6 +59,14 @@ func newStoreMetrics(reg prometheus.Registerer, nodeID string) (*storeMetrics, e
 func (m *storeMetrics) observeBatch(size int, took time.Duration) {
 	m.batches.Inc()
 	m.batchSize.Observe(float64(size))
+	m.applyLatency.Observe(took.Seconds())
+}
+
+// observeDrawBatch counts a draw batch; its latency joins the claim
+// batches' (both are one log entry's commit and apply).
+func (m *storeMetrics) observeDrawBatch(size int, took time.Duration) {
+	m.drawBatches.Inc()
+	m.drawBatchSize.Observe(float64(size))
 	m.applyLatency.Observe(took.Seconds())
 }
 

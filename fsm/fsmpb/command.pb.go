@@ -48,6 +48,7 @@ const (
 	CommandType_COMMAND_TYPE_REDEEM_SET            CommandType = 14
 	CommandType_COMMAND_TYPE_CLOSE_AND_SPLIT       CommandType = 15
 	CommandType_COMMAND_TYPE_LEASE_CLAIMS          CommandType = 16
+	CommandType_COMMAND_TYPE_DRAW_CARD_BATCH       CommandType = 17
 )
 
 // Enum value maps for CommandType.
@@ -70,6 +71,7 @@ var (
 		14: "COMMAND_TYPE_REDEEM_SET",
 		15: "COMMAND_TYPE_CLOSE_AND_SPLIT",
 		16: "COMMAND_TYPE_LEASE_CLAIMS",
+		17: "COMMAND_TYPE_DRAW_CARD_BATCH",
 	}
 	CommandType_value = map[string]int32{
 		"COMMAND_TYPE_UNKNOWN":               0,
@@ -89,6 +91,7 @@ var (
 		"COMMAND_TYPE_REDEEM_SET":            14,
 		"COMMAND_TYPE_CLOSE_AND_SPLIT":       15,
 		"COMMAND_TYPE_LEASE_CLAIMS":          16,
+		"COMMAND_TYPE_DRAW_CARD_BATCH":       17,
 	}
 )
 
@@ -300,6 +303,7 @@ type Command struct {
 	RedeemSet          *RedeemSet          `protobuf:"bytes,23,opt,name=redeem_set,json=redeemSet,proto3" json:"redeem_set,omitempty"`
 	CloseAndSplit      *CloseAndSplit      `protobuf:"bytes,24,opt,name=close_and_split,json=closeAndSplit,proto3" json:"close_and_split,omitempty"`
 	LeaseClaims        *LeaseClaims        `protobuf:"bytes,25,opt,name=lease_claims,json=leaseClaims,proto3" json:"lease_claims,omitempty"`
+	DrawCardBatch      *DrawCardBatch      `protobuf:"bytes,26,opt,name=draw_card_batch,json=drawCardBatch,proto3" json:"draw_card_batch,omitempty"`
 	unknownFields      protoimpl.UnknownFields
 	sizeCache          protoimpl.SizeCache
 }
@@ -470,6 +474,13 @@ func (x *Command) GetCloseAndSplit() *CloseAndSplit {
 func (x *Command) GetLeaseClaims() *LeaseClaims {
 	if x != nil {
 		return x.LeaseClaims
+	}
+	return nil
+}
+
+func (x *Command) GetDrawCardBatch() *DrawCardBatch {
+	if x != nil {
+		return x.DrawCardBatch
 	}
 	return nil
 }
@@ -1503,6 +1514,116 @@ func (x *DrawCard) GetUserId() string {
 	return ""
 }
 
+// DrawCardBatch is many draws in one log entry, applied in order, each
+// exactly as a DRAW_CARD command with the draw's request ID and seed would
+// be. The seed of the draw at position i (from 0) is the command's seed
+// plus i times 0x9e3779b97f4a7c15 (mod 2^64): the draws' seeds are a
+// SplitMix64 sequence from the command's seed, and the first draw's is the
+// command's own. Like the pick, the derivation is part of the log's meaning.
+type DrawCardBatch struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Draws         []*DrawCardBatchEntry  `protobuf:"bytes,1,rep,name=draws,proto3" json:"draws,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DrawCardBatch) Reset() {
+	*x = DrawCardBatch{}
+	mi := &file_command_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DrawCardBatch) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DrawCardBatch) ProtoMessage() {}
+
+func (x *DrawCardBatch) ProtoReflect() protoreflect.Message {
+	mi := &file_command_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DrawCardBatch.ProtoReflect.Descriptor instead.
+func (*DrawCardBatch) Descriptor() ([]byte, []int) {
+	return file_command_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *DrawCardBatch) GetDraws() []*DrawCardBatchEntry {
+	if x != nil {
+		return x.Draws
+	}
+	return nil
+}
+
+type DrawCardBatchEntry struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	RequestId     string                 `protobuf:"bytes,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"` // required: each draw is idempotent on its own
+	CampaignId    string                 `protobuf:"bytes,2,opt,name=campaign_id,json=campaignId,proto3" json:"campaign_id,omitempty"`
+	UserId        string                 `protobuf:"bytes,3,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DrawCardBatchEntry) Reset() {
+	*x = DrawCardBatchEntry{}
+	mi := &file_command_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DrawCardBatchEntry) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DrawCardBatchEntry) ProtoMessage() {}
+
+func (x *DrawCardBatchEntry) ProtoReflect() protoreflect.Message {
+	mi := &file_command_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DrawCardBatchEntry.ProtoReflect.Descriptor instead.
+func (*DrawCardBatchEntry) Descriptor() ([]byte, []int) {
+	return file_command_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *DrawCardBatchEntry) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
+func (x *DrawCardBatchEntry) GetCampaignId() string {
+	if x != nil {
+		return x.CampaignId
+	}
+	return ""
+}
+
+func (x *DrawCardBatchEntry) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
+}
+
 // RedeemSet spends one card of each set type for one reward from the pool.
 type RedeemSet struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -1514,7 +1635,7 @@ type RedeemSet struct {
 
 func (x *RedeemSet) Reset() {
 	*x = RedeemSet{}
-	mi := &file_command_proto_msgTypes[17]
+	mi := &file_command_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1526,7 +1647,7 @@ func (x *RedeemSet) String() string {
 func (*RedeemSet) ProtoMessage() {}
 
 func (x *RedeemSet) ProtoReflect() protoreflect.Message {
-	mi := &file_command_proto_msgTypes[17]
+	mi := &file_command_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1539,7 +1660,7 @@ func (x *RedeemSet) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RedeemSet.ProtoReflect.Descriptor instead.
 func (*RedeemSet) Descriptor() ([]byte, []int) {
-	return file_command_proto_rawDescGZIP(), []int{17}
+	return file_command_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *RedeemSet) GetCampaignId() string {
@@ -1567,7 +1688,7 @@ type CloseAndSplit struct {
 
 func (x *CloseAndSplit) Reset() {
 	*x = CloseAndSplit{}
-	mi := &file_command_proto_msgTypes[18]
+	mi := &file_command_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1579,7 +1700,7 @@ func (x *CloseAndSplit) String() string {
 func (*CloseAndSplit) ProtoMessage() {}
 
 func (x *CloseAndSplit) ProtoReflect() protoreflect.Message {
-	mi := &file_command_proto_msgTypes[18]
+	mi := &file_command_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1592,7 +1713,7 @@ func (x *CloseAndSplit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CloseAndSplit.ProtoReflect.Descriptor instead.
 func (*CloseAndSplit) Descriptor() ([]byte, []int) {
-	return file_command_proto_rawDescGZIP(), []int{18}
+	return file_command_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *CloseAndSplit) GetCampaignId() string {
@@ -1618,7 +1739,7 @@ type LeaseClaims struct {
 
 func (x *LeaseClaims) Reset() {
 	*x = LeaseClaims{}
-	mi := &file_command_proto_msgTypes[19]
+	mi := &file_command_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1630,7 +1751,7 @@ func (x *LeaseClaims) String() string {
 func (*LeaseClaims) ProtoMessage() {}
 
 func (x *LeaseClaims) ProtoReflect() protoreflect.Message {
-	mi := &file_command_proto_msgTypes[19]
+	mi := &file_command_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1643,7 +1764,7 @@ func (x *LeaseClaims) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaseClaims.ProtoReflect.Descriptor instead.
 func (*LeaseClaims) Descriptor() ([]byte, []int) {
-	return file_command_proto_rawDescGZIP(), []int{19}
+	return file_command_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *LeaseClaims) GetGroup() string {
@@ -1699,7 +1820,7 @@ type SnapshotHeader struct {
 
 func (x *SnapshotHeader) Reset() {
 	*x = SnapshotHeader{}
-	mi := &file_command_proto_msgTypes[20]
+	mi := &file_command_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1711,7 +1832,7 @@ func (x *SnapshotHeader) String() string {
 func (*SnapshotHeader) ProtoMessage() {}
 
 func (x *SnapshotHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_command_proto_msgTypes[20]
+	mi := &file_command_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1724,7 +1845,7 @@ func (x *SnapshotHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotHeader.ProtoReflect.Descriptor instead.
 func (*SnapshotHeader) Descriptor() ([]byte, []int) {
-	return file_command_proto_rawDescGZIP(), []int{20}
+	return file_command_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *SnapshotHeader) GetFormatVersion() uint32 {
@@ -1828,7 +1949,7 @@ type CampaignRecord struct {
 
 func (x *CampaignRecord) Reset() {
 	*x = CampaignRecord{}
-	mi := &file_command_proto_msgTypes[21]
+	mi := &file_command_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1840,7 +1961,7 @@ func (x *CampaignRecord) String() string {
 func (*CampaignRecord) ProtoMessage() {}
 
 func (x *CampaignRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_command_proto_msgTypes[21]
+	mi := &file_command_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1853,7 +1974,7 @@ func (x *CampaignRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CampaignRecord.ProtoReflect.Descriptor instead.
 func (*CampaignRecord) Descriptor() ([]byte, []int) {
-	return file_command_proto_rawDescGZIP(), []int{21}
+	return file_command_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *CampaignRecord) GetCampaign() *CreateCampaign {
@@ -1885,7 +2006,7 @@ type ItemRecord struct {
 
 func (x *ItemRecord) Reset() {
 	*x = ItemRecord{}
-	mi := &file_command_proto_msgTypes[22]
+	mi := &file_command_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1897,7 +2018,7 @@ func (x *ItemRecord) String() string {
 func (*ItemRecord) ProtoMessage() {}
 
 func (x *ItemRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_command_proto_msgTypes[22]
+	mi := &file_command_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1910,7 +2031,7 @@ func (x *ItemRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ItemRecord.ProtoReflect.Descriptor instead.
 func (*ItemRecord) Descriptor() ([]byte, []int) {
-	return file_command_proto_rawDescGZIP(), []int{22}
+	return file_command_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ItemRecord) GetCampaignId() string {
@@ -1979,7 +2100,7 @@ type ClaimRecord struct {
 
 func (x *ClaimRecord) Reset() {
 	*x = ClaimRecord{}
-	mi := &file_command_proto_msgTypes[23]
+	mi := &file_command_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1991,7 +2112,7 @@ func (x *ClaimRecord) String() string {
 func (*ClaimRecord) ProtoMessage() {}
 
 func (x *ClaimRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_command_proto_msgTypes[23]
+	mi := &file_command_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2004,7 +2125,7 @@ func (x *ClaimRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClaimRecord.ProtoReflect.Descriptor instead.
 func (*ClaimRecord) Descriptor() ([]byte, []int) {
-	return file_command_proto_rawDescGZIP(), []int{23}
+	return file_command_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ClaimRecord) GetClaimId() uint64 {
@@ -2086,7 +2207,7 @@ type IdempotencyRecord struct {
 
 func (x *IdempotencyRecord) Reset() {
 	*x = IdempotencyRecord{}
-	mi := &file_command_proto_msgTypes[24]
+	mi := &file_command_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2098,7 +2219,7 @@ func (x *IdempotencyRecord) String() string {
 func (*IdempotencyRecord) ProtoMessage() {}
 
 func (x *IdempotencyRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_command_proto_msgTypes[24]
+	mi := &file_command_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2111,7 +2232,7 @@ func (x *IdempotencyRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IdempotencyRecord.ProtoReflect.Descriptor instead.
 func (*IdempotencyRecord) Descriptor() ([]byte, []int) {
-	return file_command_proto_rawDescGZIP(), []int{24}
+	return file_command_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *IdempotencyRecord) GetRequestId() string {
@@ -2177,7 +2298,7 @@ type SnapshotRecord struct {
 
 func (x *SnapshotRecord) Reset() {
 	*x = SnapshotRecord{}
-	mi := &file_command_proto_msgTypes[25]
+	mi := &file_command_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2189,7 +2310,7 @@ func (x *SnapshotRecord) String() string {
 func (*SnapshotRecord) ProtoMessage() {}
 
 func (x *SnapshotRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_command_proto_msgTypes[25]
+	mi := &file_command_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2202,7 +2323,7 @@ func (x *SnapshotRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotRecord.ProtoReflect.Descriptor instead.
 func (*SnapshotRecord) Descriptor() ([]byte, []int) {
-	return file_command_proto_rawDescGZIP(), []int{25}
+	return file_command_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *SnapshotRecord) GetCampaign() *CampaignRecord {
@@ -2278,7 +2399,7 @@ type Payout struct {
 
 func (x *Payout) Reset() {
 	*x = Payout{}
-	mi := &file_command_proto_msgTypes[26]
+	mi := &file_command_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2290,7 +2411,7 @@ func (x *Payout) String() string {
 func (*Payout) ProtoMessage() {}
 
 func (x *Payout) ProtoReflect() protoreflect.Message {
-	mi := &file_command_proto_msgTypes[26]
+	mi := &file_command_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2303,7 +2424,7 @@ func (x *Payout) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Payout.ProtoReflect.Descriptor instead.
 func (*Payout) Descriptor() ([]byte, []int) {
-	return file_command_proto_rawDescGZIP(), []int{26}
+	return file_command_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *Payout) GetUserId() string {
@@ -2334,7 +2455,7 @@ type CardCollectRecord struct {
 
 func (x *CardCollectRecord) Reset() {
 	*x = CardCollectRecord{}
-	mi := &file_command_proto_msgTypes[27]
+	mi := &file_command_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2346,7 +2467,7 @@ func (x *CardCollectRecord) String() string {
 func (*CardCollectRecord) ProtoMessage() {}
 
 func (x *CardCollectRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_command_proto_msgTypes[27]
+	mi := &file_command_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2359,7 +2480,7 @@ func (x *CardCollectRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CardCollectRecord.ProtoReflect.Descriptor instead.
 func (*CardCollectRecord) Descriptor() ([]byte, []int) {
-	return file_command_proto_rawDescGZIP(), []int{27}
+	return file_command_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *CardCollectRecord) GetDefinition() *DefineCards {
@@ -2412,7 +2533,7 @@ type CardHolderRecord struct {
 
 func (x *CardHolderRecord) Reset() {
 	*x = CardHolderRecord{}
-	mi := &file_command_proto_msgTypes[28]
+	mi := &file_command_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2424,7 +2545,7 @@ func (x *CardHolderRecord) String() string {
 func (*CardHolderRecord) ProtoMessage() {}
 
 func (x *CardHolderRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_command_proto_msgTypes[28]
+	mi := &file_command_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2437,7 +2558,7 @@ func (x *CardHolderRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CardHolderRecord.ProtoReflect.Descriptor instead.
 func (*CardHolderRecord) Descriptor() ([]byte, []int) {
-	return file_command_proto_rawDescGZIP(), []int{28}
+	return file_command_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *CardHolderRecord) GetCampaignId() string {
@@ -2493,7 +2614,7 @@ type Lease struct {
 
 func (x *Lease) Reset() {
 	*x = Lease{}
-	mi := &file_command_proto_msgTypes[29]
+	mi := &file_command_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2505,7 +2626,7 @@ func (x *Lease) String() string {
 func (*Lease) ProtoMessage() {}
 
 func (x *Lease) ProtoReflect() protoreflect.Message {
-	mi := &file_command_proto_msgTypes[29]
+	mi := &file_command_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2518,7 +2639,7 @@ func (x *Lease) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Lease.ProtoReflect.Descriptor instead.
 func (*Lease) Descriptor() ([]byte, []int) {
-	return file_command_proto_rawDescGZIP(), []int{29}
+	return file_command_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *Lease) GetClaimId() uint64 {
@@ -2554,7 +2675,7 @@ type SettlementFeedRecord struct {
 
 func (x *SettlementFeedRecord) Reset() {
 	*x = SettlementFeedRecord{}
-	mi := &file_command_proto_msgTypes[30]
+	mi := &file_command_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2566,7 +2687,7 @@ func (x *SettlementFeedRecord) String() string {
 func (*SettlementFeedRecord) ProtoMessage() {}
 
 func (x *SettlementFeedRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_command_proto_msgTypes[30]
+	mi := &file_command_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2579,7 +2700,7 @@ func (x *SettlementFeedRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SettlementFeedRecord.ProtoReflect.Descriptor instead.
 func (*SettlementFeedRecord) Descriptor() ([]byte, []int) {
-	return file_command_proto_rawDescGZIP(), []int{30}
+	return file_command_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *SettlementFeedRecord) GetGroup() string {
@@ -2607,7 +2728,7 @@ var File_command_proto protoreflect.FileDescriptor
 
 const file_command_proto_rawDesc = "" +
 	"\n" +
-	"\rcommand.proto\x12\rflashd.fsm.v1\"\xe7\b\n" +
+	"\rcommand.proto\x12\rflashd.fsm.v1\"\xad\t\n" +
 	"\aCommand\x12.\n" +
 	"\x04type\x18\x01 \x01(\x0e2\x1a.flashd.fsm.v1.CommandTypeR\x04type\x12$\n" +
 	"\x0etime_unix_nano\x18\x02 \x01(\x03R\ftimeUnixNano\x12\x12\n" +
@@ -2633,7 +2754,8 @@ const file_command_proto_rawDesc = "" +
 	"\n" +
 	"redeem_set\x18\x17 \x01(\v2\x18.flashd.fsm.v1.RedeemSetR\tredeemSet\x12D\n" +
 	"\x0fclose_and_split\x18\x18 \x01(\v2\x1c.flashd.fsm.v1.CloseAndSplitR\rcloseAndSplit\x12=\n" +
-	"\flease_claims\x18\x19 \x01(\v2\x1a.flashd.fsm.v1.LeaseClaimsR\vleaseClaims\"\xeb\x02\n" +
+	"\flease_claims\x18\x19 \x01(\v2\x1a.flashd.fsm.v1.LeaseClaimsR\vleaseClaims\x12D\n" +
+	"\x0fdraw_card_batch\x18\x1a \x01(\v2\x1c.flashd.fsm.v1.DrawCardBatchR\rdrawCardBatch\"\xeb\x02\n" +
 	"\x0eCreateCampaign\x12\x1f\n" +
 	"\vcampaign_id\x18\x01 \x01(\tR\n" +
 	"campaignId\x12/\n" +
@@ -2721,7 +2843,15 @@ const file_command_proto_rawDesc = "" +
 	"\bDrawCard\x12\x1f\n" +
 	"\vcampaign_id\x18\x01 \x01(\tR\n" +
 	"campaignId\x12\x17\n" +
-	"\auser_id\x18\x02 \x01(\tR\x06userId\"E\n" +
+	"\auser_id\x18\x02 \x01(\tR\x06userId\"H\n" +
+	"\rDrawCardBatch\x127\n" +
+	"\x05draws\x18\x01 \x03(\v2!.flashd.fsm.v1.DrawCardBatchEntryR\x05draws\"m\n" +
+	"\x12DrawCardBatchEntry\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x01 \x01(\tR\trequestId\x12\x1f\n" +
+	"\vcampaign_id\x18\x02 \x01(\tR\n" +
+	"campaignId\x12\x17\n" +
+	"\auser_id\x18\x03 \x01(\tR\x06userId\"E\n" +
 	"\tRedeemSet\x12\x1f\n" +
 	"\vcampaign_id\x18\x01 \x01(\tR\n" +
 	"campaignId\x12\x17\n" +
@@ -2821,7 +2951,7 @@ const file_command_proto_rawDesc = "" +
 	"\x14SettlementFeedRecord\x12\x14\n" +
 	"\x05group\x18\x01 \x01(\tR\x05group\x12\x16\n" +
 	"\x06cursor\x18\x02 \x01(\x04R\x06cursor\x12,\n" +
-	"\x06leases\x18\x03 \x03(\v2\x14.flashd.fsm.v1.LeaseR\x06leases*\x8e\x04\n" +
+	"\x06leases\x18\x03 \x03(\v2\x14.flashd.fsm.v1.LeaseR\x06leases*\xb0\x04\n" +
 	"\vCommandType\x12\x18\n" +
 	"\x14COMMAND_TYPE_UNKNOWN\x10\x00\x12 \n" +
 	"\x1cCOMMAND_TYPE_CREATE_CAMPAIGN\x10\x01\x12 \n" +
@@ -2840,7 +2970,8 @@ const file_command_proto_rawDesc = "" +
 	"\x16COMMAND_TYPE_DRAW_CARD\x10\r\x12\x1b\n" +
 	"\x17COMMAND_TYPE_REDEEM_SET\x10\x0e\x12 \n" +
 	"\x1cCOMMAND_TYPE_CLOSE_AND_SPLIT\x10\x0f\x12\x1d\n" +
-	"\x19COMMAND_TYPE_LEASE_CLAIMS\x10\x10*g\n" +
+	"\x19COMMAND_TYPE_LEASE_CLAIMS\x10\x10\x12 \n" +
+	"\x1cCOMMAND_TYPE_DRAW_CARD_BATCH\x10\x11*g\n" +
 	"\fCampaignKind\x12\x19\n" +
 	"\x15CAMPAIGN_KIND_UNKNOWN\x10\x00\x12\x1c\n" +
 	"\x18CAMPAIGN_KIND_FLASH_SALE\x10\x01\x12\x1e\n" +
@@ -2870,7 +3001,7 @@ func file_command_proto_rawDescGZIP() []byte {
 }
 
 var file_command_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_command_proto_msgTypes = make([]protoimpl.MessageInfo, 31)
+var file_command_proto_msgTypes = make([]protoimpl.MessageInfo, 33)
 var file_command_proto_goTypes = []any{
 	(CommandType)(0),             // 0: flashd.fsm.v1.CommandType
 	(CampaignKind)(0),            // 1: flashd.fsm.v1.CampaignKind
@@ -2893,20 +3024,22 @@ var file_command_proto_goTypes = []any{
 	(*DefineCards)(nil),          // 18: flashd.fsm.v1.DefineCards
 	(*GrantDraws)(nil),           // 19: flashd.fsm.v1.GrantDraws
 	(*DrawCard)(nil),             // 20: flashd.fsm.v1.DrawCard
-	(*RedeemSet)(nil),            // 21: flashd.fsm.v1.RedeemSet
-	(*CloseAndSplit)(nil),        // 22: flashd.fsm.v1.CloseAndSplit
-	(*LeaseClaims)(nil),          // 23: flashd.fsm.v1.LeaseClaims
-	(*SnapshotHeader)(nil),       // 24: flashd.fsm.v1.SnapshotHeader
-	(*CampaignRecord)(nil),       // 25: flashd.fsm.v1.CampaignRecord
-	(*ItemRecord)(nil),           // 26: flashd.fsm.v1.ItemRecord
-	(*ClaimRecord)(nil),          // 27: flashd.fsm.v1.ClaimRecord
-	(*IdempotencyRecord)(nil),    // 28: flashd.fsm.v1.IdempotencyRecord
-	(*SnapshotRecord)(nil),       // 29: flashd.fsm.v1.SnapshotRecord
-	(*Payout)(nil),               // 30: flashd.fsm.v1.Payout
-	(*CardCollectRecord)(nil),    // 31: flashd.fsm.v1.CardCollectRecord
-	(*CardHolderRecord)(nil),     // 32: flashd.fsm.v1.CardHolderRecord
-	(*Lease)(nil),                // 33: flashd.fsm.v1.Lease
-	(*SettlementFeedRecord)(nil), // 34: flashd.fsm.v1.SettlementFeedRecord
+	(*DrawCardBatch)(nil),        // 21: flashd.fsm.v1.DrawCardBatch
+	(*DrawCardBatchEntry)(nil),   // 22: flashd.fsm.v1.DrawCardBatchEntry
+	(*RedeemSet)(nil),            // 23: flashd.fsm.v1.RedeemSet
+	(*CloseAndSplit)(nil),        // 24: flashd.fsm.v1.CloseAndSplit
+	(*LeaseClaims)(nil),          // 25: flashd.fsm.v1.LeaseClaims
+	(*SnapshotHeader)(nil),       // 26: flashd.fsm.v1.SnapshotHeader
+	(*CampaignRecord)(nil),       // 27: flashd.fsm.v1.CampaignRecord
+	(*ItemRecord)(nil),           // 28: flashd.fsm.v1.ItemRecord
+	(*ClaimRecord)(nil),          // 29: flashd.fsm.v1.ClaimRecord
+	(*IdempotencyRecord)(nil),    // 30: flashd.fsm.v1.IdempotencyRecord
+	(*SnapshotRecord)(nil),       // 31: flashd.fsm.v1.SnapshotRecord
+	(*Payout)(nil),               // 32: flashd.fsm.v1.Payout
+	(*CardCollectRecord)(nil),    // 33: flashd.fsm.v1.CardCollectRecord
+	(*CardHolderRecord)(nil),     // 34: flashd.fsm.v1.CardHolderRecord
+	(*Lease)(nil),                // 35: flashd.fsm.v1.Lease
+	(*SettlementFeedRecord)(nil), // 36: flashd.fsm.v1.SettlementFeedRecord
 }
 var file_command_proto_depIdxs = []int32{
 	0,  // 0: flashd.fsm.v1.Command.type:type_name -> flashd.fsm.v1.CommandType
@@ -2923,34 +3056,36 @@ var file_command_proto_depIdxs = []int32{
 	18, // 11: flashd.fsm.v1.Command.define_cards:type_name -> flashd.fsm.v1.DefineCards
 	19, // 12: flashd.fsm.v1.Command.grant_draws:type_name -> flashd.fsm.v1.GrantDraws
 	20, // 13: flashd.fsm.v1.Command.draw_card:type_name -> flashd.fsm.v1.DrawCard
-	21, // 14: flashd.fsm.v1.Command.redeem_set:type_name -> flashd.fsm.v1.RedeemSet
-	22, // 15: flashd.fsm.v1.Command.close_and_split:type_name -> flashd.fsm.v1.CloseAndSplit
-	23, // 16: flashd.fsm.v1.Command.lease_claims:type_name -> flashd.fsm.v1.LeaseClaims
-	1,  // 17: flashd.fsm.v1.CreateCampaign.kind:type_name -> flashd.fsm.v1.CampaignKind
-	2,  // 18: flashd.fsm.v1.UpdateCampaign.state:type_name -> flashd.fsm.v1.CampaignState
-	9,  // 19: flashd.fsm.v1.ClaimBatch.claims:type_name -> flashd.fsm.v1.ClaimRequest
-	16, // 20: flashd.fsm.v1.SetFrontDoorConfig.config:type_name -> flashd.fsm.v1.FrontDoorConfig
-	17, // 21: flashd.fsm.v1.DefineCards.types:type_name -> flashd.fsm.v1.CardType
-	16, // 22: flashd.fsm.v1.SnapshotHeader.front_door_config:type_name -> flashd.fsm.v1.FrontDoorConfig
-	5,  // 23: flashd.fsm.v1.CampaignRecord.campaign:type_name -> flashd.fsm.v1.CreateCampaign
-	2,  // 24: flashd.fsm.v1.CampaignRecord.state:type_name -> flashd.fsm.v1.CampaignState
-	3,  // 25: flashd.fsm.v1.ClaimRecord.state:type_name -> flashd.fsm.v1.ClaimState
-	25, // 26: flashd.fsm.v1.SnapshotRecord.campaign:type_name -> flashd.fsm.v1.CampaignRecord
-	26, // 27: flashd.fsm.v1.SnapshotRecord.item:type_name -> flashd.fsm.v1.ItemRecord
-	27, // 28: flashd.fsm.v1.SnapshotRecord.claim:type_name -> flashd.fsm.v1.ClaimRecord
-	28, // 29: flashd.fsm.v1.SnapshotRecord.idempotency:type_name -> flashd.fsm.v1.IdempotencyRecord
-	14, // 30: flashd.fsm.v1.SnapshotRecord.node:type_name -> flashd.fsm.v1.RegisterNode
-	31, // 31: flashd.fsm.v1.SnapshotRecord.card_collect:type_name -> flashd.fsm.v1.CardCollectRecord
-	32, // 32: flashd.fsm.v1.SnapshotRecord.card_holder:type_name -> flashd.fsm.v1.CardHolderRecord
-	34, // 33: flashd.fsm.v1.SnapshotRecord.settlement_feed:type_name -> flashd.fsm.v1.SettlementFeedRecord
-	18, // 34: flashd.fsm.v1.CardCollectRecord.definition:type_name -> flashd.fsm.v1.DefineCards
-	30, // 35: flashd.fsm.v1.CardCollectRecord.payouts:type_name -> flashd.fsm.v1.Payout
-	33, // 36: flashd.fsm.v1.SettlementFeedRecord.leases:type_name -> flashd.fsm.v1.Lease
-	37, // [37:37] is the sub-list for method output_type
-	37, // [37:37] is the sub-list for method input_type
-	37, // [37:37] is the sub-list for extension type_name
-	37, // [37:37] is the sub-list for extension extendee
-	0,  // [0:37] is the sub-list for field type_name
+	23, // 14: flashd.fsm.v1.Command.redeem_set:type_name -> flashd.fsm.v1.RedeemSet
+	24, // 15: flashd.fsm.v1.Command.close_and_split:type_name -> flashd.fsm.v1.CloseAndSplit
+	25, // 16: flashd.fsm.v1.Command.lease_claims:type_name -> flashd.fsm.v1.LeaseClaims
+	21, // 17: flashd.fsm.v1.Command.draw_card_batch:type_name -> flashd.fsm.v1.DrawCardBatch
+	1,  // 18: flashd.fsm.v1.CreateCampaign.kind:type_name -> flashd.fsm.v1.CampaignKind
+	2,  // 19: flashd.fsm.v1.UpdateCampaign.state:type_name -> flashd.fsm.v1.CampaignState
+	9,  // 20: flashd.fsm.v1.ClaimBatch.claims:type_name -> flashd.fsm.v1.ClaimRequest
+	16, // 21: flashd.fsm.v1.SetFrontDoorConfig.config:type_name -> flashd.fsm.v1.FrontDoorConfig
+	17, // 22: flashd.fsm.v1.DefineCards.types:type_name -> flashd.fsm.v1.CardType
+	22, // 23: flashd.fsm.v1.DrawCardBatch.draws:type_name -> flashd.fsm.v1.DrawCardBatchEntry
+	16, // 24: flashd.fsm.v1.SnapshotHeader.front_door_config:type_name -> flashd.fsm.v1.FrontDoorConfig
+	5,  // 25: flashd.fsm.v1.CampaignRecord.campaign:type_name -> flashd.fsm.v1.CreateCampaign
+	2,  // 26: flashd.fsm.v1.CampaignRecord.state:type_name -> flashd.fsm.v1.CampaignState
+	3,  // 27: flashd.fsm.v1.ClaimRecord.state:type_name -> flashd.fsm.v1.ClaimState
+	27, // 28: flashd.fsm.v1.SnapshotRecord.campaign:type_name -> flashd.fsm.v1.CampaignRecord
+	28, // 29: flashd.fsm.v1.SnapshotRecord.item:type_name -> flashd.fsm.v1.ItemRecord
+	29, // 30: flashd.fsm.v1.SnapshotRecord.claim:type_name -> flashd.fsm.v1.ClaimRecord
+	30, // 31: flashd.fsm.v1.SnapshotRecord.idempotency:type_name -> flashd.fsm.v1.IdempotencyRecord
+	14, // 32: flashd.fsm.v1.SnapshotRecord.node:type_name -> flashd.fsm.v1.RegisterNode
+	33, // 33: flashd.fsm.v1.SnapshotRecord.card_collect:type_name -> flashd.fsm.v1.CardCollectRecord
+	34, // 34: flashd.fsm.v1.SnapshotRecord.card_holder:type_name -> flashd.fsm.v1.CardHolderRecord
+	36, // 35: flashd.fsm.v1.SnapshotRecord.settlement_feed:type_name -> flashd.fsm.v1.SettlementFeedRecord
+	18, // 36: flashd.fsm.v1.CardCollectRecord.definition:type_name -> flashd.fsm.v1.DefineCards
+	32, // 37: flashd.fsm.v1.CardCollectRecord.payouts:type_name -> flashd.fsm.v1.Payout
+	35, // 38: flashd.fsm.v1.SettlementFeedRecord.leases:type_name -> flashd.fsm.v1.Lease
+	39, // [39:39] is the sub-list for method output_type
+	39, // [39:39] is the sub-list for method input_type
+	39, // [39:39] is the sub-list for extension type_name
+	39, // [39:39] is the sub-list for extension extendee
+	0,  // [0:39] is the sub-list for field type_name
 }
 
 func init() { file_command_proto_init() }
@@ -2965,7 +3100,7 @@ func file_command_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_command_proto_rawDesc), len(file_command_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   31,
+			NumMessages:   33,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -43,9 +43,12 @@ const (
 )
 
 type FrontDoorDrawCardRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	CampaignId    string                 `protobuf:"bytes,1,opt,name=campaign_id,json=campaignId,proto3" json:"campaign_id,omitempty"`
-	RequestId     string                 `protobuf:"bytes,2,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"` // as in FrontDoorClaimRequest
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	CampaignId string                 `protobuf:"bytes,1,opt,name=campaign_id,json=campaignId,proto3" json:"campaign_id,omitempty"`
+	RequestId  string                 `protobuf:"bytes,2,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"` // as in FrontDoorClaimRequest
+	// retry, as in FrontDoorClaimRequest: an earlier attempt with this
+	// request ID may have drawn; the door's no-draws-left hint is skipped.
+	Retry         bool `protobuf:"varint,3,opt,name=retry,proto3" json:"retry,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -92,6 +95,13 @@ func (x *FrontDoorDrawCardRequest) GetRequestId() string {
 		return x.RequestId
 	}
 	return ""
+}
+
+func (x *FrontDoorDrawCardRequest) GetRetry() bool {
+	if x != nil {
+		return x.Retry
+	}
+	return false
 }
 
 type FrontDoorRedeemSetRequest struct {
@@ -882,12 +892,13 @@ var File_flashd_v1_frontdoor_proto protoreflect.FileDescriptor
 
 const file_flashd_v1_frontdoor_proto_rawDesc = "" +
 	"\n" +
-	"\x19flashd/v1/frontdoor.proto\x12\tflashd.v1\x1a\x19google/protobuf/any.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x15flashd/v1/types.proto\x1a\x15flashd/v1/store.proto\"Z\n" +
+	"\x19flashd/v1/frontdoor.proto\x12\tflashd.v1\x1a\x19google/protobuf/any.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x15flashd/v1/types.proto\x1a\x15flashd/v1/store.proto\"p\n" +
 	"\x18FrontDoorDrawCardRequest\x12\x1f\n" +
 	"\vcampaign_id\x18\x01 \x01(\tR\n" +
 	"campaignId\x12\x1d\n" +
 	"\n" +
-	"request_id\x18\x02 \x01(\tR\trequestId\"[\n" +
+	"request_id\x18\x02 \x01(\tR\trequestId\x12\x14\n" +
+	"\x05retry\x18\x03 \x01(\bR\x05retry\"[\n" +
 	"\x19FrontDoorRedeemSetRequest\x12\x1f\n" +
 	"\vcampaign_id\x18\x01 \x01(\tR\n" +
 	"campaignId\x12\x1d\n" +

@@ -257,6 +257,162 @@ func (x *DrawCardResponse) GetRequestId() string {
 	return ""
 }
 
+type DrawCardBatchRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Draws         []*DrawCardRequest     `protobuf:"bytes,1,rep,name=draws,proto3" json:"draws,omitempty"` // 1 to 4096
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DrawCardBatchRequest) Reset() {
+	*x = DrawCardBatchRequest{}
+	mi := &file_flashd_v1_store_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DrawCardBatchRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DrawCardBatchRequest) ProtoMessage() {}
+
+func (x *DrawCardBatchRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_flashd_v1_store_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DrawCardBatchRequest.ProtoReflect.Descriptor instead.
+func (*DrawCardBatchRequest) Descriptor() ([]byte, []int) {
+	return file_flashd_v1_store_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *DrawCardBatchRequest) GetDraws() []*DrawCardRequest {
+	if x != nil {
+		return x.Draws
+	}
+	return nil
+}
+
+type DrawCardResult struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Reason        Reason                 `protobuf:"varint,1,opt,name=reason,proto3,enum=flashd.v1.Reason" json:"reason,omitempty"` // REASON_UNSPECIFIED: drawn
+	Message       string                 `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`                      // for a refusal
+	Draw          *DrawCardResponse      `protobuf:"bytes,3,opt,name=draw,proto3" json:"draw,omitempty"`                            // set when drawn
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DrawCardResult) Reset() {
+	*x = DrawCardResult{}
+	mi := &file_flashd_v1_store_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DrawCardResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DrawCardResult) ProtoMessage() {}
+
+func (x *DrawCardResult) ProtoReflect() protoreflect.Message {
+	mi := &file_flashd_v1_store_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DrawCardResult.ProtoReflect.Descriptor instead.
+func (*DrawCardResult) Descriptor() ([]byte, []int) {
+	return file_flashd_v1_store_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *DrawCardResult) GetReason() Reason {
+	if x != nil {
+		return x.Reason
+	}
+	return Reason_REASON_UNSPECIFIED
+}
+
+func (x *DrawCardResult) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+func (x *DrawCardResult) GetDraw() *DrawCardResponse {
+	if x != nil {
+		return x.Draw
+	}
+	return nil
+}
+
+type DrawCardBatchResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Results       []*DrawCardResult      `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"`
+	Index         uint64                 `protobuf:"varint,2,opt,name=index,proto3" json:"index,omitempty"` // the log index that applied the batch
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DrawCardBatchResponse) Reset() {
+	*x = DrawCardBatchResponse{}
+	mi := &file_flashd_v1_store_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DrawCardBatchResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DrawCardBatchResponse) ProtoMessage() {}
+
+func (x *DrawCardBatchResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_flashd_v1_store_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DrawCardBatchResponse.ProtoReflect.Descriptor instead.
+func (*DrawCardBatchResponse) Descriptor() ([]byte, []int) {
+	return file_flashd_v1_store_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *DrawCardBatchResponse) GetResults() []*DrawCardResult {
+	if x != nil {
+		return x.Results
+	}
+	return nil
+}
+
+func (x *DrawCardBatchResponse) GetIndex() uint64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
 type RedeemSetRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	CampaignId    string                 `protobuf:"bytes,1,opt,name=campaign_id,json=campaignId,proto3" json:"campaign_id,omitempty"`
@@ -268,7 +424,7 @@ type RedeemSetRequest struct {
 
 func (x *RedeemSetRequest) Reset() {
 	*x = RedeemSetRequest{}
-	mi := &file_flashd_v1_store_proto_msgTypes[4]
+	mi := &file_flashd_v1_store_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -280,7 +436,7 @@ func (x *RedeemSetRequest) String() string {
 func (*RedeemSetRequest) ProtoMessage() {}
 
 func (x *RedeemSetRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flashd_v1_store_proto_msgTypes[4]
+	mi := &file_flashd_v1_store_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -293,7 +449,7 @@ func (x *RedeemSetRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RedeemSetRequest.ProtoReflect.Descriptor instead.
 func (*RedeemSetRequest) Descriptor() ([]byte, []int) {
-	return file_flashd_v1_store_proto_rawDescGZIP(), []int{4}
+	return file_flashd_v1_store_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *RedeemSetRequest) GetCampaignId() string {
@@ -328,7 +484,7 @@ type RedeemSetResponse struct {
 
 func (x *RedeemSetResponse) Reset() {
 	*x = RedeemSetResponse{}
-	mi := &file_flashd_v1_store_proto_msgTypes[5]
+	mi := &file_flashd_v1_store_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -340,7 +496,7 @@ func (x *RedeemSetResponse) String() string {
 func (*RedeemSetResponse) ProtoMessage() {}
 
 func (x *RedeemSetResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flashd_v1_store_proto_msgTypes[5]
+	mi := &file_flashd_v1_store_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -353,7 +509,7 @@ func (x *RedeemSetResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RedeemSetResponse.ProtoReflect.Descriptor instead.
 func (*RedeemSetResponse) Descriptor() ([]byte, []int) {
-	return file_flashd_v1_store_proto_rawDescGZIP(), []int{5}
+	return file_flashd_v1_store_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *RedeemSetResponse) GetReward() uint64 {
@@ -388,7 +544,7 @@ type GetCardsRequest struct {
 
 func (x *GetCardsRequest) Reset() {
 	*x = GetCardsRequest{}
-	mi := &file_flashd_v1_store_proto_msgTypes[6]
+	mi := &file_flashd_v1_store_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -400,7 +556,7 @@ func (x *GetCardsRequest) String() string {
 func (*GetCardsRequest) ProtoMessage() {}
 
 func (x *GetCardsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flashd_v1_store_proto_msgTypes[6]
+	mi := &file_flashd_v1_store_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -413,7 +569,7 @@ func (x *GetCardsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetCardsRequest.ProtoReflect.Descriptor instead.
 func (*GetCardsRequest) Descriptor() ([]byte, []int) {
-	return file_flashd_v1_store_proto_rawDescGZIP(), []int{6}
+	return file_flashd_v1_store_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *GetCardsRequest) GetCampaignId() string {
@@ -447,7 +603,7 @@ type GetCardsResponse struct {
 
 func (x *GetCardsResponse) Reset() {
 	*x = GetCardsResponse{}
-	mi := &file_flashd_v1_store_proto_msgTypes[7]
+	mi := &file_flashd_v1_store_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -459,7 +615,7 @@ func (x *GetCardsResponse) String() string {
 func (*GetCardsResponse) ProtoMessage() {}
 
 func (x *GetCardsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flashd_v1_store_proto_msgTypes[7]
+	mi := &file_flashd_v1_store_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -472,7 +628,7 @@ func (x *GetCardsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetCardsResponse.ProtoReflect.Descriptor instead.
 func (*GetCardsResponse) Descriptor() ([]byte, []int) {
-	return file_flashd_v1_store_proto_rawDescGZIP(), []int{7}
+	return file_flashd_v1_store_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *GetCardsResponse) GetHolder() *CardHolder {
@@ -499,7 +655,7 @@ type GetCardCollectRequest struct {
 
 func (x *GetCardCollectRequest) Reset() {
 	*x = GetCardCollectRequest{}
-	mi := &file_flashd_v1_store_proto_msgTypes[8]
+	mi := &file_flashd_v1_store_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -511,7 +667,7 @@ func (x *GetCardCollectRequest) String() string {
 func (*GetCardCollectRequest) ProtoMessage() {}
 
 func (x *GetCardCollectRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flashd_v1_store_proto_msgTypes[8]
+	mi := &file_flashd_v1_store_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -524,7 +680,7 @@ func (x *GetCardCollectRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetCardCollectRequest.ProtoReflect.Descriptor instead.
 func (*GetCardCollectRequest) Descriptor() ([]byte, []int) {
-	return file_flashd_v1_store_proto_rawDescGZIP(), []int{8}
+	return file_flashd_v1_store_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *GetCardCollectRequest) GetCampaignId() string {
@@ -551,7 +707,7 @@ type GetCardCollectResponse struct {
 
 func (x *GetCardCollectResponse) Reset() {
 	*x = GetCardCollectResponse{}
-	mi := &file_flashd_v1_store_proto_msgTypes[9]
+	mi := &file_flashd_v1_store_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -563,7 +719,7 @@ func (x *GetCardCollectResponse) String() string {
 func (*GetCardCollectResponse) ProtoMessage() {}
 
 func (x *GetCardCollectResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flashd_v1_store_proto_msgTypes[9]
+	mi := &file_flashd_v1_store_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -576,7 +732,7 @@ func (x *GetCardCollectResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetCardCollectResponse.ProtoReflect.Descriptor instead.
 func (*GetCardCollectResponse) Descriptor() ([]byte, []int) {
-	return file_flashd_v1_store_proto_rawDescGZIP(), []int{9}
+	return file_flashd_v1_store_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *GetCardCollectResponse) GetCards() *CardCollect {
@@ -605,7 +761,7 @@ type LeaseClaimsRequest struct {
 
 func (x *LeaseClaimsRequest) Reset() {
 	*x = LeaseClaimsRequest{}
-	mi := &file_flashd_v1_store_proto_msgTypes[10]
+	mi := &file_flashd_v1_store_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -617,7 +773,7 @@ func (x *LeaseClaimsRequest) String() string {
 func (*LeaseClaimsRequest) ProtoMessage() {}
 
 func (x *LeaseClaimsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flashd_v1_store_proto_msgTypes[10]
+	mi := &file_flashd_v1_store_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -630,7 +786,7 @@ func (x *LeaseClaimsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaseClaimsRequest.ProtoReflect.Descriptor instead.
 func (*LeaseClaimsRequest) Descriptor() ([]byte, []int) {
-	return file_flashd_v1_store_proto_rawDescGZIP(), []int{10}
+	return file_flashd_v1_store_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *LeaseClaimsRequest) GetGroup() string {
@@ -673,7 +829,7 @@ type LeaseClaimsResponse struct {
 
 func (x *LeaseClaimsResponse) Reset() {
 	*x = LeaseClaimsResponse{}
-	mi := &file_flashd_v1_store_proto_msgTypes[11]
+	mi := &file_flashd_v1_store_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -685,7 +841,7 @@ func (x *LeaseClaimsResponse) String() string {
 func (*LeaseClaimsResponse) ProtoMessage() {}
 
 func (x *LeaseClaimsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flashd_v1_store_proto_msgTypes[11]
+	mi := &file_flashd_v1_store_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -698,7 +854,7 @@ func (x *LeaseClaimsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaseClaimsResponse.ProtoReflect.Descriptor instead.
 func (*LeaseClaimsResponse) Descriptor() ([]byte, []int) {
-	return file_flashd_v1_store_proto_rawDescGZIP(), []int{11}
+	return file_flashd_v1_store_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *LeaseClaimsResponse) GetClaims() []*Claim {
@@ -742,7 +898,7 @@ type ClaimRequest struct {
 
 func (x *ClaimRequest) Reset() {
 	*x = ClaimRequest{}
-	mi := &file_flashd_v1_store_proto_msgTypes[12]
+	mi := &file_flashd_v1_store_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -754,7 +910,7 @@ func (x *ClaimRequest) String() string {
 func (*ClaimRequest) ProtoMessage() {}
 
 func (x *ClaimRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flashd_v1_store_proto_msgTypes[12]
+	mi := &file_flashd_v1_store_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -767,7 +923,7 @@ func (x *ClaimRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClaimRequest.ProtoReflect.Descriptor instead.
 func (*ClaimRequest) Descriptor() ([]byte, []int) {
-	return file_flashd_v1_store_proto_rawDescGZIP(), []int{12}
+	return file_flashd_v1_store_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ClaimRequest) GetRequestId() string {
@@ -814,7 +970,7 @@ type ClaimBatchRequest struct {
 
 func (x *ClaimBatchRequest) Reset() {
 	*x = ClaimBatchRequest{}
-	mi := &file_flashd_v1_store_proto_msgTypes[13]
+	mi := &file_flashd_v1_store_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -826,7 +982,7 @@ func (x *ClaimBatchRequest) String() string {
 func (*ClaimBatchRequest) ProtoMessage() {}
 
 func (x *ClaimBatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flashd_v1_store_proto_msgTypes[13]
+	mi := &file_flashd_v1_store_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -839,7 +995,7 @@ func (x *ClaimBatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClaimBatchRequest.ProtoReflect.Descriptor instead.
 func (*ClaimBatchRequest) Descriptor() ([]byte, []int) {
-	return file_flashd_v1_store_proto_rawDescGZIP(), []int{13}
+	return file_flashd_v1_store_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ClaimBatchRequest) GetClaims() []*ClaimRequest {
@@ -860,7 +1016,7 @@ type ClaimOutcome struct {
 
 func (x *ClaimOutcome) Reset() {
 	*x = ClaimOutcome{}
-	mi := &file_flashd_v1_store_proto_msgTypes[14]
+	mi := &file_flashd_v1_store_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -872,7 +1028,7 @@ func (x *ClaimOutcome) String() string {
 func (*ClaimOutcome) ProtoMessage() {}
 
 func (x *ClaimOutcome) ProtoReflect() protoreflect.Message {
-	mi := &file_flashd_v1_store_proto_msgTypes[14]
+	mi := &file_flashd_v1_store_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -885,7 +1041,7 @@ func (x *ClaimOutcome) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClaimOutcome.ProtoReflect.Descriptor instead.
 func (*ClaimOutcome) Descriptor() ([]byte, []int) {
-	return file_flashd_v1_store_proto_rawDescGZIP(), []int{14}
+	return file_flashd_v1_store_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ClaimOutcome) GetReason() Reason {
@@ -919,7 +1075,7 @@ type ClaimBatchResponse struct {
 
 func (x *ClaimBatchResponse) Reset() {
 	*x = ClaimBatchResponse{}
-	mi := &file_flashd_v1_store_proto_msgTypes[15]
+	mi := &file_flashd_v1_store_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -931,7 +1087,7 @@ func (x *ClaimBatchResponse) String() string {
 func (*ClaimBatchResponse) ProtoMessage() {}
 
 func (x *ClaimBatchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flashd_v1_store_proto_msgTypes[15]
+	mi := &file_flashd_v1_store_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -944,7 +1100,7 @@ func (x *ClaimBatchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClaimBatchResponse.ProtoReflect.Descriptor instead.
 func (*ClaimBatchResponse) Descriptor() ([]byte, []int) {
-	return file_flashd_v1_store_proto_rawDescGZIP(), []int{15}
+	return file_flashd_v1_store_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ClaimBatchResponse) GetOutcomes() []*ClaimOutcome {
@@ -971,7 +1127,7 @@ type SettleRequest struct {
 
 func (x *SettleRequest) Reset() {
 	*x = SettleRequest{}
-	mi := &file_flashd_v1_store_proto_msgTypes[16]
+	mi := &file_flashd_v1_store_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -983,7 +1139,7 @@ func (x *SettleRequest) String() string {
 func (*SettleRequest) ProtoMessage() {}
 
 func (x *SettleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flashd_v1_store_proto_msgTypes[16]
+	mi := &file_flashd_v1_store_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -996,7 +1152,7 @@ func (x *SettleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SettleRequest.ProtoReflect.Descriptor instead.
 func (*SettleRequest) Descriptor() ([]byte, []int) {
-	return file_flashd_v1_store_proto_rawDescGZIP(), []int{16}
+	return file_flashd_v1_store_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *SettleRequest) GetClaimId() uint64 {
@@ -1022,7 +1178,7 @@ type SettleResponse struct {
 
 func (x *SettleResponse) Reset() {
 	*x = SettleResponse{}
-	mi := &file_flashd_v1_store_proto_msgTypes[17]
+	mi := &file_flashd_v1_store_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1034,7 +1190,7 @@ func (x *SettleResponse) String() string {
 func (*SettleResponse) ProtoMessage() {}
 
 func (x *SettleResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flashd_v1_store_proto_msgTypes[17]
+	mi := &file_flashd_v1_store_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1047,7 +1203,7 @@ func (x *SettleResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SettleResponse.ProtoReflect.Descriptor instead.
 func (*SettleResponse) Descriptor() ([]byte, []int) {
-	return file_flashd_v1_store_proto_rawDescGZIP(), []int{17}
+	return file_flashd_v1_store_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *SettleResponse) GetClaim() *Claim {
@@ -1067,7 +1223,7 @@ type ReleaseRequest struct {
 
 func (x *ReleaseRequest) Reset() {
 	*x = ReleaseRequest{}
-	mi := &file_flashd_v1_store_proto_msgTypes[18]
+	mi := &file_flashd_v1_store_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1079,7 +1235,7 @@ func (x *ReleaseRequest) String() string {
 func (*ReleaseRequest) ProtoMessage() {}
 
 func (x *ReleaseRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flashd_v1_store_proto_msgTypes[18]
+	mi := &file_flashd_v1_store_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1092,7 +1248,7 @@ func (x *ReleaseRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReleaseRequest.ProtoReflect.Descriptor instead.
 func (*ReleaseRequest) Descriptor() ([]byte, []int) {
-	return file_flashd_v1_store_proto_rawDescGZIP(), []int{18}
+	return file_flashd_v1_store_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ReleaseRequest) GetClaimId() uint64 {
@@ -1118,7 +1274,7 @@ type ReleaseResponse struct {
 
 func (x *ReleaseResponse) Reset() {
 	*x = ReleaseResponse{}
-	mi := &file_flashd_v1_store_proto_msgTypes[19]
+	mi := &file_flashd_v1_store_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1130,7 +1286,7 @@ func (x *ReleaseResponse) String() string {
 func (*ReleaseResponse) ProtoMessage() {}
 
 func (x *ReleaseResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flashd_v1_store_proto_msgTypes[19]
+	mi := &file_flashd_v1_store_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1143,7 +1299,7 @@ func (x *ReleaseResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReleaseResponse.ProtoReflect.Descriptor instead.
 func (*ReleaseResponse) Descriptor() ([]byte, []int) {
-	return file_flashd_v1_store_proto_rawDescGZIP(), []int{19}
+	return file_flashd_v1_store_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ReleaseResponse) GetClaim() *Claim {
@@ -1164,7 +1320,7 @@ type GetItemRequest struct {
 
 func (x *GetItemRequest) Reset() {
 	*x = GetItemRequest{}
-	mi := &file_flashd_v1_store_proto_msgTypes[20]
+	mi := &file_flashd_v1_store_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1176,7 +1332,7 @@ func (x *GetItemRequest) String() string {
 func (*GetItemRequest) ProtoMessage() {}
 
 func (x *GetItemRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flashd_v1_store_proto_msgTypes[20]
+	mi := &file_flashd_v1_store_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1189,7 +1345,7 @@ func (x *GetItemRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetItemRequest.ProtoReflect.Descriptor instead.
 func (*GetItemRequest) Descriptor() ([]byte, []int) {
-	return file_flashd_v1_store_proto_rawDescGZIP(), []int{20}
+	return file_flashd_v1_store_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *GetItemRequest) GetCampaignId() string {
@@ -1223,7 +1379,7 @@ type GetItemResponse struct {
 
 func (x *GetItemResponse) Reset() {
 	*x = GetItemResponse{}
-	mi := &file_flashd_v1_store_proto_msgTypes[21]
+	mi := &file_flashd_v1_store_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1235,7 +1391,7 @@ func (x *GetItemResponse) String() string {
 func (*GetItemResponse) ProtoMessage() {}
 
 func (x *GetItemResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flashd_v1_store_proto_msgTypes[21]
+	mi := &file_flashd_v1_store_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1248,7 +1404,7 @@ func (x *GetItemResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetItemResponse.ProtoReflect.Descriptor instead.
 func (*GetItemResponse) Descriptor() ([]byte, []int) {
-	return file_flashd_v1_store_proto_rawDescGZIP(), []int{21}
+	return file_flashd_v1_store_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *GetItemResponse) GetItem() *Item {
@@ -1275,7 +1431,7 @@ type GetCampaignRequest struct {
 
 func (x *GetCampaignRequest) Reset() {
 	*x = GetCampaignRequest{}
-	mi := &file_flashd_v1_store_proto_msgTypes[22]
+	mi := &file_flashd_v1_store_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1287,7 +1443,7 @@ func (x *GetCampaignRequest) String() string {
 func (*GetCampaignRequest) ProtoMessage() {}
 
 func (x *GetCampaignRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flashd_v1_store_proto_msgTypes[22]
+	mi := &file_flashd_v1_store_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1300,7 +1456,7 @@ func (x *GetCampaignRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetCampaignRequest.ProtoReflect.Descriptor instead.
 func (*GetCampaignRequest) Descriptor() ([]byte, []int) {
-	return file_flashd_v1_store_proto_rawDescGZIP(), []int{22}
+	return file_flashd_v1_store_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *GetCampaignRequest) GetCampaignId() string {
@@ -1328,7 +1484,7 @@ type GetCampaignResponse struct {
 
 func (x *GetCampaignResponse) Reset() {
 	*x = GetCampaignResponse{}
-	mi := &file_flashd_v1_store_proto_msgTypes[23]
+	mi := &file_flashd_v1_store_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1340,7 +1496,7 @@ func (x *GetCampaignResponse) String() string {
 func (*GetCampaignResponse) ProtoMessage() {}
 
 func (x *GetCampaignResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flashd_v1_store_proto_msgTypes[23]
+	mi := &file_flashd_v1_store_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1353,7 +1509,7 @@ func (x *GetCampaignResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetCampaignResponse.ProtoReflect.Descriptor instead.
 func (*GetCampaignResponse) Descriptor() ([]byte, []int) {
-	return file_flashd_v1_store_proto_rawDescGZIP(), []int{23}
+	return file_flashd_v1_store_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *GetCampaignResponse) GetCampaign() *Campaign {
@@ -1388,7 +1544,7 @@ type ListClaimsRequest struct {
 
 func (x *ListClaimsRequest) Reset() {
 	*x = ListClaimsRequest{}
-	mi := &file_flashd_v1_store_proto_msgTypes[24]
+	mi := &file_flashd_v1_store_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1400,7 +1556,7 @@ func (x *ListClaimsRequest) String() string {
 func (*ListClaimsRequest) ProtoMessage() {}
 
 func (x *ListClaimsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flashd_v1_store_proto_msgTypes[24]
+	mi := &file_flashd_v1_store_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1413,7 +1569,7 @@ func (x *ListClaimsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListClaimsRequest.ProtoReflect.Descriptor instead.
 func (*ListClaimsRequest) Descriptor() ([]byte, []int) {
-	return file_flashd_v1_store_proto_rawDescGZIP(), []int{24}
+	return file_flashd_v1_store_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *ListClaimsRequest) GetUserId() string {
@@ -1447,7 +1603,7 @@ type ListClaimsResponse struct {
 
 func (x *ListClaimsResponse) Reset() {
 	*x = ListClaimsResponse{}
-	mi := &file_flashd_v1_store_proto_msgTypes[25]
+	mi := &file_flashd_v1_store_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1459,7 +1615,7 @@ func (x *ListClaimsResponse) String() string {
 func (*ListClaimsResponse) ProtoMessage() {}
 
 func (x *ListClaimsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flashd_v1_store_proto_msgTypes[25]
+	mi := &file_flashd_v1_store_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1472,7 +1628,7 @@ func (x *ListClaimsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListClaimsResponse.ProtoReflect.Descriptor instead.
 func (*ListClaimsResponse) Descriptor() ([]byte, []int) {
-	return file_flashd_v1_store_proto_rawDescGZIP(), []int{25}
+	return file_flashd_v1_store_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *ListClaimsResponse) GetClaims() []*Claim {
@@ -1498,7 +1654,7 @@ type WatchRequest struct {
 
 func (x *WatchRequest) Reset() {
 	*x = WatchRequest{}
-	mi := &file_flashd_v1_store_proto_msgTypes[26]
+	mi := &file_flashd_v1_store_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1510,7 +1666,7 @@ func (x *WatchRequest) String() string {
 func (*WatchRequest) ProtoMessage() {}
 
 func (x *WatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flashd_v1_store_proto_msgTypes[26]
+	mi := &file_flashd_v1_store_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1523,7 +1679,7 @@ func (x *WatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchRequest.ProtoReflect.Descriptor instead.
 func (*WatchRequest) Descriptor() ([]byte, []int) {
-	return file_flashd_v1_store_proto_rawDescGZIP(), []int{26}
+	return file_flashd_v1_store_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *WatchRequest) GetCampaignId() string {
@@ -1545,7 +1701,7 @@ type WatchEvent struct {
 
 func (x *WatchEvent) Reset() {
 	*x = WatchEvent{}
-	mi := &file_flashd_v1_store_proto_msgTypes[27]
+	mi := &file_flashd_v1_store_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1557,7 +1713,7 @@ func (x *WatchEvent) String() string {
 func (*WatchEvent) ProtoMessage() {}
 
 func (x *WatchEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_flashd_v1_store_proto_msgTypes[27]
+	mi := &file_flashd_v1_store_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1570,7 +1726,7 @@ func (x *WatchEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchEvent.ProtoReflect.Descriptor instead.
 func (*WatchEvent) Descriptor() ([]byte, []int) {
-	return file_flashd_v1_store_proto_rawDescGZIP(), []int{27}
+	return file_flashd_v1_store_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *WatchEvent) GetIndex() uint64 {
@@ -1610,7 +1766,7 @@ type AnnounceFrontDoorRequest struct {
 
 func (x *AnnounceFrontDoorRequest) Reset() {
 	*x = AnnounceFrontDoorRequest{}
-	mi := &file_flashd_v1_store_proto_msgTypes[28]
+	mi := &file_flashd_v1_store_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1622,7 +1778,7 @@ func (x *AnnounceFrontDoorRequest) String() string {
 func (*AnnounceFrontDoorRequest) ProtoMessage() {}
 
 func (x *AnnounceFrontDoorRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flashd_v1_store_proto_msgTypes[28]
+	mi := &file_flashd_v1_store_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1635,7 +1791,7 @@ func (x *AnnounceFrontDoorRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AnnounceFrontDoorRequest.ProtoReflect.Descriptor instead.
 func (*AnnounceFrontDoorRequest) Descriptor() ([]byte, []int) {
-	return file_flashd_v1_store_proto_rawDescGZIP(), []int{28}
+	return file_flashd_v1_store_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *AnnounceFrontDoorRequest) GetFrontDoor() *FrontDoorPresence {
@@ -1661,7 +1817,7 @@ type FrontDoorPresence struct {
 
 func (x *FrontDoorPresence) Reset() {
 	*x = FrontDoorPresence{}
-	mi := &file_flashd_v1_store_proto_msgTypes[29]
+	mi := &file_flashd_v1_store_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1673,7 +1829,7 @@ func (x *FrontDoorPresence) String() string {
 func (*FrontDoorPresence) ProtoMessage() {}
 
 func (x *FrontDoorPresence) ProtoReflect() protoreflect.Message {
-	mi := &file_flashd_v1_store_proto_msgTypes[29]
+	mi := &file_flashd_v1_store_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1686,7 +1842,7 @@ func (x *FrontDoorPresence) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FrontDoorPresence.ProtoReflect.Descriptor instead.
 func (*FrontDoorPresence) Descriptor() ([]byte, []int) {
-	return file_flashd_v1_store_proto_rawDescGZIP(), []int{29}
+	return file_flashd_v1_store_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *FrontDoorPresence) GetId() string {
@@ -1749,7 +1905,7 @@ type AnnounceFrontDoorResponse struct {
 
 func (x *AnnounceFrontDoorResponse) Reset() {
 	*x = AnnounceFrontDoorResponse{}
-	mi := &file_flashd_v1_store_proto_msgTypes[30]
+	mi := &file_flashd_v1_store_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1761,7 +1917,7 @@ func (x *AnnounceFrontDoorResponse) String() string {
 func (*AnnounceFrontDoorResponse) ProtoMessage() {}
 
 func (x *AnnounceFrontDoorResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flashd_v1_store_proto_msgTypes[30]
+	mi := &file_flashd_v1_store_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1774,7 +1930,7 @@ func (x *AnnounceFrontDoorResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AnnounceFrontDoorResponse.ProtoReflect.Descriptor instead.
 func (*AnnounceFrontDoorResponse) Descriptor() ([]byte, []int) {
-	return file_flashd_v1_store_proto_rawDescGZIP(), []int{30}
+	return file_flashd_v1_store_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *AnnounceFrontDoorResponse) GetLive() []*FrontDoorPresence {
@@ -1822,7 +1978,16 @@ const file_flashd_v1_store_proto_rawDesc = "" +
 	"\tcard_type\x18\x01 \x01(\tR\bcardType\x12-\n" +
 	"\x06holder\x18\x02 \x01(\v2\x15.flashd.v1.CardHolderR\x06holder\x12\x1d\n" +
 	"\n" +
-	"request_id\x18\x03 \x01(\tR\trequestId\"k\n" +
+	"request_id\x18\x03 \x01(\tR\trequestId\"H\n" +
+	"\x14DrawCardBatchRequest\x120\n" +
+	"\x05draws\x18\x01 \x03(\v2\x1a.flashd.v1.DrawCardRequestR\x05draws\"\x86\x01\n" +
+	"\x0eDrawCardResult\x12)\n" +
+	"\x06reason\x18\x01 \x01(\x0e2\x11.flashd.v1.ReasonR\x06reason\x12\x18\n" +
+	"\amessage\x18\x02 \x01(\tR\amessage\x12/\n" +
+	"\x04draw\x18\x03 \x01(\v2\x1b.flashd.v1.DrawCardResponseR\x04draw\"b\n" +
+	"\x15DrawCardBatchResponse\x123\n" +
+	"\aresults\x18\x01 \x03(\v2\x19.flashd.v1.DrawCardResultR\aresults\x12\x14\n" +
+	"\x05index\x18\x02 \x01(\x04R\x05index\"k\n" +
 	"\x10RedeemSetRequest\x12\x1f\n" +
 	"\vcampaign_id\x18\x01 \x01(\tR\n" +
 	"campaignId\x12\x17\n" +
@@ -1935,7 +2100,7 @@ const file_flashd_v1_store_proto_rawDesc = "" +
 	"\x19AnnounceFrontDoorResponse\x120\n" +
 	"\x04live\x18\x01 \x03(\v2\x1c.flashd.v1.FrontDoorPresenceR\x04live\x122\n" +
 	"\x06config\x18\x02 \x01(\v2\x1a.flashd.v1.FrontDoorConfigR\x06config\x12+\n" +
-	"\x03ttl\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\x03ttl2\x8b\b\n" +
+	"\x03ttl\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\x03ttl2\xdf\b\n" +
 	"\x05Store\x12I\n" +
 	"\n" +
 	"ClaimBatch\x12\x1c.flashd.v1.ClaimBatchRequest\x1a\x1d.flashd.v1.ClaimBatchResponse\x12=\n" +
@@ -1949,7 +2114,8 @@ const file_flashd_v1_store_proto_rawDesc = "" +
 	"\x11AnnounceFrontDoor\x12#.flashd.v1.AnnounceFrontDoorRequest\x1a$.flashd.v1.AnnounceFrontDoorResponse\x12I\n" +
 	"\n" +
 	"GrantDraws\x12\x1c.flashd.v1.GrantDrawsRequest\x1a\x1d.flashd.v1.GrantDrawsResponse\x12C\n" +
-	"\bDrawCard\x12\x1a.flashd.v1.DrawCardRequest\x1a\x1b.flashd.v1.DrawCardResponse\x12F\n" +
+	"\bDrawCard\x12\x1a.flashd.v1.DrawCardRequest\x1a\x1b.flashd.v1.DrawCardResponse\x12R\n" +
+	"\rDrawCardBatch\x12\x1f.flashd.v1.DrawCardBatchRequest\x1a .flashd.v1.DrawCardBatchResponse\x12F\n" +
 	"\tRedeemSet\x12\x1b.flashd.v1.RedeemSetRequest\x1a\x1c.flashd.v1.RedeemSetResponse\x12C\n" +
 	"\bGetCards\x12\x1a.flashd.v1.GetCardsRequest\x1a\x1b.flashd.v1.GetCardsResponse\x12U\n" +
 	"\x0eGetCardCollect\x12 .flashd.v1.GetCardCollectRequest\x1a!.flashd.v1.GetCardCollectResponse\x12L\n" +
@@ -1967,115 +2133,124 @@ func file_flashd_v1_store_proto_rawDescGZIP() []byte {
 	return file_flashd_v1_store_proto_rawDescData
 }
 
-var file_flashd_v1_store_proto_msgTypes = make([]protoimpl.MessageInfo, 31)
+var file_flashd_v1_store_proto_msgTypes = make([]protoimpl.MessageInfo, 34)
 var file_flashd_v1_store_proto_goTypes = []any{
 	(*GrantDrawsRequest)(nil),         // 0: flashd.v1.GrantDrawsRequest
 	(*GrantDrawsResponse)(nil),        // 1: flashd.v1.GrantDrawsResponse
 	(*DrawCardRequest)(nil),           // 2: flashd.v1.DrawCardRequest
 	(*DrawCardResponse)(nil),          // 3: flashd.v1.DrawCardResponse
-	(*RedeemSetRequest)(nil),          // 4: flashd.v1.RedeemSetRequest
-	(*RedeemSetResponse)(nil),         // 5: flashd.v1.RedeemSetResponse
-	(*GetCardsRequest)(nil),           // 6: flashd.v1.GetCardsRequest
-	(*GetCardsResponse)(nil),          // 7: flashd.v1.GetCardsResponse
-	(*GetCardCollectRequest)(nil),     // 8: flashd.v1.GetCardCollectRequest
-	(*GetCardCollectResponse)(nil),    // 9: flashd.v1.GetCardCollectResponse
-	(*LeaseClaimsRequest)(nil),        // 10: flashd.v1.LeaseClaimsRequest
-	(*LeaseClaimsResponse)(nil),       // 11: flashd.v1.LeaseClaimsResponse
-	(*ClaimRequest)(nil),              // 12: flashd.v1.ClaimRequest
-	(*ClaimBatchRequest)(nil),         // 13: flashd.v1.ClaimBatchRequest
-	(*ClaimOutcome)(nil),              // 14: flashd.v1.ClaimOutcome
-	(*ClaimBatchResponse)(nil),        // 15: flashd.v1.ClaimBatchResponse
-	(*SettleRequest)(nil),             // 16: flashd.v1.SettleRequest
-	(*SettleResponse)(nil),            // 17: flashd.v1.SettleResponse
-	(*ReleaseRequest)(nil),            // 18: flashd.v1.ReleaseRequest
-	(*ReleaseResponse)(nil),           // 19: flashd.v1.ReleaseResponse
-	(*GetItemRequest)(nil),            // 20: flashd.v1.GetItemRequest
-	(*GetItemResponse)(nil),           // 21: flashd.v1.GetItemResponse
-	(*GetCampaignRequest)(nil),        // 22: flashd.v1.GetCampaignRequest
-	(*GetCampaignResponse)(nil),       // 23: flashd.v1.GetCampaignResponse
-	(*ListClaimsRequest)(nil),         // 24: flashd.v1.ListClaimsRequest
-	(*ListClaimsResponse)(nil),        // 25: flashd.v1.ListClaimsResponse
-	(*WatchRequest)(nil),              // 26: flashd.v1.WatchRequest
-	(*WatchEvent)(nil),                // 27: flashd.v1.WatchEvent
-	(*AnnounceFrontDoorRequest)(nil),  // 28: flashd.v1.AnnounceFrontDoorRequest
-	(*FrontDoorPresence)(nil),         // 29: flashd.v1.FrontDoorPresence
-	(*AnnounceFrontDoorResponse)(nil), // 30: flashd.v1.AnnounceFrontDoorResponse
-	(*CardHolder)(nil),                // 31: flashd.v1.CardHolder
-	(Consistency)(0),                  // 32: flashd.v1.Consistency
-	(*CardCollect)(nil),               // 33: flashd.v1.CardCollect
-	(*durationpb.Duration)(nil),       // 34: google.protobuf.Duration
-	(*Claim)(nil),                     // 35: flashd.v1.Claim
-	(*timestamppb.Timestamp)(nil),     // 36: google.protobuf.Timestamp
-	(Reason)(0),                       // 37: flashd.v1.Reason
-	(*Item)(nil),                      // 38: flashd.v1.Item
-	(*Campaign)(nil),                  // 39: flashd.v1.Campaign
-	(*FrontDoorConfig)(nil),           // 40: flashd.v1.FrontDoorConfig
+	(*DrawCardBatchRequest)(nil),      // 4: flashd.v1.DrawCardBatchRequest
+	(*DrawCardResult)(nil),            // 5: flashd.v1.DrawCardResult
+	(*DrawCardBatchResponse)(nil),     // 6: flashd.v1.DrawCardBatchResponse
+	(*RedeemSetRequest)(nil),          // 7: flashd.v1.RedeemSetRequest
+	(*RedeemSetResponse)(nil),         // 8: flashd.v1.RedeemSetResponse
+	(*GetCardsRequest)(nil),           // 9: flashd.v1.GetCardsRequest
+	(*GetCardsResponse)(nil),          // 10: flashd.v1.GetCardsResponse
+	(*GetCardCollectRequest)(nil),     // 11: flashd.v1.GetCardCollectRequest
+	(*GetCardCollectResponse)(nil),    // 12: flashd.v1.GetCardCollectResponse
+	(*LeaseClaimsRequest)(nil),        // 13: flashd.v1.LeaseClaimsRequest
+	(*LeaseClaimsResponse)(nil),       // 14: flashd.v1.LeaseClaimsResponse
+	(*ClaimRequest)(nil),              // 15: flashd.v1.ClaimRequest
+	(*ClaimBatchRequest)(nil),         // 16: flashd.v1.ClaimBatchRequest
+	(*ClaimOutcome)(nil),              // 17: flashd.v1.ClaimOutcome
+	(*ClaimBatchResponse)(nil),        // 18: flashd.v1.ClaimBatchResponse
+	(*SettleRequest)(nil),             // 19: flashd.v1.SettleRequest
+	(*SettleResponse)(nil),            // 20: flashd.v1.SettleResponse
+	(*ReleaseRequest)(nil),            // 21: flashd.v1.ReleaseRequest
+	(*ReleaseResponse)(nil),           // 22: flashd.v1.ReleaseResponse
+	(*GetItemRequest)(nil),            // 23: flashd.v1.GetItemRequest
+	(*GetItemResponse)(nil),           // 24: flashd.v1.GetItemResponse
+	(*GetCampaignRequest)(nil),        // 25: flashd.v1.GetCampaignRequest
+	(*GetCampaignResponse)(nil),       // 26: flashd.v1.GetCampaignResponse
+	(*ListClaimsRequest)(nil),         // 27: flashd.v1.ListClaimsRequest
+	(*ListClaimsResponse)(nil),        // 28: flashd.v1.ListClaimsResponse
+	(*WatchRequest)(nil),              // 29: flashd.v1.WatchRequest
+	(*WatchEvent)(nil),                // 30: flashd.v1.WatchEvent
+	(*AnnounceFrontDoorRequest)(nil),  // 31: flashd.v1.AnnounceFrontDoorRequest
+	(*FrontDoorPresence)(nil),         // 32: flashd.v1.FrontDoorPresence
+	(*AnnounceFrontDoorResponse)(nil), // 33: flashd.v1.AnnounceFrontDoorResponse
+	(*CardHolder)(nil),                // 34: flashd.v1.CardHolder
+	(Reason)(0),                       // 35: flashd.v1.Reason
+	(Consistency)(0),                  // 36: flashd.v1.Consistency
+	(*CardCollect)(nil),               // 37: flashd.v1.CardCollect
+	(*durationpb.Duration)(nil),       // 38: google.protobuf.Duration
+	(*Claim)(nil),                     // 39: flashd.v1.Claim
+	(*timestamppb.Timestamp)(nil),     // 40: google.protobuf.Timestamp
+	(*Item)(nil),                      // 41: flashd.v1.Item
+	(*Campaign)(nil),                  // 42: flashd.v1.Campaign
+	(*FrontDoorConfig)(nil),           // 43: flashd.v1.FrontDoorConfig
 }
 var file_flashd_v1_store_proto_depIdxs = []int32{
-	31, // 0: flashd.v1.GrantDrawsResponse.holder:type_name -> flashd.v1.CardHolder
-	31, // 1: flashd.v1.DrawCardResponse.holder:type_name -> flashd.v1.CardHolder
-	31, // 2: flashd.v1.RedeemSetResponse.holder:type_name -> flashd.v1.CardHolder
-	32, // 3: flashd.v1.GetCardsRequest.consistency:type_name -> flashd.v1.Consistency
-	31, // 4: flashd.v1.GetCardsResponse.holder:type_name -> flashd.v1.CardHolder
-	32, // 5: flashd.v1.GetCardCollectRequest.consistency:type_name -> flashd.v1.Consistency
-	33, // 6: flashd.v1.GetCardCollectResponse.cards:type_name -> flashd.v1.CardCollect
-	34, // 7: flashd.v1.LeaseClaimsRequest.lease:type_name -> google.protobuf.Duration
-	35, // 8: flashd.v1.LeaseClaimsResponse.claims:type_name -> flashd.v1.Claim
-	36, // 9: flashd.v1.LeaseClaimsResponse.lease_deadline:type_name -> google.protobuf.Timestamp
-	12, // 10: flashd.v1.ClaimBatchRequest.claims:type_name -> flashd.v1.ClaimRequest
-	37, // 11: flashd.v1.ClaimOutcome.reason:type_name -> flashd.v1.Reason
-	35, // 12: flashd.v1.ClaimOutcome.claim:type_name -> flashd.v1.Claim
-	14, // 13: flashd.v1.ClaimBatchResponse.outcomes:type_name -> flashd.v1.ClaimOutcome
-	35, // 14: flashd.v1.SettleResponse.claim:type_name -> flashd.v1.Claim
-	35, // 15: flashd.v1.ReleaseResponse.claim:type_name -> flashd.v1.Claim
-	32, // 16: flashd.v1.GetItemRequest.consistency:type_name -> flashd.v1.Consistency
-	38, // 17: flashd.v1.GetItemResponse.item:type_name -> flashd.v1.Item
-	32, // 18: flashd.v1.GetCampaignRequest.consistency:type_name -> flashd.v1.Consistency
-	39, // 19: flashd.v1.GetCampaignResponse.campaign:type_name -> flashd.v1.Campaign
-	38, // 20: flashd.v1.GetCampaignResponse.items:type_name -> flashd.v1.Item
-	32, // 21: flashd.v1.ListClaimsRequest.consistency:type_name -> flashd.v1.Consistency
-	35, // 22: flashd.v1.ListClaimsResponse.claims:type_name -> flashd.v1.Claim
-	38, // 23: flashd.v1.WatchEvent.item:type_name -> flashd.v1.Item
-	39, // 24: flashd.v1.WatchEvent.campaign:type_name -> flashd.v1.Campaign
-	40, // 25: flashd.v1.WatchEvent.front_door_config:type_name -> flashd.v1.FrontDoorConfig
-	29, // 26: flashd.v1.AnnounceFrontDoorRequest.front_door:type_name -> flashd.v1.FrontDoorPresence
-	36, // 27: flashd.v1.FrontDoorPresence.last_seen:type_name -> google.protobuf.Timestamp
-	29, // 28: flashd.v1.AnnounceFrontDoorResponse.live:type_name -> flashd.v1.FrontDoorPresence
-	40, // 29: flashd.v1.AnnounceFrontDoorResponse.config:type_name -> flashd.v1.FrontDoorConfig
-	34, // 30: flashd.v1.AnnounceFrontDoorResponse.ttl:type_name -> google.protobuf.Duration
-	13, // 31: flashd.v1.Store.ClaimBatch:input_type -> flashd.v1.ClaimBatchRequest
-	16, // 32: flashd.v1.Store.Settle:input_type -> flashd.v1.SettleRequest
-	18, // 33: flashd.v1.Store.Release:input_type -> flashd.v1.ReleaseRequest
-	20, // 34: flashd.v1.Store.GetItem:input_type -> flashd.v1.GetItemRequest
-	22, // 35: flashd.v1.Store.GetCampaign:input_type -> flashd.v1.GetCampaignRequest
-	24, // 36: flashd.v1.Store.ListClaims:input_type -> flashd.v1.ListClaimsRequest
-	26, // 37: flashd.v1.Store.Watch:input_type -> flashd.v1.WatchRequest
-	28, // 38: flashd.v1.Store.AnnounceFrontDoor:input_type -> flashd.v1.AnnounceFrontDoorRequest
-	0,  // 39: flashd.v1.Store.GrantDraws:input_type -> flashd.v1.GrantDrawsRequest
-	2,  // 40: flashd.v1.Store.DrawCard:input_type -> flashd.v1.DrawCardRequest
-	4,  // 41: flashd.v1.Store.RedeemSet:input_type -> flashd.v1.RedeemSetRequest
-	6,  // 42: flashd.v1.Store.GetCards:input_type -> flashd.v1.GetCardsRequest
-	8,  // 43: flashd.v1.Store.GetCardCollect:input_type -> flashd.v1.GetCardCollectRequest
-	10, // 44: flashd.v1.Store.LeaseClaims:input_type -> flashd.v1.LeaseClaimsRequest
-	15, // 45: flashd.v1.Store.ClaimBatch:output_type -> flashd.v1.ClaimBatchResponse
-	17, // 46: flashd.v1.Store.Settle:output_type -> flashd.v1.SettleResponse
-	19, // 47: flashd.v1.Store.Release:output_type -> flashd.v1.ReleaseResponse
-	21, // 48: flashd.v1.Store.GetItem:output_type -> flashd.v1.GetItemResponse
-	23, // 49: flashd.v1.Store.GetCampaign:output_type -> flashd.v1.GetCampaignResponse
-	25, // 50: flashd.v1.Store.ListClaims:output_type -> flashd.v1.ListClaimsResponse
-	27, // 51: flashd.v1.Store.Watch:output_type -> flashd.v1.WatchEvent
-	30, // 52: flashd.v1.Store.AnnounceFrontDoor:output_type -> flashd.v1.AnnounceFrontDoorResponse
-	1,  // 53: flashd.v1.Store.GrantDraws:output_type -> flashd.v1.GrantDrawsResponse
-	3,  // 54: flashd.v1.Store.DrawCard:output_type -> flashd.v1.DrawCardResponse
-	5,  // 55: flashd.v1.Store.RedeemSet:output_type -> flashd.v1.RedeemSetResponse
-	7,  // 56: flashd.v1.Store.GetCards:output_type -> flashd.v1.GetCardsResponse
-	9,  // 57: flashd.v1.Store.GetCardCollect:output_type -> flashd.v1.GetCardCollectResponse
-	11, // 58: flashd.v1.Store.LeaseClaims:output_type -> flashd.v1.LeaseClaimsResponse
-	45, // [45:59] is the sub-list for method output_type
-	31, // [31:45] is the sub-list for method input_type
-	31, // [31:31] is the sub-list for extension type_name
-	31, // [31:31] is the sub-list for extension extendee
-	0,  // [0:31] is the sub-list for field type_name
+	34, // 0: flashd.v1.GrantDrawsResponse.holder:type_name -> flashd.v1.CardHolder
+	34, // 1: flashd.v1.DrawCardResponse.holder:type_name -> flashd.v1.CardHolder
+	2,  // 2: flashd.v1.DrawCardBatchRequest.draws:type_name -> flashd.v1.DrawCardRequest
+	35, // 3: flashd.v1.DrawCardResult.reason:type_name -> flashd.v1.Reason
+	3,  // 4: flashd.v1.DrawCardResult.draw:type_name -> flashd.v1.DrawCardResponse
+	5,  // 5: flashd.v1.DrawCardBatchResponse.results:type_name -> flashd.v1.DrawCardResult
+	34, // 6: flashd.v1.RedeemSetResponse.holder:type_name -> flashd.v1.CardHolder
+	36, // 7: flashd.v1.GetCardsRequest.consistency:type_name -> flashd.v1.Consistency
+	34, // 8: flashd.v1.GetCardsResponse.holder:type_name -> flashd.v1.CardHolder
+	36, // 9: flashd.v1.GetCardCollectRequest.consistency:type_name -> flashd.v1.Consistency
+	37, // 10: flashd.v1.GetCardCollectResponse.cards:type_name -> flashd.v1.CardCollect
+	38, // 11: flashd.v1.LeaseClaimsRequest.lease:type_name -> google.protobuf.Duration
+	39, // 12: flashd.v1.LeaseClaimsResponse.claims:type_name -> flashd.v1.Claim
+	40, // 13: flashd.v1.LeaseClaimsResponse.lease_deadline:type_name -> google.protobuf.Timestamp
+	15, // 14: flashd.v1.ClaimBatchRequest.claims:type_name -> flashd.v1.ClaimRequest
+	35, // 15: flashd.v1.ClaimOutcome.reason:type_name -> flashd.v1.Reason
+	39, // 16: flashd.v1.ClaimOutcome.claim:type_name -> flashd.v1.Claim
+	17, // 17: flashd.v1.ClaimBatchResponse.outcomes:type_name -> flashd.v1.ClaimOutcome
+	39, // 18: flashd.v1.SettleResponse.claim:type_name -> flashd.v1.Claim
+	39, // 19: flashd.v1.ReleaseResponse.claim:type_name -> flashd.v1.Claim
+	36, // 20: flashd.v1.GetItemRequest.consistency:type_name -> flashd.v1.Consistency
+	41, // 21: flashd.v1.GetItemResponse.item:type_name -> flashd.v1.Item
+	36, // 22: flashd.v1.GetCampaignRequest.consistency:type_name -> flashd.v1.Consistency
+	42, // 23: flashd.v1.GetCampaignResponse.campaign:type_name -> flashd.v1.Campaign
+	41, // 24: flashd.v1.GetCampaignResponse.items:type_name -> flashd.v1.Item
+	36, // 25: flashd.v1.ListClaimsRequest.consistency:type_name -> flashd.v1.Consistency
+	39, // 26: flashd.v1.ListClaimsResponse.claims:type_name -> flashd.v1.Claim
+	41, // 27: flashd.v1.WatchEvent.item:type_name -> flashd.v1.Item
+	42, // 28: flashd.v1.WatchEvent.campaign:type_name -> flashd.v1.Campaign
+	43, // 29: flashd.v1.WatchEvent.front_door_config:type_name -> flashd.v1.FrontDoorConfig
+	32, // 30: flashd.v1.AnnounceFrontDoorRequest.front_door:type_name -> flashd.v1.FrontDoorPresence
+	40, // 31: flashd.v1.FrontDoorPresence.last_seen:type_name -> google.protobuf.Timestamp
+	32, // 32: flashd.v1.AnnounceFrontDoorResponse.live:type_name -> flashd.v1.FrontDoorPresence
+	43, // 33: flashd.v1.AnnounceFrontDoorResponse.config:type_name -> flashd.v1.FrontDoorConfig
+	38, // 34: flashd.v1.AnnounceFrontDoorResponse.ttl:type_name -> google.protobuf.Duration
+	16, // 35: flashd.v1.Store.ClaimBatch:input_type -> flashd.v1.ClaimBatchRequest
+	19, // 36: flashd.v1.Store.Settle:input_type -> flashd.v1.SettleRequest
+	21, // 37: flashd.v1.Store.Release:input_type -> flashd.v1.ReleaseRequest
+	23, // 38: flashd.v1.Store.GetItem:input_type -> flashd.v1.GetItemRequest
+	25, // 39: flashd.v1.Store.GetCampaign:input_type -> flashd.v1.GetCampaignRequest
+	27, // 40: flashd.v1.Store.ListClaims:input_type -> flashd.v1.ListClaimsRequest
+	29, // 41: flashd.v1.Store.Watch:input_type -> flashd.v1.WatchRequest
+	31, // 42: flashd.v1.Store.AnnounceFrontDoor:input_type -> flashd.v1.AnnounceFrontDoorRequest
+	0,  // 43: flashd.v1.Store.GrantDraws:input_type -> flashd.v1.GrantDrawsRequest
+	2,  // 44: flashd.v1.Store.DrawCard:input_type -> flashd.v1.DrawCardRequest
+	4,  // 45: flashd.v1.Store.DrawCardBatch:input_type -> flashd.v1.DrawCardBatchRequest
+	7,  // 46: flashd.v1.Store.RedeemSet:input_type -> flashd.v1.RedeemSetRequest
+	9,  // 47: flashd.v1.Store.GetCards:input_type -> flashd.v1.GetCardsRequest
+	11, // 48: flashd.v1.Store.GetCardCollect:input_type -> flashd.v1.GetCardCollectRequest
+	13, // 49: flashd.v1.Store.LeaseClaims:input_type -> flashd.v1.LeaseClaimsRequest
+	18, // 50: flashd.v1.Store.ClaimBatch:output_type -> flashd.v1.ClaimBatchResponse
+	20, // 51: flashd.v1.Store.Settle:output_type -> flashd.v1.SettleResponse
+	22, // 52: flashd.v1.Store.Release:output_type -> flashd.v1.ReleaseResponse
+	24, // 53: flashd.v1.Store.GetItem:output_type -> flashd.v1.GetItemResponse
+	26, // 54: flashd.v1.Store.GetCampaign:output_type -> flashd.v1.GetCampaignResponse
+	28, // 55: flashd.v1.Store.ListClaims:output_type -> flashd.v1.ListClaimsResponse
+	30, // 56: flashd.v1.Store.Watch:output_type -> flashd.v1.WatchEvent
+	33, // 57: flashd.v1.Store.AnnounceFrontDoor:output_type -> flashd.v1.AnnounceFrontDoorResponse
+	1,  // 58: flashd.v1.Store.GrantDraws:output_type -> flashd.v1.GrantDrawsResponse
+	3,  // 59: flashd.v1.Store.DrawCard:output_type -> flashd.v1.DrawCardResponse
+	6,  // 60: flashd.v1.Store.DrawCardBatch:output_type -> flashd.v1.DrawCardBatchResponse
+	8,  // 61: flashd.v1.Store.RedeemSet:output_type -> flashd.v1.RedeemSetResponse
+	10, // 62: flashd.v1.Store.GetCards:output_type -> flashd.v1.GetCardsResponse
+	12, // 63: flashd.v1.Store.GetCardCollect:output_type -> flashd.v1.GetCardCollectResponse
+	14, // 64: flashd.v1.Store.LeaseClaims:output_type -> flashd.v1.LeaseClaimsResponse
+	50, // [50:65] is the sub-list for method output_type
+	35, // [35:50] is the sub-list for method input_type
+	35, // [35:35] is the sub-list for extension type_name
+	35, // [35:35] is the sub-list for extension extendee
+	0,  // [0:35] is the sub-list for field type_name
 }
 
 func init() { file_flashd_v1_store_proto_init() }
@@ -2090,7 +2265,7 @@ func file_flashd_v1_store_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_flashd_v1_store_proto_rawDesc), len(file_flashd_v1_store_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   31,
+			NumMessages:   34,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -31,6 +31,7 @@ const (
 	Store_AnnounceFrontDoor_FullMethodName = "/flashd.v1.Store/AnnounceFrontDoor"
 	Store_GrantDraws_FullMethodName        = "/flashd.v1.Store/GrantDraws"
 	Store_DrawCard_FullMethodName          = "/flashd.v1.Store/DrawCard"
+	Store_DrawCardBatch_FullMethodName     = "/flashd.v1.Store/DrawCardBatch"
 	Store_RedeemSet_FullMethodName         = "/flashd.v1.Store/RedeemSet"
 	Store_GetCards_FullMethodName          = "/flashd.v1.Store/GetCards"
 	Store_GetCardCollect_FullMethodName    = "/flashd.v1.Store/GetCardCollect"
@@ -67,6 +68,11 @@ type StoreClient interface {
 	// FAILED_PRECONDITION errors with the reason.
 	GrantDraws(ctx context.Context, in *GrantDrawsRequest, opts ...grpc.CallOption) (*GrantDrawsResponse, error)
 	DrawCard(ctx context.Context, in *DrawCardRequest, opts ...grpc.CallOption) (*DrawCardResponse, error)
+	// DrawCardBatch is many draws in one log entry (a front door coalesces
+	// draws into it), applied in order, each exactly as its own DrawCard
+	// would be. One result per draw, in order: a refusal is a result with a
+	// reason, not an error; errors are for the batch as a whole.
+	DrawCardBatch(ctx context.Context, in *DrawCardBatchRequest, opts ...grpc.CallOption) (*DrawCardBatchResponse, error)
 	RedeemSet(ctx context.Context, in *RedeemSetRequest, opts ...grpc.CallOption) (*RedeemSetResponse, error)
 	GetCards(ctx context.Context, in *GetCardsRequest, opts ...grpc.CallOption) (*GetCardsResponse, error)
 	GetCardCollect(ctx context.Context, in *GetCardCollectRequest, opts ...grpc.CallOption) (*GetCardCollectResponse, error)
@@ -193,6 +199,16 @@ func (c *storeClient) DrawCard(ctx context.Context, in *DrawCardRequest, opts ..
 	return out, nil
 }
 
+func (c *storeClient) DrawCardBatch(ctx context.Context, in *DrawCardBatchRequest, opts ...grpc.CallOption) (*DrawCardBatchResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DrawCardBatchResponse)
+	err := c.cc.Invoke(ctx, Store_DrawCardBatch_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *storeClient) RedeemSet(ctx context.Context, in *RedeemSetRequest, opts ...grpc.CallOption) (*RedeemSetResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(RedeemSetResponse)
@@ -263,6 +279,11 @@ type StoreServer interface {
 	// FAILED_PRECONDITION errors with the reason.
 	GrantDraws(context.Context, *GrantDrawsRequest) (*GrantDrawsResponse, error)
 	DrawCard(context.Context, *DrawCardRequest) (*DrawCardResponse, error)
+	// DrawCardBatch is many draws in one log entry (a front door coalesces
+	// draws into it), applied in order, each exactly as its own DrawCard
+	// would be. One result per draw, in order: a refusal is a result with a
+	// reason, not an error; errors are for the batch as a whole.
+	DrawCardBatch(context.Context, *DrawCardBatchRequest) (*DrawCardBatchResponse, error)
 	RedeemSet(context.Context, *RedeemSetRequest) (*RedeemSetResponse, error)
 	GetCards(context.Context, *GetCardsRequest) (*GetCardsResponse, error)
 	GetCardCollect(context.Context, *GetCardCollectRequest) (*GetCardCollectResponse, error)
@@ -309,6 +330,9 @@ func (UnimplementedStoreServer) GrantDraws(context.Context, *GrantDrawsRequest) 
 }
 func (UnimplementedStoreServer) DrawCard(context.Context, *DrawCardRequest) (*DrawCardResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method DrawCard not implemented")
+}
+func (UnimplementedStoreServer) DrawCardBatch(context.Context, *DrawCardBatchRequest) (*DrawCardBatchResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method DrawCardBatch not implemented")
 }
 func (UnimplementedStoreServer) RedeemSet(context.Context, *RedeemSetRequest) (*RedeemSetResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method RedeemSet not implemented")
@@ -516,6 +540,24 @@ func _Store_DrawCard_Handler(srv interface{}, ctx context.Context, dec func(inte
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Store_DrawCardBatch_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DrawCardBatchRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(StoreServer).DrawCardBatch(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Store_DrawCardBatch_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(StoreServer).DrawCardBatch(ctx, req.(*DrawCardBatchRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _Store_RedeemSet_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(RedeemSetRequest)
 	if err := dec(in); err != nil {
@@ -630,6 +672,10 @@ var Store_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "DrawCard",
 			Handler:    _Store_DrawCard_Handler,
+		},
+		{
+			MethodName: "DrawCardBatch",
+			Handler:    _Store_DrawCardBatch_Handler,
 		},
 		{
 			MethodName: "RedeemSet",

@@ -12,6 +12,7 @@ import (
 const (
 	MaxIDBytes      = 128
 	MaxBatchClaims  = 4096
+	MaxBatchDraws   = 4096 // draws in one DrawCardBatch (fsm: drawsPerBatchMax)
 	MaxMessageBytes = 4 << 20
 )
 

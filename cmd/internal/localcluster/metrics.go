@@ -27,6 +27,10 @@ const (
 	// the batch size histogram).
 	StoreBatchesMetric     = "flashd_store_claim_batches_total"
 	StoreBatchClaimsMetric = "flashd_store_claim_batch_size_sum"
+	// StoreDrawBatchesMetric and StoreDrawBatchDrawsMetric are the same
+	// for card draws (a draw batch is one log entry too).
+	StoreDrawBatchesMetric    = "flashd_store_draw_batches_total"
+	StoreDrawBatchDrawsMetric = "flashd_store_draw_batch_size_sum"
 )
 
 // FunnelStage is one stage of the front door's funnel.

@@ -686,8 +686,8 @@ func scrapeSum(ctx context.Context, addrs []string, metric string) (float64, boo
 	return sum, len(addrs) > 0
 }
 
-// storeCounters is what the store nodes counted of claim batches, summed
-// over nodes (only a leader counts).
+// storeCounters is what the store nodes counted of claim batches and draw
+// batches (the cards workload's), summed over nodes (only a leader counts).
 type storeCounters struct {
 	batches, claims float64
 }
@@ -701,8 +701,8 @@ func scrapeStores(ctx context.Context, addrs []string) (storeCounters, bool) {
 		if err != nil {
 			return storeCounters{}, false
 		}
-		c.batches += localcluster.Sum(samples, localcluster.StoreBatchesMetric)
-		c.claims += localcluster.Sum(samples, localcluster.StoreBatchClaimsMetric)
+		c.batches += localcluster.Sum(samples, localcluster.StoreBatchesMetric) + localcluster.Sum(samples, localcluster.StoreDrawBatchesMetric)
+		c.claims += localcluster.Sum(samples, localcluster.StoreBatchClaimsMetric) + localcluster.Sum(samples, localcluster.StoreDrawBatchDrawsMetric)
 	}
 	return c, len(addrs) > 0
 }

@@ -65,7 +65,11 @@ func (rep *Report) WriteTable(out io.Writer) error {
 			left("")
 			left("store (what the leader proposed in the run: the front doors' coalescing):")
 		}
-		left("  %-20s %s batches (log entries) of %.1f claims on average", r.Name, count(int64(r.Store.Batches)), r.Store.ClaimsPerBatch)
+		what := "claims"
+		if r.Workload == WorkloadCards {
+			what = "draws"
+		}
+		left("  %-20s %s batches (log entries) of %.1f %s on average", r.Name, count(int64(r.Store.Batches)), r.Store.ClaimsPerBatch, what)
 	}
 	for _, r := range rep.Runs {
 		if len(r.Funnel) == 0 {
