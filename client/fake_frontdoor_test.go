@@ -165,6 +165,13 @@ func (d *fakeDoor) DrawCard(ctx context.Context, req *flashdpb.FrontDoorDrawCard
 	return &flashdpb.DrawCardResponse{CardType: "fu", RequestId: req.GetRequestId()}, nil
 }
 
+func (d *fakeDoor) RedeemSet(ctx context.Context, req *flashdpb.FrontDoorRedeemSetRequest) (*flashdpb.RedeemSetResponse, error) {
+	if err := d.serve(ctx, "RedeemSet", req.GetRequestId(), req.GetRetry()); err != nil {
+		return nil, err
+	}
+	return &flashdpb.RedeemSetResponse{Reward: 1, RequestId: req.GetRequestId()}, nil
+}
+
 func (d *fakeDoor) ClaimMany(ctx context.Context, req *flashdpb.ClaimManyRequest) (*flashdpb.ClaimManyResponse, error) {
 	g := d.group
 	g.mu.Lock()

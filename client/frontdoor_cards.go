@@ -36,7 +36,10 @@ func (c *Client) DrawCard(ctx context.Context, campaign string, opts ...CallOpti
 func (c *Client) RedeemSet(ctx context.Context, campaign string, opts ...CallOption) (*flashdpb.RedeemSetResponse, error) {
 	req := &flashdpb.FrontDoorRedeemSetRequest{CampaignId: campaign}
 	var out *flashdpb.RedeemSetResponse
-	err := c.cardCall(ctx, &req.RequestId, opts, func(ctx context.Context, ep *endpoint, _ bool, callOpts ...grpc.CallOption) error {
+	err := c.cardCall(ctx, &req.RequestId, opts, func(ctx context.Context, ep *endpoint, resend bool, callOpts ...grpc.CallOption) error {
+		// A resend may find the door remembering the pool as empty when
+		// the store holds this request ID's reward: it asks the store.
+		req.Retry = resend
 		var err error
 		out, err = ep.frontDoor.RedeemSet(ctx, req, callOpts...)
 		return err

@@ -594,22 +594,35 @@ func TestNewValidates(t *testing.T) {
 	}
 }
 
-// A draw resent after an attempt whose outcome is unknown says so, with the
-// same request ID, so that the front door's no-draws-left hint lets it
-// through to the store.
-func TestDrawCardResendIsFlagged(t *testing.T) {
-	doors := startFakeDoors(t, 1)
-	doors.failFirst(1, status.Error(codes.DeadlineExceeded, "slow"))
-	c := newTestClient(t, doors.addrs(), WithBackoff(time.Millisecond, time.Millisecond), WithMaxAttempts(3), WithoutRetryBudget())
-	resp, err := c.DrawCard(testContext(t), "spring", AsUser("alice"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	calls := doors.recorded()
-	if len(calls) != 2 || calls[0].retry || !calls[1].retry {
-		t.Fatalf("calls %+v: want a first attempt and a flagged resend", calls)
-	}
-	if id := calls[0].requestID; id == "" || calls[1].requestID != id || resp.GetRequestId() != id {
-		t.Fatalf("request IDs %q, %q, answer %q", calls[0].requestID, calls[1].requestID, resp.GetRequestId())
+// A draw or a redemption resent after an attempt whose outcome is unknown
+// says so, with the same request ID, so that the front door's hints (no
+// draws left, the reward pool empty) let it through to the store.
+func TestCardResendIsFlagged(t *testing.T) {
+	for name, call := range map[string]func(*Client) (string, error){
+		"DrawCard": func(c *Client) (string, error) {
+			resp, err := c.DrawCard(testContext(t), "spring", AsUser("alice"))
+			return resp.GetRequestId(), err
+		},
+		"RedeemSet": func(c *Client) (string, error) {
+			resp, err := c.RedeemSet(testContext(t), "spring", AsUser("alice"))
+			return resp.GetRequestId(), err
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			doors := startFakeDoors(t, 1)
+			doors.failFirst(1, status.Error(codes.DeadlineExceeded, "slow"))
+			c := newTestClient(t, doors.addrs(), WithBackoff(time.Millisecond, time.Millisecond), WithMaxAttempts(3), WithoutRetryBudget())
+			answered, err := call(c)
+			if err != nil {
+				t.Fatal(err)
+			}
+			calls := doors.recorded()
+			if len(calls) != 2 || calls[0].retry || !calls[1].retry {
+				t.Fatalf("calls %+v: want a first attempt and a flagged resend", calls)
+			}
+			if id := calls[0].requestID; id == "" || calls[1].requestID != id || answered != id {
+				t.Fatalf("request IDs %q, %q, answer %q", calls[0].requestID, calls[1].requestID, answered)
+			}
+		})
 	}
 }

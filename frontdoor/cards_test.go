@@ -23,6 +23,7 @@ type cardFakeStore struct {
 	drawn                       map[string]uint64             // by user
 	first                       map[string]*pb.DrawCardResult // by request ID
 	arrived, release            chan struct{}                 // if set, a draw batch says it arrived, then waits to be released
+	rewarded                    map[string]bool               // redemptions granted, by request ID
 }
 
 func newCardFakeStore() *cardFakeStore {
@@ -66,8 +67,15 @@ func (s *cardFakeStore) RedeemSet(_ context.Context, req *pb.RedeemSetRequest) (
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.redeems++
-	if s.redeems > 1 {
+	if s.rewarded == nil {
+		s.rewarded = map[string]bool{}
+	}
+	switch {
+	case s.rewarded[req.GetRequestId()]: // a repeat: its first answer
+	case s.redeems > 1:
 		return nil, newStatusError(codes.FailedPrecondition, "POOL_EMPTY", "every reward of the pool has been given", nil, 0)
+	default:
+		s.rewarded[req.GetRequestId()] = true
 	}
 	return &pb.RedeemSetResponse{Reward: 1}, nil
 }
@@ -112,6 +120,20 @@ func TestCardCallsGoThroughTheFunnel(t *testing.T) {
 	}
 	if store.redeems != 2 {
 		t.Errorf("the store saw %d redemptions, want 2: an empty pool is remembered", store.redeems)
+	}
+	// Alice's redemption resent after a lost answer: the door remembers
+	// the pool as empty, but the store holds her reward, so a resend asks
+	// the store; the same request not flagged as a resend does not.
+	if _, err := d.RedeemSet(userCtx("alice"), &pb.FrontDoorRedeemSetRequest{CampaignId: "cards", RequestId: "r-alice"}); reasonOf(err) != "POOL_EMPTY" {
+		t.Fatalf("a redemption not flagged as a resend: %v, want POOL_EMPTY from the door", err)
+	}
+	store.rewarded["r-alice"] = true // as if that first attempt had been granted
+	redeemed, err := d.RedeemSet(userCtx("alice"), &pb.FrontDoorRedeemSetRequest{CampaignId: "cards", RequestId: "r-alice", Retry: true})
+	if err != nil || redeemed.GetReward() != 1 {
+		t.Fatalf("a resent redemption the store granted: %v %v, want its reward", redeemed, err)
+	}
+	if store.redeems != 3 {
+		t.Errorf("the store saw %d redemptions, want 3: only the resend reached it", store.redeems)
 	}
 	if h, err := d.GetMyCards(userCtx("carol"), &pb.GetMyCardsRequest{CampaignId: "cards"}); err != nil || h.UserId != "carol" {
 		t.Errorf("GetMyCards: %v %v", h, err)

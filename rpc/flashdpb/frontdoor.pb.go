@@ -105,9 +105,14 @@ func (x *FrontDoorDrawCardRequest) GetRetry() bool {
 }
 
 type FrontDoorRedeemSetRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	CampaignId    string                 `protobuf:"bytes,1,opt,name=campaign_id,json=campaignId,proto3" json:"campaign_id,omitempty"`
-	RequestId     string                 `protobuf:"bytes,2,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	CampaignId string                 `protobuf:"bytes,1,opt,name=campaign_id,json=campaignId,proto3" json:"campaign_id,omitempty"`
+	RequestId  string                 `protobuf:"bytes,2,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	// retry, as in FrontDoorClaimRequest: an earlier attempt with this
+	// request_id may have been applied, so the front door asks the store even
+	// if it remembers the reward pool as empty (the store may hold a reward
+	// for this very request ID).
+	Retry         bool `protobuf:"varint,3,opt,name=retry,proto3" json:"retry,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -154,6 +159,13 @@ func (x *FrontDoorRedeemSetRequest) GetRequestId() string {
 		return x.RequestId
 	}
 	return ""
+}
+
+func (x *FrontDoorRedeemSetRequest) GetRetry() bool {
+	if x != nil {
+		return x.Retry
+	}
+	return false
 }
 
 type GetMyCardsRequest struct {
@@ -898,12 +910,13 @@ const file_flashd_v1_frontdoor_proto_rawDesc = "" +
 	"campaignId\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x02 \x01(\tR\trequestId\x12\x14\n" +
-	"\x05retry\x18\x03 \x01(\bR\x05retry\"[\n" +
+	"\x05retry\x18\x03 \x01(\bR\x05retry\"q\n" +
 	"\x19FrontDoorRedeemSetRequest\x12\x1f\n" +
 	"\vcampaign_id\x18\x01 \x01(\tR\n" +
 	"campaignId\x12\x1d\n" +
 	"\n" +
-	"request_id\x18\x02 \x01(\tR\trequestId\"4\n" +
+	"request_id\x18\x02 \x01(\tR\trequestId\x12\x14\n" +
+	"\x05retry\x18\x03 \x01(\bR\x05retry\"4\n" +
 	"\x11GetMyCardsRequest\x12\x1f\n" +
 	"\vcampaign_id\x18\x01 \x01(\tR\n" +
 	"campaignId\"\xa2\x01\n" +
