@@ -48,8 +48,10 @@ func Example() {
 
 // A claim whose answer was lost (the user's screen timed out) is resumed
 // with its request ID: the store applies one request ID at most once, so
-// the user gets the claim that was granted, never a second one.
-func ExampleRequestID() {
+// the user gets the claim that was granted, never a second one. Resume
+// also tells the front door the claim may already be granted, so that it
+// asks the store even if the item has sold out since.
+func ExampleResume() {
 	addr, stop := startExampleFrontDoor(10)
 	defer stop()
 	ctx := context.Background()
@@ -65,7 +67,7 @@ func ExampleRequestID() {
 		log.Fatal(err)
 	}
 	// ... the answer is lost on its way to the user, who presses again ...
-	again, err := c.Claim(ctx, "spring", "lantern", client.AsUser("dana"), client.RequestID(id))
+	again, err := c.Claim(ctx, "spring", "lantern", client.AsUser("dana"), client.Resume(id))
 	if err != nil {
 		log.Fatal(err)
 	}

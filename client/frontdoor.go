@@ -146,7 +146,8 @@ func (c *Client) Stats() Stats {
 // Reason(err) is the server's reason. Transient failures are retried with
 // the same request ID; when they outlast the call, the error matches
 // ErrUnavailable, ErrOverloaded, context.DeadlineExceeded, ErrDropped or
-// ErrRetryBudgetExhausted, and IsRetryable(err) is true.
+// ErrRetryBudgetExhausted, and IsRetryable(err) is true: go on with the
+// same claim later with Resume and the claim's request ID.
 func (c *Client) Claim(ctx context.Context, campaign, item string, opts ...CallOption) (*flashdpb.Claim, error) {
 	co := callOpts(opts)
 	if c.closed.Load() {
@@ -165,7 +166,7 @@ func (c *Client) Claim(ctx context.Context, campaign, item string, opts ...CallO
 	err := c.do(ctx, co, func(ctx context.Context, ep *endpoint, at attempt) error {
 		// A resend may find the front door's caches saying sold out when
 		// the store holds a grant for this request ID: it asks the store.
-		req.Retry = at.resend
+		req.Retry = at.resend || co.resume
 		var err error
 		claim, err = c.claimOnce(ctx, ep, co, req, at.deadline)
 		return err

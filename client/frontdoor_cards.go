@@ -14,7 +14,8 @@ import (
 // campaign for one card, through a front door. A refusal matches
 // ErrNoDrawsLeft, ErrSoldOut (every card type at its cap),
 // ErrCampaignClosed or ErrNotEligible. Transient failures are retried with
-// the same request ID (RequestID(id) to choose it), so a retry never draws
+// the same request ID (RequestID(id) to choose it, Resume(id) to go on
+// with an earlier call that failed retryably), so a retry never draws
 // twice.
 func (c *Client) DrawCard(ctx context.Context, campaign string, opts ...CallOption) (*flashdpb.DrawCardResponse, error) {
 	req := &flashdpb.FrontDoorDrawCardRequest{CampaignId: campaign}
@@ -76,7 +77,7 @@ func (c *Client) cardCall(ctx context.Context, requestID *string, opts []CallOpt
 	ensureRequestID(requestID)
 	return c.do(ctx, co, func(ctx context.Context, ep *endpoint, at attempt) error {
 		var header, trailer metadata.MD
-		err := call(ctx, ep, at.resend, grpc.Header(&header), grpc.Trailer(&trailer))
+		err := call(ctx, ep, at.resend || co.resume, grpc.Header(&header), grpc.Trailer(&trailer))
 		c.drops.learn(header, trailer, time.Now())
 		return err
 	})

@@ -626,3 +626,37 @@ func TestCardResendIsFlagged(t *testing.T) {
 		})
 	}
 }
+
+// Resume flags every attempt as a resend, the first included: the call it
+// goes on with may have been applied, and the front door must ask the
+// store. RequestID alone names a new call.
+func TestResumeFlagsTheFirstAttempt(t *testing.T) {
+	for _, batched := range []bool{false, true} {
+		t.Run(fmt.Sprint("batched=", batched), func(t *testing.T) {
+			doors := startFakeDoors(t, 1)
+			doors.setBatching(batched)
+			c := newTestClient(t, doors.addrs())
+			if _, err := c.Claim(testContext(t), "spring", "lantern", AsUser("ann"), RequestID("fresh-id")); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := c.Claim(testContext(t), "spring", "lantern", AsUser("ann"), Resume("earlier-id")); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := c.RedeemSet(testContext(t), "spring", AsUser("ann"), Resume("earlier-redeem")); err != nil {
+				t.Fatal(err)
+			}
+			calls := doors.recorded()
+			if len(calls) != 3 {
+				t.Fatalf("%d calls, want 3", len(calls))
+			}
+			for i, want := range []struct {
+				id    string
+				retry bool
+			}{{"fresh-id", false}, {"earlier-id", true}, {"earlier-redeem", true}} {
+				if calls[i].requestID != want.id || calls[i].retry != want.retry {
+					t.Errorf("call %d: request ID %q retry %v, want %q %v", i, calls[i].requestID, calls[i].retry, want.id, want.retry)
+				}
+			}
+		})
+	}
+}

@@ -248,8 +248,8 @@ func (ev *cardEvent) user(ctx context.Context, worker, i int) {
 		if ctx.Err() != nil {
 			return
 		}
-		a := ev.call(ctx, worker, func(ctx context.Context, requestID string) error {
-			_, err := ev.c.DrawCard(ctx, cardCampaignID, as, client.RequestID(requestID))
+		a := ev.call(ctx, worker, func(ctx context.Context, id client.CallOption) error {
+			_, err := ev.c.DrawCard(ctx, cardCampaignID, as, id)
 			return err
 		}, answerDrawn)
 		if a != answerDrawn && a != answerUnknown {
@@ -258,8 +258,8 @@ func (ev *cardEvent) user(ctx context.Context, worker, i int) {
 		sleepUntil(ctx, time.Now().Add(cardTapPause+rand.N(cardTapPause)))
 	}
 	for i%4 != 3 && ctx.Err() == nil {
-		if ev.call(ctx, worker, func(ctx context.Context, requestID string) error {
-			_, err := ev.c.RedeemSet(ctx, cardCampaignID, as, client.RequestID(requestID))
+		if ev.call(ctx, worker, func(ctx context.Context, id client.CallOption) error {
+			_, err := ev.c.RedeemSet(ctx, cardCampaignID, as, id)
 			return err
 		}, answerRedeemed) != answerRedeemed {
 			return
@@ -270,8 +270,9 @@ func (ev *cardEvent) user(ctx context.Context, worker, i int) {
 // call makes one draw or redemption (ok is its answer when it succeeds),
 // retrying a busy answer or an unknown outcome with the same request ID, at
 // most cardCallAttempts times.
-func (ev *cardEvent) call(ctx context.Context, worker int, fn func(context.Context, string) error, ok cardAnswer) cardAnswer {
+func (ev *cardEvent) call(ctx context.Context, worker int, fn func(context.Context, client.CallOption) error, ok cardAnswer) cardAnswer {
 	requestID := client.NewRequestID()
+	id := client.RequestID(requestID) // then client.Resume: the earlier call may have been applied
 	pause := cardRetryPause
 	sent := false
 	for range cardCallAttempts {
@@ -282,7 +283,8 @@ func (ev *cardEvent) call(ctx context.Context, worker int, fn func(context.Conte
 		ev.calls.Add(1)
 		cctx, cancel := context.WithTimeout(ctx, cardCallTimeout)
 		start := time.Now()
-		err := fn(cctx, requestID)
+		err := fn(cctx, id)
+		id = client.Resume(requestID)
 		elapsed := time.Since(start)
 		cancel()
 		if !errors.Is(err, client.ErrDropped) {

@@ -184,12 +184,14 @@ func (w *crowd) press(u *user, worker int, r *rand.Rand) bool {
 	}
 	u.presses++
 	w.pressed.Add(1)
+	id := client.Resume(u.requestID) // a press after a retryable error goes on with the same claim
 	if u.requestID == "" {
 		u.requestID = client.NewRequestID()
+		id = client.RequestID(u.requestID)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), pressTimeout)
 	start := time.Now()
-	claim, err := w.c.Claim(ctx, w.campaign, w.items[u.item], client.AsUser(u.id), client.RequestID(u.requestID))
+	claim, err := w.c.Claim(ctx, w.campaign, w.items[u.item], client.AsUser(u.id), id)
 	elapsed := time.Since(start)
 	cancel()
 	out := classify(err)
