@@ -198,7 +198,7 @@ func (d *fakeDoor) ClaimMany(ctx context.Context, req *flashdpb.ClaimManyRequest
 		wg.Go(func() {
 			resp, err := d.Claim(metadata.NewIncomingContext(ctx, entryMD), e.GetClaim())
 			if err != nil {
-				out[i] = &flashdpb.ClaimManyOutcome{Error: flashdpb.NewClaimStatus(err)}
+				out[i] = &flashdpb.ClaimManyOutcome{Error: flashdpb.NewCallStatus(err)}
 				return
 			}
 			out[i] = &flashdpb.ClaimManyOutcome{Claim: resp.GetClaim()}

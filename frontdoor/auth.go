@@ -50,7 +50,7 @@ func (d *Door) callerOf(ctx context.Context) caller {
 // callerOfEntry is the caller of one claim of a ClaimMany call: the
 // entry's own credentials (the call's where it has none), and the entry's
 // client IP where this door trusts its callers' client IP header.
-func (d *Door) callerOfEntry(call caller, e *pb.ClaimManyEntry) caller {
+func (d *Door) callerOfEntry(call caller, e entryCaller) caller {
 	c := call
 	if e.GetAuthorization() != "" || e.GetInsecureUserId() != "" {
 		c.authorization, c.userID = e.GetAuthorization(), e.GetInsecureUserId()
@@ -61,6 +61,14 @@ func (d *Door) callerOfEntry(call caller, e *pb.ClaimManyEntry) caller {
 		}
 	}
 	return c
+}
+
+// entryCaller is how an entry of a ClaimMany or DrawMany call names its
+// caller.
+type entryCaller interface {
+	GetAuthorization() string
+	GetInsecureUserId() string
+	GetClientIp() string
 }
 
 func firstValue(md metadata.MD, key string) string {

@@ -59,11 +59,28 @@ func (s *Server) GetMyCards(ctx context.Context, req *pb.GetMyCardsRequest) (*pb
 
 // DrawCard: see Server.DrawCard.
 func (d *Door) DrawCard(ctx context.Context, req *pb.FrontDoorDrawCardRequest) (*pb.DrawCardResponse, error) {
-	_, user, err := d.admitCard(ctx, "DrawCard", req.GetCampaignId(), req.GetRequestId(), true)
+	c := d.callerOf(ctx)
+	p, err := d.admitDraw(&c, req, d.cfg.Now())
 	if err != nil {
 		return nil, err
 	}
-	now := d.cfg.Now()
+	ctx, cancel := context.WithTimeout(ctx, cardTimeout)
+	defer cancel()
+	res := d.draws.submit(ctx, p)
+	if res.err != nil {
+		return nil, res.err
+	}
+	d.m.reads.WithLabelValues("DrawCard", "ok").Inc()
+	return res.value, nil
+}
+
+// admitDraw runs a draw through the funnel and the no-draws-left hint and
+// returns it ready for the draws' coalescer, or the refusal.
+func (d *Door) admitDraw(c *caller, req *pb.FrontDoorDrawCardRequest, now time.Time) (*pendingDraw, error) {
+	_, user, err := d.admitCard(c, "DrawCard", req.GetCampaignId(), req.GetRequestId(), true)
+	if err != nil {
+		return nil, err
+	}
 	key := userCampaignKey{user, req.GetCampaignId()}
 	// A retry may be of a draw the store made: only the store can say.
 	bypass := req.GetRetry() && req.GetRequestId() != "" && d.bypass.AllowN(now, 1)
@@ -77,14 +94,7 @@ func (d *Door) DrawCard(ctx context.Context, req *pb.FrontDoorDrawCardRequest) (
 	}
 	p := &pendingDraw{key: key, bypass: bypass}
 	p.req = pb.DrawCardRequest{CampaignId: req.GetCampaignId(), UserId: user, RequestId: requestID}
-	ctx, cancel := context.WithTimeout(ctx, cardTimeout)
-	defer cancel()
-	res := d.draws.submit(ctx, p)
-	if res.err != nil {
-		return nil, res.err
-	}
-	d.m.reads.WithLabelValues("DrawCard", "ok").Inc()
-	return res.value, nil
+	return p, nil
 }
 
 // pendingDraw is a draw admitted to the draws' coalescer.
@@ -159,7 +169,8 @@ func (d *Door) answerDraws(batch []*pendingDraw, resp *pb.DrawCardBatchResponse,
 
 // RedeemSet: see Server.RedeemSet.
 func (d *Door) RedeemSet(ctx context.Context, req *pb.FrontDoorRedeemSetRequest) (*pb.RedeemSetResponse, error) {
-	cs, user, err := d.admitCard(ctx, "RedeemSet", req.GetCampaignId(), req.GetRequestId(), true)
+	c := d.callerOf(ctx)
+	cs, user, err := d.admitCard(&c, "RedeemSet", req.GetCampaignId(), req.GetRequestId(), true)
 	if err != nil {
 		return nil, err
 	}
@@ -191,7 +202,8 @@ func (d *Door) RedeemSet(ctx context.Context, req *pb.FrontDoorRedeemSetRequest)
 // GetMyCards: see Server.GetMyCards. A linearizable read, so a card just
 // drawn is in it.
 func (d *Door) GetMyCards(ctx context.Context, req *pb.GetMyCardsRequest) (*pb.CardHolder, error) {
-	cs, user, err := d.admitCard(ctx, "GetMyCards", req.GetCampaignId(), "", false)
+	c := d.callerOf(ctx)
+	cs, user, err := d.admitCard(&c, "GetMyCards", req.GetCampaignId(), "", false)
 	if err != nil {
 		return nil, err
 	}
@@ -208,14 +220,13 @@ func (d *Door) GetMyCards(ctx context.Context, req *pb.GetMyCardsRequest) (*pb.C
 // admitCard runs a card call through the funnel's stages 1 to 5, counted
 // with the claims' stages, and returns the caller. open asks that the
 // campaign be open now (draws and redemptions; not reads).
-func (d *Door) admitCard(ctx context.Context, method, campaignID, requestID string, open bool) (CardStore, string, error) {
+func (d *Door) admitCard(c *caller, method, campaignID, requestID string, open bool) (CardStore, string, error) {
 	cs, ok := d.store.(CardStore)
 	if !ok {
 		return nil, "", errNoCardStore
 	}
 	now := d.cfg.Now()
-	c := d.callerOf(ctx)
-	user, err := d.admitCaller(&c, d.funnel.Load(), now, open)
+	user, err := d.admitCaller(c, d.funnel.Load(), now, open)
 	if err != nil {
 		return nil, "", err
 	}

@@ -108,7 +108,7 @@ type funnelState struct {
 	errIPLimited   error
 	errUserLimited error
 	errGlobal      error
-	statuses       map[error]*pb.ClaimStatus // the three above, for ClaimMany
+	statuses       map[error]*pb.CallStatus // the three above, for ClaimMany
 	dropHeader     metadata.MD               // level 3 only
 }
 
@@ -161,9 +161,9 @@ func newFunnelState(cfg FunnelConfig, deg degradation) *funnelState {
 		errUserLimited: rateLimited("per-user", cfg.PerUserRate),
 		errGlobal:      rateLimited("global", cfg.GlobalRate),
 	}
-	f.statuses = map[error]*pb.ClaimStatus{}
+	f.statuses = map[error]*pb.CallStatus{}
 	for _, err := range []error{f.errIPLimited, f.errUserLimited, f.errGlobal} {
-		f.statuses[err] = pb.NewClaimStatus(err)
+		f.statuses[err] = pb.NewCallStatus(err)
 	}
 	if deg.level >= 3 {
 		f.dropHeader = metadata.Pairs(MDDropFraction, strconv.FormatFloat(deg.drop, 'f', -1, 64))

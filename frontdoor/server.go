@@ -39,6 +39,12 @@ func (s *Server) ClaimMany(ctx context.Context, req *pb.ClaimManyRequest) (*pb.C
 	return s.door.ClaimMany(ctx, req)
 }
 
+// DrawMany runs each of many card draws through the funnel.
+func (s *Server) DrawMany(ctx context.Context, req *pb.DrawManyRequest) (*pb.DrawManyResponse, error) {
+	s.door.setDropHeader(ctx)
+	return s.door.DrawMany(ctx, req)
+}
+
 // GetItem answers the public view of an item.
 func (s *Server) GetItem(ctx context.Context, req *pb.PublicItemRequest) (*pb.PublicItem, error) {
 	s.door.setDropHeader(ctx)

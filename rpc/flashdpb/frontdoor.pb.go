@@ -462,7 +462,7 @@ func (x *ClaimManyResponse) GetOutcomes() []*ClaimManyOutcome {
 type ClaimManyOutcome struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Claim         *Claim                 `protobuf:"bytes,1,opt,name=claim,proto3" json:"claim,omitempty"`
-	Error         *ClaimStatus           `protobuf:"bytes,2,opt,name=error,proto3" json:"error,omitempty"`
+	Error         *CallStatus            `protobuf:"bytes,2,opt,name=error,proto3" json:"error,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -504,38 +504,34 @@ func (x *ClaimManyOutcome) GetClaim() *Claim {
 	return nil
 }
 
-func (x *ClaimManyOutcome) GetError() *ClaimStatus {
+func (x *ClaimManyOutcome) GetError() *CallStatus {
 	if x != nil {
 		return x.Error
 	}
 	return nil
 }
 
-// ClaimStatus is a google.rpc.Status, field for field: the gRPC code, the
-// message and the details (google.rpc.ErrorInfo, google.rpc.RetryInfo).
-type ClaimStatus struct {
+type DrawManyRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
-	Code          int32                  `protobuf:"varint,1,opt,name=code,proto3" json:"code,omitempty"`
-	Message       string                 `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
-	Details       []*anypb.Any           `protobuf:"bytes,3,rep,name=details,proto3" json:"details,omitempty"`
+	Draws         []*DrawManyEntry       `protobuf:"bytes,1,rep,name=draws,proto3" json:"draws,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
-func (x *ClaimStatus) Reset() {
-	*x = ClaimStatus{}
+func (x *DrawManyRequest) Reset() {
+	*x = DrawManyRequest{}
 	mi := &file_flashd_v1_frontdoor_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
 
-func (x *ClaimStatus) String() string {
+func (x *DrawManyRequest) String() string {
 	return protoimpl.X.MessageStringOf(x)
 }
 
-func (*ClaimStatus) ProtoMessage() {}
+func (*DrawManyRequest) ProtoMessage() {}
 
-func (x *ClaimStatus) ProtoReflect() protoreflect.Message {
+func (x *DrawManyRequest) ProtoReflect() protoreflect.Message {
 	mi := &file_flashd_v1_frontdoor_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
@@ -547,26 +543,241 @@ func (x *ClaimStatus) ProtoReflect() protoreflect.Message {
 	return mi.MessageOf(x)
 }
 
-// Deprecated: Use ClaimStatus.ProtoReflect.Descriptor instead.
-func (*ClaimStatus) Descriptor() ([]byte, []int) {
+// Deprecated: Use DrawManyRequest.ProtoReflect.Descriptor instead.
+func (*DrawManyRequest) Descriptor() ([]byte, []int) {
 	return file_flashd_v1_frontdoor_proto_rawDescGZIP(), []int{8}
 }
 
-func (x *ClaimStatus) GetCode() int32 {
+func (x *DrawManyRequest) GetDraws() []*DrawManyEntry {
+	if x != nil {
+		return x.Draws
+	}
+	return nil
+}
+
+// DrawManyEntry is one draw of a DrawMany call and its caller, named as in
+// ClaimManyEntry.
+type DrawManyEntry struct {
+	state          protoimpl.MessageState    `protogen:"open.v1"`
+	Draw           *FrontDoorDrawCardRequest `protobuf:"bytes,1,opt,name=draw,proto3" json:"draw,omitempty"`
+	Authorization  string                    `protobuf:"bytes,2,opt,name=authorization,proto3" json:"authorization,omitempty"`
+	InsecureUserId string                    `protobuf:"bytes,3,opt,name=insecure_user_id,json=insecureUserId,proto3" json:"insecure_user_id,omitempty"`
+	ClientIp       string                    `protobuf:"bytes,4,opt,name=client_ip,json=clientIp,proto3" json:"client_ip,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *DrawManyEntry) Reset() {
+	*x = DrawManyEntry{}
+	mi := &file_flashd_v1_frontdoor_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DrawManyEntry) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DrawManyEntry) ProtoMessage() {}
+
+func (x *DrawManyEntry) ProtoReflect() protoreflect.Message {
+	mi := &file_flashd_v1_frontdoor_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DrawManyEntry.ProtoReflect.Descriptor instead.
+func (*DrawManyEntry) Descriptor() ([]byte, []int) {
+	return file_flashd_v1_frontdoor_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *DrawManyEntry) GetDraw() *FrontDoorDrawCardRequest {
+	if x != nil {
+		return x.Draw
+	}
+	return nil
+}
+
+func (x *DrawManyEntry) GetAuthorization() string {
+	if x != nil {
+		return x.Authorization
+	}
+	return ""
+}
+
+func (x *DrawManyEntry) GetInsecureUserId() string {
+	if x != nil {
+		return x.InsecureUserId
+	}
+	return ""
+}
+
+func (x *DrawManyEntry) GetClientIp() string {
+	if x != nil {
+		return x.ClientIp
+	}
+	return ""
+}
+
+type DrawManyResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Outcomes      []*DrawManyOutcome     `protobuf:"bytes,1,rep,name=outcomes,proto3" json:"outcomes,omitempty"` // one per draw, in order
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DrawManyResponse) Reset() {
+	*x = DrawManyResponse{}
+	mi := &file_flashd_v1_frontdoor_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DrawManyResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DrawManyResponse) ProtoMessage() {}
+
+func (x *DrawManyResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_flashd_v1_frontdoor_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DrawManyResponse.ProtoReflect.Descriptor instead.
+func (*DrawManyResponse) Descriptor() ([]byte, []int) {
+	return file_flashd_v1_frontdoor_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *DrawManyResponse) GetOutcomes() []*DrawManyOutcome {
+	if x != nil {
+		return x.Outcomes
+	}
+	return nil
+}
+
+// DrawManyOutcome is the answer a DrawCard call would have had.
+type DrawManyOutcome struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Draw          *DrawCardResponse      `protobuf:"bytes,1,opt,name=draw,proto3" json:"draw,omitempty"`
+	Error         *CallStatus            `protobuf:"bytes,2,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DrawManyOutcome) Reset() {
+	*x = DrawManyOutcome{}
+	mi := &file_flashd_v1_frontdoor_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DrawManyOutcome) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DrawManyOutcome) ProtoMessage() {}
+
+func (x *DrawManyOutcome) ProtoReflect() protoreflect.Message {
+	mi := &file_flashd_v1_frontdoor_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DrawManyOutcome.ProtoReflect.Descriptor instead.
+func (*DrawManyOutcome) Descriptor() ([]byte, []int) {
+	return file_flashd_v1_frontdoor_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *DrawManyOutcome) GetDraw() *DrawCardResponse {
+	if x != nil {
+		return x.Draw
+	}
+	return nil
+}
+
+func (x *DrawManyOutcome) GetError() *CallStatus {
+	if x != nil {
+		return x.Error
+	}
+	return nil
+}
+
+// CallStatus is a google.rpc.Status, field for field: the gRPC code, the
+// message and the details (google.rpc.ErrorInfo, google.rpc.RetryInfo).
+type CallStatus struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Code          int32                  `protobuf:"varint,1,opt,name=code,proto3" json:"code,omitempty"`
+	Message       string                 `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
+	Details       []*anypb.Any           `protobuf:"bytes,3,rep,name=details,proto3" json:"details,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CallStatus) Reset() {
+	*x = CallStatus{}
+	mi := &file_flashd_v1_frontdoor_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CallStatus) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CallStatus) ProtoMessage() {}
+
+func (x *CallStatus) ProtoReflect() protoreflect.Message {
+	mi := &file_flashd_v1_frontdoor_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CallStatus.ProtoReflect.Descriptor instead.
+func (*CallStatus) Descriptor() ([]byte, []int) {
+	return file_flashd_v1_frontdoor_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *CallStatus) GetCode() int32 {
 	if x != nil {
 		return x.Code
 	}
 	return 0
 }
 
-func (x *ClaimStatus) GetMessage() string {
+func (x *CallStatus) GetMessage() string {
 	if x != nil {
 		return x.Message
 	}
 	return ""
 }
 
-func (x *ClaimStatus) GetDetails() []*anypb.Any {
+func (x *CallStatus) GetDetails() []*anypb.Any {
 	if x != nil {
 		return x.Details
 	}
@@ -586,7 +797,7 @@ type FrontDoorClaimResponse struct {
 
 func (x *FrontDoorClaimResponse) Reset() {
 	*x = FrontDoorClaimResponse{}
-	mi := &file_flashd_v1_frontdoor_proto_msgTypes[9]
+	mi := &file_flashd_v1_frontdoor_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -598,7 +809,7 @@ func (x *FrontDoorClaimResponse) String() string {
 func (*FrontDoorClaimResponse) ProtoMessage() {}
 
 func (x *FrontDoorClaimResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flashd_v1_frontdoor_proto_msgTypes[9]
+	mi := &file_flashd_v1_frontdoor_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -611,7 +822,7 @@ func (x *FrontDoorClaimResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FrontDoorClaimResponse.ProtoReflect.Descriptor instead.
 func (*FrontDoorClaimResponse) Descriptor() ([]byte, []int) {
-	return file_flashd_v1_frontdoor_proto_rawDescGZIP(), []int{9}
+	return file_flashd_v1_frontdoor_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *FrontDoorClaimResponse) GetClaimId() uint64 {
@@ -659,7 +870,7 @@ type PublicItemRequest struct {
 
 func (x *PublicItemRequest) Reset() {
 	*x = PublicItemRequest{}
-	mi := &file_flashd_v1_frontdoor_proto_msgTypes[10]
+	mi := &file_flashd_v1_frontdoor_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -671,7 +882,7 @@ func (x *PublicItemRequest) String() string {
 func (*PublicItemRequest) ProtoMessage() {}
 
 func (x *PublicItemRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flashd_v1_frontdoor_proto_msgTypes[10]
+	mi := &file_flashd_v1_frontdoor_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -684,7 +895,7 @@ func (x *PublicItemRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PublicItemRequest.ProtoReflect.Descriptor instead.
 func (*PublicItemRequest) Descriptor() ([]byte, []int) {
-	return file_flashd_v1_frontdoor_proto_rawDescGZIP(), []int{10}
+	return file_flashd_v1_frontdoor_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *PublicItemRequest) GetCampaignId() string {
@@ -721,7 +932,7 @@ type PublicItem struct {
 
 func (x *PublicItem) Reset() {
 	*x = PublicItem{}
-	mi := &file_flashd_v1_frontdoor_proto_msgTypes[11]
+	mi := &file_flashd_v1_frontdoor_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -733,7 +944,7 @@ func (x *PublicItem) String() string {
 func (*PublicItem) ProtoMessage() {}
 
 func (x *PublicItem) ProtoReflect() protoreflect.Message {
-	mi := &file_flashd_v1_frontdoor_proto_msgTypes[11]
+	mi := &file_flashd_v1_frontdoor_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -746,7 +957,7 @@ func (x *PublicItem) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PublicItem.ProtoReflect.Descriptor instead.
 func (*PublicItem) Descriptor() ([]byte, []int) {
-	return file_flashd_v1_frontdoor_proto_rawDescGZIP(), []int{11}
+	return file_flashd_v1_frontdoor_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *PublicItem) GetCampaignId() string {
@@ -821,7 +1032,7 @@ type ListMyClaimsRequest struct {
 
 func (x *ListMyClaimsRequest) Reset() {
 	*x = ListMyClaimsRequest{}
-	mi := &file_flashd_v1_frontdoor_proto_msgTypes[12]
+	mi := &file_flashd_v1_frontdoor_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -833,7 +1044,7 @@ func (x *ListMyClaimsRequest) String() string {
 func (*ListMyClaimsRequest) ProtoMessage() {}
 
 func (x *ListMyClaimsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flashd_v1_frontdoor_proto_msgTypes[12]
+	mi := &file_flashd_v1_frontdoor_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -846,7 +1057,7 @@ func (x *ListMyClaimsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListMyClaimsRequest.ProtoReflect.Descriptor instead.
 func (*ListMyClaimsRequest) Descriptor() ([]byte, []int) {
-	return file_flashd_v1_frontdoor_proto_rawDescGZIP(), []int{12}
+	return file_flashd_v1_frontdoor_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ListMyClaimsRequest) GetCampaignId() string {
@@ -865,7 +1076,7 @@ type ListMyClaimsResponse struct {
 
 func (x *ListMyClaimsResponse) Reset() {
 	*x = ListMyClaimsResponse{}
-	mi := &file_flashd_v1_frontdoor_proto_msgTypes[13]
+	mi := &file_flashd_v1_frontdoor_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -877,7 +1088,7 @@ func (x *ListMyClaimsResponse) String() string {
 func (*ListMyClaimsResponse) ProtoMessage() {}
 
 func (x *ListMyClaimsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flashd_v1_frontdoor_proto_msgTypes[13]
+	mi := &file_flashd_v1_frontdoor_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -890,7 +1101,7 @@ func (x *ListMyClaimsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListMyClaimsResponse.ProtoReflect.Descriptor instead.
 func (*ListMyClaimsResponse) Descriptor() ([]byte, []int) {
-	return file_flashd_v1_frontdoor_proto_rawDescGZIP(), []int{13}
+	return file_flashd_v1_frontdoor_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ListMyClaimsResponse) GetClaims() []*Claim {
@@ -936,11 +1147,24 @@ const file_flashd_v1_frontdoor_proto_rawDesc = "" +
 	"\x10insecure_user_id\x18\x03 \x01(\tR\x0einsecureUserId\x12\x1b\n" +
 	"\tclient_ip\x18\x04 \x01(\tR\bclientIp\"L\n" +
 	"\x11ClaimManyResponse\x127\n" +
-	"\boutcomes\x18\x01 \x03(\v2\x1b.flashd.v1.ClaimManyOutcomeR\boutcomes\"h\n" +
+	"\boutcomes\x18\x01 \x03(\v2\x1b.flashd.v1.ClaimManyOutcomeR\boutcomes\"g\n" +
 	"\x10ClaimManyOutcome\x12&\n" +
-	"\x05claim\x18\x01 \x01(\v2\x10.flashd.v1.ClaimR\x05claim\x12,\n" +
-	"\x05error\x18\x02 \x01(\v2\x16.flashd.v1.ClaimStatusR\x05error\"k\n" +
-	"\vClaimStatus\x12\x12\n" +
+	"\x05claim\x18\x01 \x01(\v2\x10.flashd.v1.ClaimR\x05claim\x12+\n" +
+	"\x05error\x18\x02 \x01(\v2\x15.flashd.v1.CallStatusR\x05error\"A\n" +
+	"\x0fDrawManyRequest\x12.\n" +
+	"\x05draws\x18\x01 \x03(\v2\x18.flashd.v1.DrawManyEntryR\x05draws\"\xb5\x01\n" +
+	"\rDrawManyEntry\x127\n" +
+	"\x04draw\x18\x01 \x01(\v2#.flashd.v1.FrontDoorDrawCardRequestR\x04draw\x12$\n" +
+	"\rauthorization\x18\x02 \x01(\tR\rauthorization\x12(\n" +
+	"\x10insecure_user_id\x18\x03 \x01(\tR\x0einsecureUserId\x12\x1b\n" +
+	"\tclient_ip\x18\x04 \x01(\tR\bclientIp\"J\n" +
+	"\x10DrawManyResponse\x126\n" +
+	"\boutcomes\x18\x01 \x03(\v2\x1a.flashd.v1.DrawManyOutcomeR\boutcomes\"o\n" +
+	"\x0fDrawManyOutcome\x12/\n" +
+	"\x04draw\x18\x01 \x01(\v2\x1b.flashd.v1.DrawCardResponseR\x04draw\x12+\n" +
+	"\x05error\x18\x02 \x01(\v2\x15.flashd.v1.CallStatusR\x05error\"j\n" +
+	"\n" +
+	"CallStatus\x12\x12\n" +
 	"\x04code\x18\x01 \x01(\x05R\x04code\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\x12.\n" +
 	"\adetails\x18\x03 \x03(\v2\x14.google.protobuf.AnyR\adetails\"\xdf\x01\n" +
@@ -971,13 +1195,14 @@ const file_flashd_v1_frontdoor_proto_rawDesc = "" +
 	"\vcampaign_id\x18\x01 \x01(\tR\n" +
 	"campaignId\"@\n" +
 	"\x14ListMyClaimsResponse\x12(\n" +
-	"\x06claims\x18\x01 \x03(\v2\x10.flashd.v1.ClaimR\x06claims2\x94\x04\n" +
+	"\x06claims\x18\x01 \x03(\v2\x10.flashd.v1.ClaimR\x06claims2\xd9\x04\n" +
 	"\tFrontDoor\x12L\n" +
 	"\x05Claim\x12 .flashd.v1.FrontDoorClaimRequest\x1a!.flashd.v1.FrontDoorClaimResponse\x12F\n" +
 	"\tClaimMany\x12\x1b.flashd.v1.ClaimManyRequest\x1a\x1c.flashd.v1.ClaimManyResponse\x12>\n" +
 	"\aGetItem\x12\x1c.flashd.v1.PublicItemRequest\x1a\x15.flashd.v1.PublicItem\x12O\n" +
 	"\fListMyClaims\x12\x1e.flashd.v1.ListMyClaimsRequest\x1a\x1f.flashd.v1.ListMyClaimsResponse\x12L\n" +
-	"\bDrawCard\x12#.flashd.v1.FrontDoorDrawCardRequest\x1a\x1b.flashd.v1.DrawCardResponse\x12O\n" +
+	"\bDrawCard\x12#.flashd.v1.FrontDoorDrawCardRequest\x1a\x1b.flashd.v1.DrawCardResponse\x12C\n" +
+	"\bDrawMany\x12\x1a.flashd.v1.DrawManyRequest\x1a\x1b.flashd.v1.DrawManyResponse\x12O\n" +
 	"\tRedeemSet\x12$.flashd.v1.FrontDoorRedeemSetRequest\x1a\x1c.flashd.v1.RedeemSetResponse\x12A\n" +
 	"\n" +
 	"GetMyCards\x12\x1c.flashd.v1.GetMyCardsRequest\x1a\x15.flashd.v1.CardHolderB'Z%github.com/flashd/flashd/rpc/flashdpbb\x06proto3"
@@ -994,7 +1219,7 @@ func file_flashd_v1_frontdoor_proto_rawDescGZIP() []byte {
 	return file_flashd_v1_frontdoor_proto_rawDescData
 }
 
-var file_flashd_v1_frontdoor_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
+var file_flashd_v1_frontdoor_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
 var file_flashd_v1_frontdoor_proto_goTypes = []any{
 	(*FrontDoorDrawCardRequest)(nil),  // 0: flashd.v1.FrontDoorDrawCardRequest
 	(*FrontDoorRedeemSetRequest)(nil), // 1: flashd.v1.FrontDoorRedeemSetRequest
@@ -1004,54 +1229,65 @@ var file_flashd_v1_frontdoor_proto_goTypes = []any{
 	(*ClaimManyEntry)(nil),            // 5: flashd.v1.ClaimManyEntry
 	(*ClaimManyResponse)(nil),         // 6: flashd.v1.ClaimManyResponse
 	(*ClaimManyOutcome)(nil),          // 7: flashd.v1.ClaimManyOutcome
-	(*ClaimStatus)(nil),               // 8: flashd.v1.ClaimStatus
-	(*FrontDoorClaimResponse)(nil),    // 9: flashd.v1.FrontDoorClaimResponse
-	(*PublicItemRequest)(nil),         // 10: flashd.v1.PublicItemRequest
-	(*PublicItem)(nil),                // 11: flashd.v1.PublicItem
-	(*ListMyClaimsRequest)(nil),       // 12: flashd.v1.ListMyClaimsRequest
-	(*ListMyClaimsResponse)(nil),      // 13: flashd.v1.ListMyClaimsResponse
-	(*Claim)(nil),                     // 14: flashd.v1.Claim
-	(*anypb.Any)(nil),                 // 15: google.protobuf.Any
-	(ClaimState)(0),                   // 16: flashd.v1.ClaimState
-	(*timestamppb.Timestamp)(nil),     // 17: google.protobuf.Timestamp
-	(CampaignState)(0),                // 18: flashd.v1.CampaignState
+	(*DrawManyRequest)(nil),           // 8: flashd.v1.DrawManyRequest
+	(*DrawManyEntry)(nil),             // 9: flashd.v1.DrawManyEntry
+	(*DrawManyResponse)(nil),          // 10: flashd.v1.DrawManyResponse
+	(*DrawManyOutcome)(nil),           // 11: flashd.v1.DrawManyOutcome
+	(*CallStatus)(nil),                // 12: flashd.v1.CallStatus
+	(*FrontDoorClaimResponse)(nil),    // 13: flashd.v1.FrontDoorClaimResponse
+	(*PublicItemRequest)(nil),         // 14: flashd.v1.PublicItemRequest
+	(*PublicItem)(nil),                // 15: flashd.v1.PublicItem
+	(*ListMyClaimsRequest)(nil),       // 16: flashd.v1.ListMyClaimsRequest
+	(*ListMyClaimsResponse)(nil),      // 17: flashd.v1.ListMyClaimsResponse
+	(*Claim)(nil),                     // 18: flashd.v1.Claim
 	(*DrawCardResponse)(nil),          // 19: flashd.v1.DrawCardResponse
-	(*RedeemSetResponse)(nil),         // 20: flashd.v1.RedeemSetResponse
-	(*CardHolder)(nil),                // 21: flashd.v1.CardHolder
+	(*anypb.Any)(nil),                 // 20: google.protobuf.Any
+	(ClaimState)(0),                   // 21: flashd.v1.ClaimState
+	(*timestamppb.Timestamp)(nil),     // 22: google.protobuf.Timestamp
+	(CampaignState)(0),                // 23: flashd.v1.CampaignState
+	(*RedeemSetResponse)(nil),         // 24: flashd.v1.RedeemSetResponse
+	(*CardHolder)(nil),                // 25: flashd.v1.CardHolder
 }
 var file_flashd_v1_frontdoor_proto_depIdxs = []int32{
 	5,  // 0: flashd.v1.ClaimManyRequest.claims:type_name -> flashd.v1.ClaimManyEntry
 	3,  // 1: flashd.v1.ClaimManyEntry.claim:type_name -> flashd.v1.FrontDoorClaimRequest
 	7,  // 2: flashd.v1.ClaimManyResponse.outcomes:type_name -> flashd.v1.ClaimManyOutcome
-	14, // 3: flashd.v1.ClaimManyOutcome.claim:type_name -> flashd.v1.Claim
-	8,  // 4: flashd.v1.ClaimManyOutcome.error:type_name -> flashd.v1.ClaimStatus
-	15, // 5: flashd.v1.ClaimStatus.details:type_name -> google.protobuf.Any
-	16, // 6: flashd.v1.FrontDoorClaimResponse.state:type_name -> flashd.v1.ClaimState
-	17, // 7: flashd.v1.FrontDoorClaimResponse.deadline:type_name -> google.protobuf.Timestamp
-	14, // 8: flashd.v1.FrontDoorClaimResponse.claim:type_name -> flashd.v1.Claim
-	18, // 9: flashd.v1.PublicItem.campaign_state:type_name -> flashd.v1.CampaignState
-	17, // 10: flashd.v1.PublicItem.campaign_start:type_name -> google.protobuf.Timestamp
-	17, // 11: flashd.v1.PublicItem.campaign_end:type_name -> google.protobuf.Timestamp
-	14, // 12: flashd.v1.ListMyClaimsResponse.claims:type_name -> flashd.v1.Claim
-	3,  // 13: flashd.v1.FrontDoor.Claim:input_type -> flashd.v1.FrontDoorClaimRequest
-	4,  // 14: flashd.v1.FrontDoor.ClaimMany:input_type -> flashd.v1.ClaimManyRequest
-	10, // 15: flashd.v1.FrontDoor.GetItem:input_type -> flashd.v1.PublicItemRequest
-	12, // 16: flashd.v1.FrontDoor.ListMyClaims:input_type -> flashd.v1.ListMyClaimsRequest
-	0,  // 17: flashd.v1.FrontDoor.DrawCard:input_type -> flashd.v1.FrontDoorDrawCardRequest
-	1,  // 18: flashd.v1.FrontDoor.RedeemSet:input_type -> flashd.v1.FrontDoorRedeemSetRequest
-	2,  // 19: flashd.v1.FrontDoor.GetMyCards:input_type -> flashd.v1.GetMyCardsRequest
-	9,  // 20: flashd.v1.FrontDoor.Claim:output_type -> flashd.v1.FrontDoorClaimResponse
-	6,  // 21: flashd.v1.FrontDoor.ClaimMany:output_type -> flashd.v1.ClaimManyResponse
-	11, // 22: flashd.v1.FrontDoor.GetItem:output_type -> flashd.v1.PublicItem
-	13, // 23: flashd.v1.FrontDoor.ListMyClaims:output_type -> flashd.v1.ListMyClaimsResponse
-	19, // 24: flashd.v1.FrontDoor.DrawCard:output_type -> flashd.v1.DrawCardResponse
-	20, // 25: flashd.v1.FrontDoor.RedeemSet:output_type -> flashd.v1.RedeemSetResponse
-	21, // 26: flashd.v1.FrontDoor.GetMyCards:output_type -> flashd.v1.CardHolder
-	20, // [20:27] is the sub-list for method output_type
-	13, // [13:20] is the sub-list for method input_type
-	13, // [13:13] is the sub-list for extension type_name
-	13, // [13:13] is the sub-list for extension extendee
-	0,  // [0:13] is the sub-list for field type_name
+	18, // 3: flashd.v1.ClaimManyOutcome.claim:type_name -> flashd.v1.Claim
+	12, // 4: flashd.v1.ClaimManyOutcome.error:type_name -> flashd.v1.CallStatus
+	9,  // 5: flashd.v1.DrawManyRequest.draws:type_name -> flashd.v1.DrawManyEntry
+	0,  // 6: flashd.v1.DrawManyEntry.draw:type_name -> flashd.v1.FrontDoorDrawCardRequest
+	11, // 7: flashd.v1.DrawManyResponse.outcomes:type_name -> flashd.v1.DrawManyOutcome
+	19, // 8: flashd.v1.DrawManyOutcome.draw:type_name -> flashd.v1.DrawCardResponse
+	12, // 9: flashd.v1.DrawManyOutcome.error:type_name -> flashd.v1.CallStatus
+	20, // 10: flashd.v1.CallStatus.details:type_name -> google.protobuf.Any
+	21, // 11: flashd.v1.FrontDoorClaimResponse.state:type_name -> flashd.v1.ClaimState
+	22, // 12: flashd.v1.FrontDoorClaimResponse.deadline:type_name -> google.protobuf.Timestamp
+	18, // 13: flashd.v1.FrontDoorClaimResponse.claim:type_name -> flashd.v1.Claim
+	23, // 14: flashd.v1.PublicItem.campaign_state:type_name -> flashd.v1.CampaignState
+	22, // 15: flashd.v1.PublicItem.campaign_start:type_name -> google.protobuf.Timestamp
+	22, // 16: flashd.v1.PublicItem.campaign_end:type_name -> google.protobuf.Timestamp
+	18, // 17: flashd.v1.ListMyClaimsResponse.claims:type_name -> flashd.v1.Claim
+	3,  // 18: flashd.v1.FrontDoor.Claim:input_type -> flashd.v1.FrontDoorClaimRequest
+	4,  // 19: flashd.v1.FrontDoor.ClaimMany:input_type -> flashd.v1.ClaimManyRequest
+	14, // 20: flashd.v1.FrontDoor.GetItem:input_type -> flashd.v1.PublicItemRequest
+	16, // 21: flashd.v1.FrontDoor.ListMyClaims:input_type -> flashd.v1.ListMyClaimsRequest
+	0,  // 22: flashd.v1.FrontDoor.DrawCard:input_type -> flashd.v1.FrontDoorDrawCardRequest
+	8,  // 23: flashd.v1.FrontDoor.DrawMany:input_type -> flashd.v1.DrawManyRequest
+	1,  // 24: flashd.v1.FrontDoor.RedeemSet:input_type -> flashd.v1.FrontDoorRedeemSetRequest
+	2,  // 25: flashd.v1.FrontDoor.GetMyCards:input_type -> flashd.v1.GetMyCardsRequest
+	13, // 26: flashd.v1.FrontDoor.Claim:output_type -> flashd.v1.FrontDoorClaimResponse
+	6,  // 27: flashd.v1.FrontDoor.ClaimMany:output_type -> flashd.v1.ClaimManyResponse
+	15, // 28: flashd.v1.FrontDoor.GetItem:output_type -> flashd.v1.PublicItem
+	17, // 29: flashd.v1.FrontDoor.ListMyClaims:output_type -> flashd.v1.ListMyClaimsResponse
+	19, // 30: flashd.v1.FrontDoor.DrawCard:output_type -> flashd.v1.DrawCardResponse
+	10, // 31: flashd.v1.FrontDoor.DrawMany:output_type -> flashd.v1.DrawManyResponse
+	24, // 32: flashd.v1.FrontDoor.RedeemSet:output_type -> flashd.v1.RedeemSetResponse
+	25, // 33: flashd.v1.FrontDoor.GetMyCards:output_type -> flashd.v1.CardHolder
+	26, // [26:34] is the sub-list for method output_type
+	18, // [18:26] is the sub-list for method input_type
+	18, // [18:18] is the sub-list for extension type_name
+	18, // [18:18] is the sub-list for extension extendee
+	0,  // [0:18] is the sub-list for field type_name
 }
 
 func init() { file_flashd_v1_frontdoor_proto_init() }
@@ -1067,7 +1303,7 @@ func file_flashd_v1_frontdoor_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_flashd_v1_frontdoor_proto_rawDesc), len(file_flashd_v1_frontdoor_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   14,
+			NumMessages:   18,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

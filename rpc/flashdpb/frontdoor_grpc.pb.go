@@ -43,6 +43,7 @@ const (
 	FrontDoor_GetItem_FullMethodName      = "/flashd.v1.FrontDoor/GetItem"
 	FrontDoor_ListMyClaims_FullMethodName = "/flashd.v1.FrontDoor/ListMyClaims"
 	FrontDoor_DrawCard_FullMethodName     = "/flashd.v1.FrontDoor/DrawCard"
+	FrontDoor_DrawMany_FullMethodName     = "/flashd.v1.FrontDoor/DrawMany"
 	FrontDoor_RedeemSet_FullMethodName    = "/flashd.v1.FrontDoor/RedeemSet"
 	FrontDoor_GetMyCards_FullMethodName   = "/flashd.v1.FrontDoor/GetMyCards"
 )
@@ -70,6 +71,10 @@ type FrontDoorClient interface {
 	// card-collect campaign for one card. Refusals: NO_DRAWS_LEFT, SOLD_OUT
 	// (every type at its cap), CAMPAIGN_CLOSED, NOT_ELIGIBLE.
 	DrawCard(ctx context.Context, in *FrontDoorDrawCardRequest, opts ...grpc.CallOption) (*DrawCardResponse, error)
+	// DrawMany carries many draws, each with its own caller, in one call, as
+	// ClaimMany carries claims: each draw goes through the funnel as its own
+	// DrawCard would and gets its own outcome, in order. At most 1024 draws.
+	DrawMany(ctx context.Context, in *DrawManyRequest, opts ...grpc.CallOption) (*DrawManyResponse, error)
 	// RedeemSet spends one full set of the calling user for one reward.
 	// Refusals: NO_FULL_SET, POOL_EMPTY, CAMPAIGN_CLOSED.
 	RedeemSet(ctx context.Context, in *FrontDoorRedeemSetRequest, opts ...grpc.CallOption) (*RedeemSetResponse, error)
@@ -135,6 +140,16 @@ func (c *frontDoorClient) DrawCard(ctx context.Context, in *FrontDoorDrawCardReq
 	return out, nil
 }
 
+func (c *frontDoorClient) DrawMany(ctx context.Context, in *DrawManyRequest, opts ...grpc.CallOption) (*DrawManyResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DrawManyResponse)
+	err := c.cc.Invoke(ctx, FrontDoor_DrawMany_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *frontDoorClient) RedeemSet(ctx context.Context, in *FrontDoorRedeemSetRequest, opts ...grpc.CallOption) (*RedeemSetResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(RedeemSetResponse)
@@ -178,6 +193,10 @@ type FrontDoorServer interface {
 	// card-collect campaign for one card. Refusals: NO_DRAWS_LEFT, SOLD_OUT
 	// (every type at its cap), CAMPAIGN_CLOSED, NOT_ELIGIBLE.
 	DrawCard(context.Context, *FrontDoorDrawCardRequest) (*DrawCardResponse, error)
+	// DrawMany carries many draws, each with its own caller, in one call, as
+	// ClaimMany carries claims: each draw goes through the funnel as its own
+	// DrawCard would and gets its own outcome, in order. At most 1024 draws.
+	DrawMany(context.Context, *DrawManyRequest) (*DrawManyResponse, error)
 	// RedeemSet spends one full set of the calling user for one reward.
 	// Refusals: NO_FULL_SET, POOL_EMPTY, CAMPAIGN_CLOSED.
 	RedeemSet(context.Context, *FrontDoorRedeemSetRequest) (*RedeemSetResponse, error)
@@ -207,6 +226,9 @@ func (UnimplementedFrontDoorServer) ListMyClaims(context.Context, *ListMyClaimsR
 }
 func (UnimplementedFrontDoorServer) DrawCard(context.Context, *FrontDoorDrawCardRequest) (*DrawCardResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method DrawCard not implemented")
+}
+func (UnimplementedFrontDoorServer) DrawMany(context.Context, *DrawManyRequest) (*DrawManyResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method DrawMany not implemented")
 }
 func (UnimplementedFrontDoorServer) RedeemSet(context.Context, *FrontDoorRedeemSetRequest) (*RedeemSetResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method RedeemSet not implemented")
@@ -325,6 +347,24 @@ func _FrontDoor_DrawCard_Handler(srv interface{}, ctx context.Context, dec func(
 	return interceptor(ctx, in, info, handler)
 }
 
+func _FrontDoor_DrawMany_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DrawManyRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(FrontDoorServer).DrawMany(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: FrontDoor_DrawMany_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(FrontDoorServer).DrawMany(ctx, req.(*DrawManyRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _FrontDoor_RedeemSet_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(FrontDoorRedeemSetRequest)
 	if err := dec(in); err != nil {
@@ -387,6 +427,10 @@ var FrontDoor_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "DrawCard",
 			Handler:    _FrontDoor_DrawCard_Handler,
+		},
+		{
+			MethodName: "DrawMany",
+			Handler:    _FrontDoor_DrawMany_Handler,
 		},
 		{
 			MethodName: "RedeemSet",

@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/status"
 
 	"github.com/flashd/flashd/frontdoor/token"
 	pb "github.com/flashd/flashd/rpc/flashdpb"
@@ -114,10 +115,10 @@ func TestClaimManySoldOutFromCaches(t *testing.T) {
 	}
 }
 
-// A call with more claims than ClaimManyMax is refused whole.
+// A call with more claims than ManyMax is refused whole.
 func TestClaimManyTooMany(t *testing.T) {
 	d, _ := newTestDoor(t, newFakeStore(), nil)
-	req := &pb.ClaimManyRequest{Claims: make([]*pb.ClaimManyEntry, ClaimManyMax+1)}
+	req := &pb.ClaimManyRequest{Claims: make([]*pb.ClaimManyEntry, ManyMax+1)}
 	_, err := d.ClaimMany(context.Background(), req)
 	wantRefusal(t, err, codes.InvalidArgument, "INVALID_ARGUMENT")
 }
@@ -187,5 +188,55 @@ func TestClaimManyClientIP(t *testing.T) {
 				t.Fatalf("%d entries per-IP limited, want %d", limited, want)
 			}
 		})
+	}
+}
+
+// The draws of one DrawMany call go to the store in one batch, each with
+// its own caller and answer, in order; a draw the door can refuse by
+// itself is answered without the store.
+func TestDrawManyAnswersEachDrawInOrder(t *testing.T) {
+	store := newCardFakeStore()
+	d, _ := newTestDoor(t, store, nil)
+	openCardCampaign(d)
+	draw := func(user, requestID string) *pb.DrawManyEntry {
+		return &pb.DrawManyEntry{Draw: &pb.FrontDoorDrawCardRequest{CampaignId: "cards", RequestId: requestID}, InsecureUserId: user}
+	}
+	req := &pb.DrawManyRequest{Draws: []*pb.DrawManyEntry{
+		draw("ann", "r1"),
+		{Draw: &pb.FrontDoorDrawCardRequest{CampaignId: "cards", RequestId: "r2"}}, // no caller
+		draw("bob", "r3"),
+		draw("ann", "r4"), // ann's second draw: she has one chance (the store refuses)
+		draw("cid", "r5"),
+	}}
+	resp, err := d.DrawMany(context.Background(), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := resp.GetOutcomes()
+	if len(out) != len(req.Draws) {
+		t.Fatalf("%d outcomes for %d draws", len(out), len(req.Draws))
+	}
+	for _, i := range []int{0, 2, 4} {
+		want := req.Draws[i]
+		if got := out[i].GetDraw(); got.GetRequestId() != want.GetDraw().GetRequestId() || got.GetHolder().GetUserId() != want.GetInsecureUserId() {
+			t.Errorf("draw %d: %v %v, want the draw of %s", i, got, out[i].GetError().Err(), want.GetInsecureUserId())
+		}
+	}
+	wantRefusal(t, out[1].GetError().Err(), codes.Unauthenticated, reasonMissingToken)
+	wantRefusal(t, out[3].GetError().Err(), codes.FailedPrecondition, "NO_DRAWS_LEFT")
+	if store.drawBatches != 1 || store.draws != 4 {
+		t.Fatalf("%d draws in %d store batches, want 4 in 1", store.draws, store.drawBatches)
+	}
+	// Ann again: the door remembers she has no draw left.
+	resp, err = d.DrawMany(context.Background(), &pb.DrawManyRequest{Draws: []*pb.DrawManyEntry{draw("ann", "r6")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantRefusal(t, resp.GetOutcomes()[0].GetError().Err(), codes.FailedPrecondition, "NO_DRAWS_LEFT")
+	if store.draws != 4 {
+		t.Errorf("the store saw %d draws, want 4: the door answered ann's last", store.draws)
+	}
+	if _, err := d.DrawMany(context.Background(), &pb.DrawManyRequest{Draws: make([]*pb.DrawManyEntry, ManyMax+1)}); status.Code(err) != codes.InvalidArgument {
+		t.Errorf("a call of %d draws: %v, want INVALID_ARGUMENT", ManyMax+1, err)
 	}
 }
