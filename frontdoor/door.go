@@ -109,7 +109,7 @@ type funnelState struct {
 	errUserLimited error
 	errGlobal      error
 	statuses       map[error]*pb.CallStatus // the three above, for ClaimMany
-	dropHeader     metadata.MD               // level 3 only
+	dropHeader     metadata.MD              // level 3 only
 }
 
 // New returns a front door in front of store, registering its metrics on
