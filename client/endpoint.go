@@ -24,9 +24,11 @@ type endpoint struct {
 	store      flashdpb.StoreClient
 	frontDoor  flashdpb.FrontDoorClient
 	health     healthpb.HealthClient
-	discovered bool          // store: learnt from a NOT_LEADER hint, not configured
-	unhealthy  atomic.Bool   // front door: failed its latest health check or call
-	claims     *claimBatcher // front door: nil when claims are not batched
+	discovered bool        // store: learnt from a NOT_LEADER hint, not configured
+	unhealthy  atomic.Bool // front door: failed its latest health check or call
+	// Front door: nil when calls are not batched.
+	claims *batcher[*flashdpb.ClaimManyEntry, *flashdpb.Claim]
+	draws  *batcher[*flashdpb.DrawManyEntry, *flashdpb.DrawCardResponse]
 }
 
 // dial connects lazily to addr: the connection is made on the first call.

@@ -184,19 +184,11 @@ func (d *fakeDoor) ClaimMany(ctx context.Context, req *flashdpb.ClaimManyRequest
 	if !batching {
 		return nil, status.Error(codes.Unimplemented, "method ClaimMany not implemented")
 	}
-	md, _ := metadata.FromIncomingContext(ctx)
 	out := make([]*flashdpb.ClaimManyOutcome, len(req.GetClaims()))
 	var wg sync.WaitGroup
 	for i, e := range req.GetClaims() {
-		entryMD := md.Copy()
-		if e.GetInsecureUserId() != "" {
-			entryMD.Set(mdUserID, e.GetInsecureUserId())
-		}
-		if e.GetAuthorization() != "" {
-			entryMD.Set(mdAuthorization, e.GetAuthorization())
-		}
 		wg.Go(func() {
-			resp, err := d.Claim(metadata.NewIncomingContext(ctx, entryMD), e.GetClaim())
+			resp, err := d.Claim(entryContext(ctx, e), e.GetClaim())
 			if err != nil {
 				out[i] = &flashdpb.ClaimManyOutcome{Error: flashdpb.NewCallStatus(err)}
 				return
@@ -206,6 +198,53 @@ func (d *fakeDoor) ClaimMany(ctx context.Context, req *flashdpb.ClaimManyRequest
 	}
 	wg.Wait()
 	return &flashdpb.ClaimManyResponse{Outcomes: out}, nil
+}
+
+// DrawMany serves each draw as a DrawCard call of its own, as ClaimMany
+// serves claims; UNIMPLEMENTED unless the doors are batching.
+func (d *fakeDoor) DrawMany(ctx context.Context, req *flashdpb.DrawManyRequest) (*flashdpb.DrawManyResponse, error) {
+	g := d.group
+	g.mu.Lock()
+	batching := g.batching
+	g.manyCalls++
+	if batching {
+		g.manySizes = append(g.manySizes, len(req.GetDraws()))
+	}
+	g.mu.Unlock()
+	if !batching {
+		return nil, status.Error(codes.Unimplemented, "method DrawMany not implemented")
+	}
+	out := make([]*flashdpb.DrawManyOutcome, len(req.GetDraws()))
+	var wg sync.WaitGroup
+	for i, e := range req.GetDraws() {
+		wg.Go(func() {
+			resp, err := d.DrawCard(entryContext(ctx, e), e.GetDraw())
+			if err != nil {
+				out[i] = &flashdpb.DrawManyOutcome{Error: flashdpb.NewCallStatus(err)}
+				return
+			}
+			out[i] = &flashdpb.DrawManyOutcome{Draw: resp}
+		})
+	}
+	wg.Wait()
+	return &flashdpb.DrawManyResponse{Outcomes: out}, nil
+}
+
+// entryContext is the incoming context a unary call for entry e would
+// have had: the call's metadata with the entry's credentials.
+func entryContext(ctx context.Context, e interface {
+	GetInsecureUserId() string
+	GetAuthorization() string
+}) context.Context {
+	md, _ := metadata.FromIncomingContext(ctx)
+	md = md.Copy()
+	if e.GetInsecureUserId() != "" {
+		md.Set(mdUserID, e.GetInsecureUserId())
+	}
+	if e.GetAuthorization() != "" {
+		md.Set(mdAuthorization, e.GetAuthorization())
+	}
+	return metadata.NewIncomingContext(ctx, md)
 }
 
 func (d *fakeDoor) GetItem(ctx context.Context, req *flashdpb.PublicItemRequest) (*flashdpb.PublicItem, error) {

@@ -85,9 +85,9 @@ func New(ctx context.Context, endpoints []string, opts ...Option) (*Client, erro
 			return nil, fmt.Errorf("new front-door client: %w", err)
 		}
 		if o.claimsPerCall > 0 {
-			ep.claims = newClaimBatcher(ep.frontDoor, &c.opts, func(header, trailer metadata.MD) {
-				c.drops.learn(header, trailer, time.Now())
-			})
+			learn := func(header, trailer metadata.MD) { c.drops.learn(header, trailer, time.Now()) }
+			ep.claims = newBatcher(claimMany(ep.frontDoor), &c.opts, learn)
+			ep.draws = newBatcher(drawMany(ep.frontDoor), &c.opts, learn)
 		}
 		c.endpoints = append(c.endpoints, ep)
 	}
@@ -109,9 +109,10 @@ func (c *Client) Close() error {
 				errs = append(errs, fmt.Errorf("close %s: %w", ep.addr, err))
 			}
 		}
-		for _, ep := range c.endpoints {
+		for _, ep := range c.endpoints { // after the connections: calls in flight fail at once
 			if ep.claims != nil {
-				ep.claims.close() // after the connections: calls in flight fail at once
+				ep.claims.close()
+				ep.draws.close()
 			}
 		}
 		c.wg.Wait()
@@ -183,7 +184,7 @@ func (c *Client) Claim(ctx context.Context, campaign, item string, opts ...CallO
 func (c *Client) claimOnce(ctx context.Context, ep *endpoint, co *callOptions, req *flashdpb.FrontDoorClaimRequest, deadline time.Time) (*flashdpb.Claim, error) {
 	if b := ep.claims; b != nil && !b.unsupported.Load() {
 		claim, err := claimBatched(ctx, b, co, req, deadline)
-		if err != errClaimManyUnsupported {
+		if err != errManyUnsupported {
 			return claim, err
 		}
 	}
@@ -191,7 +192,7 @@ func (c *Client) claimOnce(ctx context.Context, ep *endpoint, co *callOptions, r
 }
 
 // claimBatched sends one attempt in the front door's next ClaimMany call.
-func claimBatched(ctx context.Context, b *claimBatcher, co *callOptions, req *flashdpb.FrontDoorClaimRequest, deadline time.Time) (*flashdpb.Claim, error) {
+func claimBatched(ctx context.Context, b *batcher[*flashdpb.ClaimManyEntry, *flashdpb.Claim], co *callOptions, req *flashdpb.FrontDoorClaimRequest, deadline time.Time) (*flashdpb.Claim, error) {
 	// A copy per attempt: an abandoned attempt's entry may still be on
 	// its way in a call when the next attempt changes Retry.
 	entry := &flashdpb.ClaimManyEntry{
@@ -201,7 +202,7 @@ func claimBatched(ctx context.Context, b *claimBatcher, co *callOptions, req *fl
 		},
 		Authorization: co.authorization, InsecureUserId: co.user,
 	}
-	claim, err := b.claim(ctx, entry, deadline)
+	claim, err := b.send(ctx, entry, deadline)
 	if err == nil && claim == nil {
 		return nil, status.Error(codes.Internal, "front door granted a claim without its record")
 	}
@@ -215,9 +216,9 @@ func (c *Client) claimUnary(ctx context.Context, ep *endpoint, req *flashdpb.Fro
 		ctx, cancel = context.WithDeadline(ctx, deadline)
 		defer cancel()
 	}
-	var header, trailer metadata.MD
-	resp, err := ep.frontDoor.Claim(ctx, req, grpc.Header(&header), grpc.Trailer(&trailer))
-	c.drops.learn(header, trailer, time.Now())
+	resp, err := unaryWithDrops(c, func(callOpts ...grpc.CallOption) (*flashdpb.FrontDoorClaimResponse, error) {
+		return ep.frontDoor.Claim(ctx, req, callOpts...)
+	})
 	if err != nil {
 		return nil, err
 	}

@@ -608,22 +608,27 @@ func TestCardResendIsFlagged(t *testing.T) {
 			return resp.GetRequestId(), err
 		},
 	} {
-		t.Run(name, func(t *testing.T) {
-			doors := startFakeDoors(t, 1)
-			doors.failFirst(1, status.Error(codes.DeadlineExceeded, "slow"))
-			c := newTestClient(t, doors.addrs(), WithBackoff(time.Millisecond, time.Millisecond), WithMaxAttempts(3), WithoutRetryBudget())
-			answered, err := call(c)
-			if err != nil {
-				t.Fatal(err)
-			}
-			calls := doors.recorded()
-			if len(calls) != 2 || calls[0].retry || !calls[1].retry {
-				t.Fatalf("calls %+v: want a first attempt and a flagged resend", calls)
-			}
-			if id := calls[0].requestID; id == "" || calls[1].requestID != id || answered != id {
-				t.Fatalf("request IDs %q, %q, answer %q", calls[0].requestID, calls[1].requestID, answered)
-			}
-		})
+		for _, batched := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/batched=%v", name, batched), func(t *testing.T) { testCardResend(t, call, batched) })
+		}
+	}
+}
+
+func testCardResend(t *testing.T, call func(*Client) (string, error), batched bool) {
+	doors := startFakeDoors(t, 1)
+	doors.setBatching(batched)
+	doors.failFirst(1, status.Error(codes.DeadlineExceeded, "slow"))
+	c := newTestClient(t, doors.addrs(), WithBackoff(time.Millisecond, time.Millisecond), WithMaxAttempts(3), WithoutRetryBudget())
+	answered, err := call(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	calls := doors.recorded()
+	if len(calls) != 2 || calls[0].retry || !calls[1].retry {
+		t.Fatalf("calls %+v: want a first attempt and a flagged resend", calls)
+	}
+	if id := calls[0].requestID; id == "" || calls[1].requestID != id || answered != id {
+		t.Fatalf("request IDs %q, %q, answer %q", calls[0].requestID, calls[1].requestID, answered)
 	}
 }
 

@@ -172,3 +172,40 @@ func waitUntil(t *testing.T, cond func() bool) {
 		}
 	}
 }
+
+// Draws made at the same time share DrawMany calls as claims share
+// ClaimMany calls, each with its own answer.
+func TestConcurrentDrawsShareCalls(t *testing.T) {
+	doors := startFakeDoors(t, 1)
+	doors.setBatching(true)
+	doors.script(func(context.Context, doorCall) error { time.Sleep(10 * time.Millisecond); return nil })
+	c := newTestClient(t, doors.addrs())
+	const draws = 100
+	var wg sync.WaitGroup
+	errs := make(chan error, draws)
+	for i := range draws {
+		wg.Go(func() {
+			id := fmt.Sprint("draw-", i)
+			resp, err := c.DrawCard(testContext(t), "spring", AsUser(fmt.Sprint("user-", i)), RequestID(id))
+			switch {
+			case err != nil:
+				errs <- err
+			case resp.GetRequestId() != id:
+				errs <- fmt.Errorf("draw %s answered with %q", id, resp.GetRequestId())
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	calls, sizes := doors.batchCalls()
+	total := 0
+	for _, n := range sizes {
+		total += n
+	}
+	if total != draws || calls > draws/4 {
+		t.Errorf("%d draws in %d DrawMany calls carrying %d (sizes %v)", draws, calls, total, sizes)
+	}
+}
