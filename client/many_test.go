@@ -12,22 +12,43 @@ import (
 // Claims made at the same time share ClaimMany calls, and each gets its
 // own answer: its own request ID and its own user.
 func TestConcurrentClaimsShareCalls(t *testing.T) {
+	testConcurrentCallsShare(t, 400, func(c *Client, i int) error {
+		user := fmt.Sprint("user-", i)
+		claim, err := c.Claim(testContext(t), "spring", "lantern", AsUser(user))
+		if err == nil && claim.GetUserId() != user {
+			err = fmt.Errorf("%s got the claim of %q", user, claim.GetUserId())
+		}
+		return err
+	})
+}
+
+// Draws made at the same time share DrawMany calls as claims share
+// ClaimMany calls, each with its own answer.
+func TestConcurrentDrawsShareCalls(t *testing.T) {
+	testConcurrentCallsShare(t, 100, func(c *Client, i int) error {
+		id := fmt.Sprint("draw-", i)
+		resp, err := c.DrawCard(testContext(t), "spring", AsUser(fmt.Sprint("user-", i)), RequestID(id))
+		if err == nil && resp.GetRequestId() != id {
+			err = fmt.Errorf("draw %s answered with %q", id, resp.GetRequestId())
+		}
+		return err
+	})
+}
+
+// testConcurrentCallsShare makes n calls at once against a slow batching
+// front door: they must travel in far fewer than n calls, each carried
+// once, each answered as its own.
+func testConcurrentCallsShare(t *testing.T, n int, call func(c *Client, i int) error) {
 	doors := startFakeDoors(t, 1)
 	doors.setBatching(true)
 	doors.script(func(context.Context, doorCall) error { time.Sleep(10 * time.Millisecond); return nil })
 	c := newTestClient(t, doors.addrs())
-	const claims = 400
 	var wg sync.WaitGroup
-	errs := make(chan error, claims)
-	for i := range claims {
+	errs := make(chan error, n)
+	for i := range n {
 		wg.Go(func() {
-			user := fmt.Sprint("user-", i)
-			claim, err := c.Claim(testContext(t), "spring", "lantern", AsUser(user))
-			switch {
-			case err != nil:
+			if err := call(c, i); err != nil {
 				errs <- err
-			case claim.GetUserId() != user:
-				errs <- fmt.Errorf("%s got the claim of %q", user, claim.GetUserId())
 			}
 		})
 	}
@@ -38,21 +59,21 @@ func TestConcurrentClaimsShareCalls(t *testing.T) {
 	}
 	calls, sizes := doors.batchCalls()
 	total := 0
-	for _, n := range sizes {
-		total += n
+	for _, k := range sizes {
+		total += k
 	}
-	if total != claims {
-		t.Fatalf("ClaimMany calls carried %d claims, want %d", total, claims)
+	if total != n {
+		t.Fatalf("the calls carried %d entries, want %d", total, n)
 	}
-	if calls > claims/4 {
-		t.Errorf("%d claims took %d ClaimMany calls: not shared (sizes %v)", claims, calls, sizes)
+	if calls > n/4 {
+		t.Errorf("%d entries took %d calls: not shared (sizes %v)", n, calls, sizes)
 	}
 	seen := map[string]bool{}
-	for _, call := range doors.recorded() {
-		if seen[call.requestID] {
-			t.Fatalf("request ID %s sent twice", call.requestID)
+	for _, rec := range doors.recorded() {
+		if seen[rec.requestID] {
+			t.Fatalf("request ID %s sent twice", rec.requestID)
 		}
-		seen[call.requestID] = true
+		seen[rec.requestID] = true
 	}
 }
 
@@ -170,42 +191,5 @@ func waitUntil(t *testing.T, cond func() bool) {
 		if time.Now().After(deadline) {
 			t.Fatal("condition not reached in 5s")
 		}
-	}
-}
-
-// Draws made at the same time share DrawMany calls as claims share
-// ClaimMany calls, each with its own answer.
-func TestConcurrentDrawsShareCalls(t *testing.T) {
-	doors := startFakeDoors(t, 1)
-	doors.setBatching(true)
-	doors.script(func(context.Context, doorCall) error { time.Sleep(10 * time.Millisecond); return nil })
-	c := newTestClient(t, doors.addrs())
-	const draws = 100
-	var wg sync.WaitGroup
-	errs := make(chan error, draws)
-	for i := range draws {
-		wg.Go(func() {
-			id := fmt.Sprint("draw-", i)
-			resp, err := c.DrawCard(testContext(t), "spring", AsUser(fmt.Sprint("user-", i)), RequestID(id))
-			switch {
-			case err != nil:
-				errs <- err
-			case resp.GetRequestId() != id:
-				errs <- fmt.Errorf("draw %s answered with %q", id, resp.GetRequestId())
-			}
-		})
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Error(err)
-	}
-	calls, sizes := doors.batchCalls()
-	total := 0
-	for _, n := range sizes {
-		total += n
-	}
-	if total != draws || calls > draws/4 {
-		t.Errorf("%d draws in %d DrawMany calls carrying %d (sizes %v)", draws, calls, total, sizes)
 	}
 }
