@@ -63,15 +63,14 @@ func BearerToken(token string) CallOption {
 // RequestID names the logical claim (see NewRequestID). Without it, each
 // Claim makes a new ID, reused by every retry within the call. The store
 // applies one request ID at most once. To go on with an earlier call that
-// failed with an error for which IsRetryable is true, use Resume.
+// may have been applied (MayHaveApplied), use Resume.
 func RequestID(id string) CallOption {
 	return func(c *callOptions) { c.requestID = id }
 }
 
 // Resume goes on with an earlier Claim, DrawCard or RedeemSet whose call
-// failed with a retryable error: the same request ID, and every attempt,
-// the first included, flagged as a resend, since the earlier call may have
-// been applied. A front door then asks the store rather than answer from
+// may have been applied (MayHaveApplied(err)): the same request ID, and
+// every attempt, the first included, flagged as a resend. A front door then asks the store rather than answer from
 // its caches (sold out, limit reached, no draws left, pool empty), and the
 // store answers with that request ID's first result.
 func Resume(id string) CallOption {

@@ -665,3 +665,44 @@ func TestResumeFlagsTheFirstAttempt(t *testing.T) {
 		})
 	}
 }
+
+// A call that gave up says whether it may have been applied: only when an
+// attempt's outcome was unknown (timed out, connection or store lost after
+// sending), never when every attempt was refused before any work.
+func TestMayHaveApplied(t *testing.T) {
+	tests := []struct {
+		name   string
+		answer func(ctx context.Context, c doorCall) error
+		want   bool
+	}{
+		{"overloaded every time", func(context.Context, doorCall) error { return doorQueueFull }, false},
+		{"shutting down every time", func(context.Context, doorCall) error { return doorShuttingDown }, false},
+		{"store lost behind the door", func(context.Context, doorCall) error { return doorStoreDown }, true},
+		{"a deadline, then overloaded", func(_ context.Context, c doorCall) error {
+			if c.n == 1 {
+				return doorDeadline
+			}
+			return doorQueueFull
+		}, true},
+		{"the call's context ends during an attempt", func(ctx context.Context, _ doorCall) error {
+			<-ctx.Done()
+			return status.FromContextError(ctx.Err()).Err()
+		}, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			doors := startFakeDoors(t, 2)
+			doors.script(tt.answer)
+			c := newTestClient(t, doors.addrs(), WithBackoff(time.Millisecond, 2*time.Millisecond), WithMaxAttempts(3), WithoutRetryBudget())
+			ctx, cancel := context.WithTimeout(testContext(t), 300*time.Millisecond)
+			defer cancel()
+			_, err := c.Claim(ctx, "spring", "lantern", AsUser("ann"))
+			if err == nil || !IsRetryable(err) {
+				t.Fatalf("err = %v, want a retryable failure", err)
+			}
+			if got := MayHaveApplied(err); got != tt.want {
+				t.Errorf("MayHaveApplied(%v) = %v, want %v", err, got, tt.want)
+			}
+		})
+	}
+}

@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"time"
@@ -72,28 +73,55 @@ func retry(ctx context.Context, o *options, budget *retryBudget, r router, ep *e
 		if !e.retryable() {
 			return e
 		}
+		at.resend = at.resend || e.outcomeUnknown()
 		if ctx.Err() != nil {
-			return giveUp(ctx, at.n, e, last)
+			return unfinished(at, giveUp(ctx, at.n, e, last))
 		}
 		last = e
-		at.resend = at.resend || e.outcomeUnknown()
 		if at.n >= o.maxAttempts {
-			return fmt.Errorf("gave up after %d attempts: %w", at.n, e)
+			return unfinished(at, fmt.Errorf("gave up after %d attempts: %w", at.n, e))
 		}
 		var pause time.Duration
 		ep, pause = r.next(&state, ep, e)
 		if deadline, ok := ctx.Deadline(); ok && pause > 0 && time.Until(deadline) < pause {
-			return fmt.Errorf("gave up after %d attempts, no time left to retry: %w", at.n, e)
+			return unfinished(at, fmt.Errorf("gave up after %d attempts, no time left to retry: %w", at.n, e))
 		}
 		if !budget.withdraw() {
-			return fmt.Errorf("%w after %d attempts: %w", ErrRetryBudgetExhausted, at.n, e)
+			return unfinished(at, fmt.Errorf("%w after %d attempts: %w", ErrRetryBudgetExhausted, at.n, e))
 		}
 		if pause > 0 {
 			if err := sleep(ctx, pause); err != nil {
-				return giveUp(ctx, at.n, e, last)
+				return unfinished(at, giveUp(ctx, at.n, e, last))
 			}
 		}
 	}
+}
+
+// unfinished is the error of a call that gave up before a definite
+// answer: marked as maybe applied when an attempt's outcome was unknown.
+func unfinished(at attempt, err error) error {
+	if at.resend {
+		return &maybeAppliedError{err}
+	}
+	return err
+}
+
+// maybeAppliedError marks the error of a call that may have been applied
+// (see MayHaveApplied).
+type maybeAppliedError struct{ err error }
+
+func (e *maybeAppliedError) Error() string { return e.err.Error() }
+func (e *maybeAppliedError) Unwrap() error { return e.err }
+
+// MayHaveApplied reports whether a call that failed may still have been
+// applied by the store: one of its attempts timed out or lost its
+// connection after it was sent. Go on with such a call with Resume and its
+// request ID, so that the front door asks the store for the first answer
+// to that ID instead of answering from its caches. Otherwise nothing was
+// applied: a later call may use the same ID with RequestID, or a new one.
+func MayHaveApplied(err error) bool {
+	var m *maybeAppliedError
+	return errors.As(err, &m)
 }
 
 // bounded gives a ctx without a deadline the call timeout.

@@ -272,7 +272,7 @@ func (ev *cardEvent) user(ctx context.Context, worker, i int) {
 // most cardCallAttempts times.
 func (ev *cardEvent) call(ctx context.Context, worker int, fn func(context.Context, client.CallOption) error, ok cardAnswer) cardAnswer {
 	requestID := client.NewRequestID()
-	id := client.RequestID(requestID) // then client.Resume: the earlier call may have been applied
+	id := client.RequestID(requestID) // client.Resume once a call may have been applied
 	pause := cardRetryPause
 	sent := false
 	for range cardCallAttempts {
@@ -284,7 +284,9 @@ func (ev *cardEvent) call(ctx context.Context, worker int, fn func(context.Conte
 		cctx, cancel := context.WithTimeout(ctx, cardCallTimeout)
 		start := time.Now()
 		err := fn(cctx, id)
-		id = client.Resume(requestID)
+		if client.MayHaveApplied(err) {
+			id = client.Resume(requestID)
+		}
 		elapsed := time.Since(start)
 		cancel()
 		if !errors.Is(err, client.ErrDropped) {

@@ -85,7 +85,8 @@ type user struct {
 	bot       bool
 	item      int    // index of the item wanted now
 	tried     uint64 // bit i: item i tried and found sold out
-	requestID string // the logical claim in progress; kept while its outcome is unknown
+	requestID string // the logical claim in progress; kept while it is busy or its outcome unknown
+	resume    bool   // the last press with requestID may have been applied
 }
 
 // ack is a claim the store acknowledged to a user.
@@ -184,10 +185,12 @@ func (w *crowd) press(u *user, worker int, r *rand.Rand) bool {
 	}
 	u.presses++
 	w.pressed.Add(1)
-	id := client.Resume(u.requestID) // a press after a retryable error goes on with the same claim
 	if u.requestID == "" {
 		u.requestID = client.NewRequestID()
-		id = client.RequestID(u.requestID)
+	}
+	id := client.RequestID(u.requestID)
+	if u.resume {
+		id = client.Resume(u.requestID) // the last press may have been applied
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), pressTimeout)
 	start := time.Now()
@@ -219,7 +222,7 @@ func (w *crowd) press(u *user, worker int, r *rand.Rand) bool {
 	case outSoldOut:
 		w.soldOutAt[u.item].CompareAndSwap(0, int64(max(time.Since(w.open), 1)))
 		u.tried |= 1 << u.item
-		u.requestID = ""
+		u.requestID, u.resume = "", false
 		next := w.untried(u)
 		again = again && next >= 0 && r.Float64() < otherItemChance
 		u.item = max(next, 0)
@@ -227,12 +230,14 @@ func (w *crowd) press(u *user, worker int, r *rand.Rand) bool {
 		// The app counts down to the user's wave; the user comes back
 		// when it opens, some a little late. This press was refused,
 		// so the next one is a new claim.
-		u.requestID = ""
+		u.requestID, u.resume = "", false
 		pause = client.RetryAfter(err) + rand.N(waveLatenessMax)
 	case outRateLimited, outOverloaded, outDropped, outUnavailable, outTimeout:
-		// Busy: press again later. The claim's outcome may be unknown
-		// (a timeout, a failover), so the app resumes the same request
-		// ID: the store grants it at most once.
+		// Busy: press again later with the same request ID (the store
+		// grants it at most once), resuming it when the press may have
+		// been applied (a timeout, a failover), so that the front door
+		// asks the store rather than its caches.
+		u.resume = client.MayHaveApplied(err)
 	case outOther:
 		msg := err.Error()
 		w.otherError.CompareAndSwap(nil, &msg)
