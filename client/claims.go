@@ -64,6 +64,23 @@ func (s *Store) Release(ctx context.Context, req *flashdpb.ReleaseRequest) (*fla
 	return storeCall(ctx, s, routeLeader, req, flashdpb.StoreClient.Release)
 }
 
+// MarkOrdering records, before a settlement worker places a claim's order,
+// that the order may exist: the reservation is then not released at its
+// deadline but kept to be settled or compensated. Refusals match
+// ErrCompensating, ErrAlreadySettled, ErrAlreadyReleased.
+func (s *Store) MarkOrdering(ctx context.Context, req *flashdpb.MarkOrderingRequest) (*flashdpb.MarkOrderingResponse, error) {
+	ensureRequestID(&req.RequestId)
+	return storeCall(ctx, s, routeLeader, req, flashdpb.StoreClient.MarkOrdering)
+}
+
+// MarkCancelling records, before a settlement worker cancels the order of a
+// claim to compensate, that it does: Settle is refused from then on.
+// Refusals match ErrNotCompensating, ErrAlreadySettled, ErrAlreadyReleased.
+func (s *Store) MarkCancelling(ctx context.Context, req *flashdpb.MarkCancellingRequest) (*flashdpb.MarkCancellingResponse, error) {
+	ensureRequestID(&req.RequestId)
+	return storeCall(ctx, s, routeLeader, req, flashdpb.StoreClient.MarkCancelling)
+}
+
 // GetItem reads an item's counters; a stale read may be answered by any node.
 func (s *Store) GetItem(ctx context.Context, req *flashdpb.GetItemRequest) (*flashdpb.GetItemResponse, error) {
 	return storeCall(ctx, s, readRoute(req.GetConsistency()), req, flashdpb.StoreClient.GetItem)

@@ -32,6 +32,11 @@ var (
 	ErrNoDrawsLeft       = errors.New("no draw chance left")
 	ErrNoFullSet         = errors.New("no full set of cards")
 	ErrPoolEmpty         = errors.New("reward pool empty")
+	// ErrCompensating: the claim's order is to be, or is being, cancelled
+	// (a settle or an order mark came too late); ErrNotCompensating: a
+	// cancel mark of a claim that is not to be compensated.
+	ErrCompensating    = errors.New("claim's order is being compensated")
+	ErrNotCompensating = errors.New("claim is not to be compensated")
 	// ErrFailedPrecondition matches every business refusal.
 	ErrFailedPrecondition = errors.New("failed precondition")
 
@@ -206,6 +211,10 @@ func (e *Error) reasonSentinel() error {
 		return ErrNoFullSet
 	case "POOL_EMPTY":
 		return ErrPoolEmpty
+	case "COMPENSATING":
+		return ErrCompensating
+	case "NOT_COMPENSATING":
+		return ErrNotCompensating
 	case "CAMPAIGN_NOT_FOUND", "ITEM_NOT_FOUND", "CLAIM_NOT_FOUND":
 		return ErrNotFound
 	case "ALREADY_EXISTS":

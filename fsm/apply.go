@@ -81,6 +81,10 @@ func (s *state) dispatch(cmd *fsmpb.Command) *Result {
 		return s.applySettle(cmd.Settle)
 	case fsmpb.CommandType_COMMAND_TYPE_RELEASE:
 		return s.applyRelease(cmd.Release)
+	case fsmpb.CommandType_COMMAND_TYPE_MARK_ORDERING:
+		return s.applyMarkOrdering(cmd.MarkOrdering)
+	case fsmpb.CommandType_COMMAND_TYPE_MARK_CANCELLING:
+		return s.applyMarkCancelling(cmd.MarkCancelling)
 	case fsmpb.CommandType_COMMAND_TYPE_EXPIRE:
 		return s.applyExpire()
 	case fsmpb.CommandType_COMMAND_TYPE_REGISTER_NODE:

@@ -165,8 +165,20 @@ func (s *state) reserve(r *claimRequest, it *item, latest uint64) uint64 {
 	return id
 }
 
-// applySettle confirms a reservation: reserved → sold. Settling a settled
-// claim again is a success that changes nothing.
+// Messages of refusals of settlement commands.
+const (
+	msgReleased        = "claim was released"
+	msgSettled         = "claim was settled"
+	msgCancelling      = "the claim's order is being cancelled"
+	msgToCompensate    = "the claim's reservation expired while its order was placed: it is to be settled or its order cancelled"
+	msgNotCompensating = "the claim is not to be compensated: its reservation has not expired while ordering"
+)
+
+// applySettle confirms a reservation: reserved → sold. A claim marked as
+// ordering is settled also past its deadline (TO_COMPENSATE): its order went
+// through, and its stock was never put back on sale. Once a settler has
+// started to cancel the order (CANCELLING) it is refused. Settling a
+// settled claim again is a success that changes nothing.
 func (s *state) applySettle(b *fsmpb.Settle) *Result {
 	id := b.GetClaimId()
 	c := s.claims.get(id)
@@ -174,16 +186,19 @@ func (s *state) applySettle(b *fsmpb.Settle) *Result {
 	case c == nil:
 		return refusal(ReasonClaimNotFound, msgClaimNotFound)
 	case c.state == ClaimReleased:
-		return s.claimResult(ReasonAlreadyReleased, "claim was released", id)
-	case c.state == ClaimReserved:
+		return s.claimResult(ReasonAlreadyReleased, msgReleased, id)
+	case c.state == ClaimCancelling:
+		return s.claimResult(ReasonCompensating, msgCancelling, id)
+	case c.open():
 		s.settle(id)
 	}
 	return s.claimResult(ReasonOK, "", id)
 }
 
 // applyRelease undoes a reservation: reserved → available, and the claim no
-// longer counts against the user's limit. Releasing a released claim again
-// is a success that changes nothing.
+// longer counts against the user's limit. It is the end of every open
+// state: the order service refused the order, or its order was cancelled.
+// Releasing a released claim again is a success that changes nothing.
 func (s *state) applyRelease(b *fsmpb.Release) *Result {
 	id := b.GetClaimId()
 	c := s.claims.get(id)
@@ -191,9 +206,59 @@ func (s *state) applyRelease(b *fsmpb.Release) *Result {
 	case c == nil:
 		return refusal(ReasonClaimNotFound, msgClaimNotFound)
 	case c.state == ClaimSettled:
-		return s.claimResult(ReasonAlreadySettled, "claim was settled", id)
-	case c.state == ClaimReserved:
+		return s.claimResult(ReasonAlreadySettled, msgSettled, id)
+	case c.open():
 		s.release(id)
+	}
+	return s.claimResult(ReasonOK, "", id)
+}
+
+// applyMarkOrdering records that a settler is about to place the claim's
+// order: reserved → ordering. Past its deadline an ordering claim is not
+// released but kept to be compensated (applyExpire). Marking an ordering
+// claim again is a success that changes nothing; a reservation past its
+// deadline that Expire has not reached yet is marked too (its stock was
+// never put back on sale).
+func (s *state) applyMarkOrdering(b *fsmpb.MarkOrdering) *Result {
+	id := b.GetClaimId()
+	c := s.claims.get(id)
+	switch {
+	case c == nil:
+		return refusal(ReasonClaimNotFound, msgClaimNotFound)
+	case c.state == ClaimReleased:
+		return s.claimResult(ReasonAlreadyReleased, msgReleased, id)
+	case c.state == ClaimSettled:
+		return s.claimResult(ReasonAlreadySettled, msgSettled, id)
+	case c.state == ClaimToCompensate:
+		return s.claimResult(ReasonCompensating, msgToCompensate, id)
+	case c.state == ClaimCancelling:
+		return s.claimResult(ReasonCompensating, msgCancelling, id)
+	case c.state == ClaimReserved:
+		s.claims.mutable(id).state = ClaimOrdering
+		s.changed = true
+	}
+	return s.claimResult(ReasonOK, "", id)
+}
+
+// applyMarkCancelling records that a settler is about to cancel the order of
+// a claim to compensate: to compensate → cancelling. From then on Settle is
+// refused; Release ends it. Marking a cancelling claim again is a success
+// that changes nothing.
+func (s *state) applyMarkCancelling(b *fsmpb.MarkCancelling) *Result {
+	id := b.GetClaimId()
+	c := s.claims.get(id)
+	switch {
+	case c == nil:
+		return refusal(ReasonClaimNotFound, msgClaimNotFound)
+	case c.state == ClaimReleased:
+		return s.claimResult(ReasonAlreadyReleased, msgReleased, id)
+	case c.state == ClaimSettled:
+		return s.claimResult(ReasonAlreadySettled, msgSettled, id)
+	case c.state == ClaimReserved, c.state == ClaimOrdering:
+		return s.claimResult(ReasonNotCompensating, msgNotCompensating, id)
+	case c.state == ClaimToCompensate:
+		s.claims.mutable(id).state = ClaimCancelling
+		s.changed = true
 	}
 	return s.claimResult(ReasonOK, "", id)
 }
@@ -222,45 +287,55 @@ func (s *state) release(id uint64) {
 	s.dropSettledFront(it.campaign)
 }
 
-// dropSettledFront pops the claims that are no longer reserved off the front
-// of the campaign's expiry queue. Without it, a sale whose reservations all
+// dropSettledFront pops the claims that no longer wait for their deadline
+// off the front of the campaign's expiry queue. Without it, a sale whose reservations all
 // settle in time would never run Expire, and the queue would keep every
 // claim ID it ever saw; with it, the queue spans no more than the oldest
 // open reservation.
 func (s *state) dropSettledFront(c *campaign) {
-	for c.expiring.len() > 0 && s.claims.get(c.expiring.front()).state != ClaimReserved {
+	for c.expiring.len() > 0 && !s.claims.get(c.expiring.front()).expiring() {
 		c.expiring.pop()
 	}
 }
 
 // applyExpire releases every reservation whose deadline is before the
-// command time. Each campaign's queue is in deadline order, so this touches
-// only the expired claims and one more per campaign.
+// command time, but for those marked as ordering: their order may exist, so
+// they keep their stock and are to be compensated (settled, or their order
+// cancelled and then released). Each campaign's queue is in deadline order,
+// so this touches only the expired claims and one more per campaign.
 func (s *state) applyExpire() *Result {
-	n := 0
+	released, kept := 0, 0
 	for _, c := range s.campaignOrder {
 		for c.expiring.len() > 0 {
 			id := c.expiring.front()
 			rec := s.claims.get(id)
-			if rec.state != ClaimReserved {
+			if !rec.expiring() {
 				c.expiring.pop()
 				continue
 			}
 			if s.claims.deadline(rec) >= s.clock {
 				break
 			}
+			if rec.state == ClaimOrdering {
+				s.claims.mutable(id).state = ClaimToCompensate
+				s.changed = true
+				s.dropSettledFront(c) // pops it, and the settled claims behind it
+				kept++
+				continue
+			}
 			s.release(id) // pops it, and the settled claims behind it
-			n++
+			released++
 		}
 	}
 	return &Result{
-		Outcomes: []Outcome{{Message: fmt.Sprintf("released %d expired reservations", n)}},
-		Expired:  n,
+		Outcomes: []Outcome{{Message: fmt.Sprintf("released %d expired reservations; %d ordering, kept to compensate", released, kept)}},
+		Expired:  released, ToCompensate: kept,
 	}
 }
 
 // reservationsByDeadline returns the IDs of up to limit reservations with a
-// deadline, earliest first (ties by claim ID), merging the campaigns' queues.
+// deadline, reserved or ordering (those Expire has yet to reach), earliest
+// first (ties by claim ID), merging the campaigns' queues.
 func (s *state) reservationsByDeadline(limit int) []uint64 {
 	var cursors deadlineHeap
 	for _, c := range s.campaignOrder {
@@ -272,7 +347,7 @@ func (s *state) reservationsByDeadline(limit int) []uint64 {
 	var out []uint64
 	for len(out) < limit && len(cursors) > 0 {
 		cur := cursors[0]
-		if s.claims.get(cur.id).state == ClaimReserved {
+		if s.claims.get(cur.id).expiring() {
 			out = append(out, cur.id)
 		}
 		if next := cur.pos + 1; next < cur.campaign.expiring.popped+uint64(cur.campaign.expiring.len()) {

@@ -24,7 +24,16 @@ type claimRecord struct {
 }
 
 // live reports whether the claim counts against the user's per-user limit.
-func (c *claimRecord) live() bool { return c.state == ClaimReserved || c.state == ClaimSettled }
+func (c *claimRecord) live() bool { return c.state != ClaimReleased }
+
+// open reports whether the claim holds its stock as reserved: settlement
+// (or compensation) is still to come, and the feed hands it out.
+func (c *claimRecord) open() bool { return c.state != ClaimSettled && c.state != ClaimReleased }
+
+// expiring reports whether the claim waits for its deadline in its
+// campaign's expiry queue: RESERVED is released there, ORDERING kept to be
+// compensated.
+func (c *claimRecord) expiring() bool { return c.state == ClaimReserved || c.state == ClaimOrdering }
 
 // claimChunk is a block of consecutive claim records. epoch says which
 // snapshot generation last copied it: older means a snapshot shares it.

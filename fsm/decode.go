@@ -121,6 +121,10 @@ func checkBody(cmd *fsmpb.Command) error {
 		set = cmd.Settle != nil
 	case fsmpb.CommandType_COMMAND_TYPE_RELEASE:
 		set = cmd.Release != nil
+	case fsmpb.CommandType_COMMAND_TYPE_MARK_ORDERING:
+		set = cmd.MarkOrdering != nil
+	case fsmpb.CommandType_COMMAND_TYPE_MARK_CANCELLING:
+		set = cmd.MarkCancelling != nil
 	case fsmpb.CommandType_COMMAND_TYPE_EXPIRE:
 		set = cmd.Expire != nil
 	case fsmpb.CommandType_COMMAND_TYPE_REGISTER_NODE:
@@ -277,7 +281,7 @@ func bodies(cmd *fsmpb.Command) int {
 		cmd.ClaimBatch != nil, cmd.Settle != nil, cmd.Release != nil, cmd.Expire != nil,
 		cmd.RegisterNode != nil, cmd.SetFrontDoorConfig != nil, cmd.DefineCards != nil, cmd.GrantDraws != nil,
 		cmd.DrawCard != nil, cmd.RedeemSet != nil, cmd.CloseAndSplit != nil, cmd.LeaseClaims != nil,
-		cmd.DrawCardBatch != nil,
+		cmd.DrawCardBatch != nil, cmd.MarkOrdering != nil, cmd.MarkCancelling != nil,
 	} {
 		if set {
 			n++

@@ -207,14 +207,15 @@ func TestReasonNames(t *testing.T) {
 		ReasonClaimNotFound: "CLAIM_NOT_FOUND", ReasonInvalidArgument: "INVALID_ARGUMENT", ReasonAlreadyExists: "ALREADY_EXISTS",
 		ReasonInsufficientStock: "INSUFFICIENT_STOCK", ReasonAlreadySettled: "ALREADY_SETTLED", ReasonAlreadyReleased: "ALREADY_RELEASED",
 		ReasonRequestIDReused: "REQUEST_ID_REUSED", ReasonWrongCampaignKind: "WRONG_CAMPAIGN_KIND",
-		ReasonNoDrawsLeft: "NO_DRAWS_LEFT", ReasonNoFullSet: "NO_FULL_SET", ReasonPoolEmpty: "POOL_EMPTY", 18: "Reason(18)",
+		ReasonNoDrawsLeft: "NO_DRAWS_LEFT", ReasonNoFullSet: "NO_FULL_SET", ReasonPoolEmpty: "POOL_EMPTY",
+		ReasonCompensating: "COMPENSATING", ReasonNotCompensating: "NOT_COMPENSATING", 20: "Reason(20)",
 	}
 	for r, name := range want {
 		if r.String() != name {
 			t.Errorf("Reason(%d).String() = %q, want %q", r, r.String(), name)
 		}
 	}
-	if ReasonWrongCampaignKind != 14 || ReasonPoolEmpty != 17 {
+	if ReasonWrongCampaignKind != 14 || ReasonPoolEmpty != 17 || ReasonNotCompensating != 19 {
 		t.Error("Reason numbers moved: they must equal flashdpb.Reason")
 	}
 }

@@ -17,7 +17,8 @@ type commandGenerator struct {
 	now      int64
 	requests []*fsmpb.ClaimRequest // claims sent so far, for retries
 	nextID   int
-	claims   uint64 // claims granted so far, as the test tells
+	claims   uint64   // claims granted so far, as the test tells
+	marked   []uint64 // claim IDs marked as ordering so far
 }
 
 func (g *commandGenerator) pick(prefix string, n int) string {
@@ -30,10 +31,16 @@ func (g *commandGenerator) next() *fsmpb.Command {
 	switch p := g.rng.IntN(100); {
 	case p < 50:
 		cmd = g.claimBatch()
-	case p < 60:
-		cmd = settle(g.claimID())
+	case p < 56:
+		cmd = settle(g.markedID())
+	case p < 62:
+		cmd = release(g.markedID())
+	case p < 66:
+		id := g.markedID()
+		g.marked = append(g.marked, id)
+		cmd = markOrdering(id)
 	case p < 68:
-		cmd = release(g.claimID())
+		cmd = markCancelling(g.markedID())
 	case p < 72:
 		cmd = expire()
 	case p < 77:
@@ -70,6 +77,15 @@ func (g *commandGenerator) claimID() uint64 {
 		return g.rng.Uint64N(g.claims + 2)
 	}
 	return g.claims + 1 - min(g.claims, g.rng.Uint64N(20))
+}
+
+// markedID is, half the time, one of the last claims marked as ordering,
+// else claimID's pick.
+func (g *commandGenerator) markedID() uint64 {
+	if n := len(g.marked); n > 0 && g.rng.IntN(2) == 0 {
+		return g.marked[n-1-g.rng.IntN(min(n, 4))]
+	}
+	return g.claimID()
 }
 
 func (g *commandGenerator) kind() fsmpb.CampaignKind {
@@ -150,7 +166,7 @@ func TestSameLogSameState(t *testing.T) {
 	}
 	t.Logf("outcomes by reason: %v", reasons)
 	// The log must have exercised the paths worth comparing.
-	for r := ReasonOK; r <= ReasonWrongCampaignKind; r++ {
+	for _, r := range append(reasonRange(ReasonOK, ReasonWrongCampaignKind), ReasonCompensating, ReasonNotCompensating) {
 		if reasons[r] == 0 {
 			t.Errorf("no outcome with reason %v in the random log: the generator is too narrow", r)
 		}
@@ -158,6 +174,14 @@ func TestSameLogSameState(t *testing.T) {
 	if st := one.Stats(); st.Claims < 100 || st.IdempotencyRecords == 0 {
 		t.Errorf("stats %+v: too few claims to mean much", st)
 	}
+}
+
+func reasonRange(first, last Reason) []Reason {
+	var out []Reason
+	for r := first; r <= last; r++ {
+		out = append(out, r)
+	}
+	return out
 }
 
 func TestDigestCoversEveryKindOfState(t *testing.T) {
@@ -172,6 +196,7 @@ func TestDigestCoversEveryKindOfState(t *testing.T) {
 		"item":     func(h *harness) { h.mustOK(addItem("c", "j", 1, 0)) },
 		"stock":    func(h *harness) { h.mustOK(adjustStock("c", "i", 1)) },
 		"claim":    func(h *harness) { h.mustClaim(claimReq("u", 1)) },
+		"ordering": func(h *harness) { h.mustClaim(claimReq("u", 1)); h.mustOK(markOrdering(1)) },
 		"idempotency": func(h *harness) {
 			h.claim(&fsmpb.ClaimRequest{RequestId: "x", CampaignId: "none", ItemId: "i", UserId: "u", Quantity: 1})
 		},

@@ -21,11 +21,12 @@ const (
 	msgBadLeaseLength = "lease duration must be positive and at most an hour"
 )
 
-// settlementFeed is one worker group's place in the feed of reserved claims.
-// Claims are dense from 1, so the feed is the claim table itself in ID
-// order: cursor is the first claim that may still be reserved (every claim
-// below it is settled or released), and leases say which of the reserved
-// claims at or past the cursor a worker holds, until when.
+// settlementFeed is one worker group's place in the feed of open claims:
+// reserved or ordering (to settle), to compensate or cancelling (to settle
+// or cancel). Claims are dense from 1, so the feed is the claim table itself
+// in ID order: cursor is the first claim that may still be open (every claim
+// below it is settled or released), and leases say which of the open claims
+// at or past the cursor a worker holds, until when.
 type settlementFeed struct {
 	cursor uint64
 	leases map[uint64]lease // by claim ID; looked up, never iterated to decide
@@ -37,9 +38,9 @@ type lease struct {
 }
 
 // applyLeaseClaims moves the group's cursor past the claims that are no
-// longer reserved, then leases up to max reserved claims from it in ID
-// order, passing over those another lease holds until a deadline not yet
-// reached.
+// longer open, then leases up to max open claims from it in ID order,
+// passing over those another lease holds until a deadline not yet reached.
+// A claim's state in the answer tells the worker what to do with it.
 func (s *state) applyLeaseClaims(b *fsmpb.LeaseClaims) *Result {
 	switch {
 	case !validID(b.GetGroup()):
@@ -59,7 +60,7 @@ func (s *state) applyLeaseClaims(b *fsmpb.LeaseClaims) *Result {
 		feed = &settlementFeed{cursor: 1, leases: make(map[uint64]lease)}
 		s.feeds[b.GetGroup()] = feed
 	}
-	for feed.cursor <= s.claims.len() && s.claims.get(feed.cursor).state != ClaimReserved {
+	for feed.cursor <= s.claims.len() && !s.claims.get(feed.cursor).open() {
 		delete(feed.leases, feed.cursor)
 		feed.cursor++
 	}
@@ -67,7 +68,7 @@ func (s *state) applyLeaseClaims(b *fsmpb.LeaseClaims) *Result {
 	res := &Result{Outcomes: []Outcome{{}}, LeaseDeadline: timeFromNanos(deadline)}
 	end := min(s.claims.len(), feed.cursor+leaseScanMax-1)
 	for id := feed.cursor; id <= end && len(res.Leased) < int(b.GetMax()); id++ {
-		if s.claims.get(id).state != ClaimReserved {
+		if !s.claims.get(id).open() {
 			delete(feed.leases, id)
 			continue
 		}
@@ -88,7 +89,7 @@ func (s *state) applyLeaseClaims(b *fsmpb.LeaseClaims) *Result {
 // SettlementFeed is a read-only view of one worker group's feed.
 type SettlementFeed struct {
 	Group  string
-	Cursor uint64 // first claim that may still be reserved
+	Cursor uint64 // first claim that may still be open
 	Leases int    // leases held, some maybe past their deadline
 }
 
@@ -124,7 +125,7 @@ func (feed *settlementFeed) sortedLeases() []uint64 {
 }
 
 // checkFeeds checks that every cursor has only settled and released claims
-// below it and every lease names a claim at or past its cursor.
+// below it (none open) and every lease names a claim at or past its cursor.
 func (s *state) checkFeeds() error {
 	for _, g := range s.sortedGroups() {
 		feed := s.feeds[g]
@@ -132,8 +133,8 @@ func (s *state) checkFeeds() error {
 			return fmt.Errorf("settlement feed %q: cursor %d of %d claims", g, feed.cursor, s.claims.len())
 		}
 		for id := uint64(1); id < feed.cursor; id++ {
-			if s.claims.get(id).state == ClaimReserved {
-				return fmt.Errorf("settlement feed %q: claim %d is reserved, below the cursor %d", g, id, feed.cursor)
+			if s.claims.get(id).open() {
+				return fmt.Errorf("settlement feed %q: claim %d is open, below the cursor %d", g, id, feed.cursor)
 			}
 		}
 		for _, id := range feed.sortedLeases() {

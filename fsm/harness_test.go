@@ -189,6 +189,14 @@ func release(id uint64) *fsmpb.Command {
 	return &fsmpb.Command{Type: fsmpb.CommandType_COMMAND_TYPE_RELEASE, Release: &fsmpb.Release{ClaimId: id}}
 }
 
+func markOrdering(id uint64) *fsmpb.Command {
+	return &fsmpb.Command{Type: fsmpb.CommandType_COMMAND_TYPE_MARK_ORDERING, MarkOrdering: &fsmpb.MarkOrdering{ClaimId: id}}
+}
+
+func markCancelling(id uint64) *fsmpb.Command {
+	return &fsmpb.Command{Type: fsmpb.CommandType_COMMAND_TYPE_MARK_CANCELLING, MarkCancelling: &fsmpb.MarkCancelling{ClaimId: id}}
+}
+
 func expire() *fsmpb.Command {
 	return &fsmpb.Command{Type: fsmpb.CommandType_COMMAND_TYPE_EXPIRE, Expire: &fsmpb.Expire{}}
 }

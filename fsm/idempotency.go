@@ -250,6 +250,10 @@ func commandPayloadHash(cmd *fsmpb.Command) uint64 {
 		h = hashUint(h, cmd.GetSettle().GetClaimId())
 	case fsmpb.CommandType_COMMAND_TYPE_RELEASE:
 		h = hashUint(h, cmd.GetRelease().GetClaimId())
+	case fsmpb.CommandType_COMMAND_TYPE_MARK_ORDERING:
+		h = hashUint(h, cmd.GetMarkOrdering().GetClaimId())
+	case fsmpb.CommandType_COMMAND_TYPE_MARK_CANCELLING:
+		h = hashUint(h, cmd.GetMarkCancelling().GetClaimId())
 	case fsmpb.CommandType_COMMAND_TYPE_REGISTER_NODE:
 		b := cmd.GetRegisterNode()
 		h = hashText(h, b.GetNodeId())

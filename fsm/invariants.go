@@ -8,21 +8,23 @@ import (
 
 // checkInvariants checks, in one pass over all state:
 //   - every item: available + reserved + sold == total, without overflow;
-//   - the claims agree with the counters: per item, the RESERVED quantities
-//     sum to reserved and the SETTLED ones to sold;
-//   - per user and item, the live (reserved + settled) quantity is within
+//   - the claims agree with the counters: per item, the open (RESERVED,
+//     ORDERING, TO_COMPENSATE, CANCELLING) quantities sum to reserved and
+//     the SETTLED ones to sold;
+//   - a claim is TO_COMPENSATE or CANCELLING only past its deadline;
+//   - per user and item, the live (open + settled) quantity is within
 //     the effective per-user limit;
 //   - claim IDs are dense from 1 (they are positions), every claim's item
 //     and campaign exist, claims were created in ID order, and the per-user
 //     chains and index hold every claim once;
 //   - the idempotency index and its queues hold the same records, in order;
-//   - every reservation with a deadline is in its campaign's expiry queue,
-//     which is in deadline order and starts with a reservation;
+//   - every RESERVED or ORDERING claim with a deadline is in its campaign's
+//     expiry queue, which is in deadline order and starts with one;
 //   - card-collect campaigns: no type issued above its cap, cards issued =
 //     held + redeemed, every user's draws granted = left + drawn (so never
 //     negative) within the per-user maximum, rewards given <= the pool, and
 //     a split's payouts sum to the pot, in user order, within a cent;
-//   - settlement feeds: no reserved claim below a cursor, every lease at or
+//   - settlement feeds: no open claim below a cursor, every lease at or
 //     past its cursor.
 func (s *state) checkInvariants() error {
 	for _, check := range []func() error{s.checkCampaigns, s.checkClaims, s.checkIdempotency, s.checkExpiry, s.checkAllCards, s.checkFeeds} {
@@ -87,10 +89,10 @@ func (s *state) checkClaims() error {
 			return err
 		}
 		created = c.created
-		switch it := s.claims.item(c); c.state {
-		case ClaimReserved:
+		switch it := s.claims.item(c); {
+		case c.open():
 			reserved[it] += uint64(c.quantity)
-		case ClaimSettled:
+		case c.state == ClaimSettled:
 			sold[it] += uint64(c.quantity)
 		}
 	}
@@ -115,8 +117,10 @@ func (s *state) checkClaim(id uint64, c *claimRecord, prevCreated int64) error {
 	switch it := t.item(c); {
 	case s.campaigns[it.campaign.id] != it.campaign || it.campaign.items[it.id] != it:
 		return fmt.Errorf("claim %d: its item does not exist", id)
-	case c.state != ClaimReserved && c.state != ClaimSettled && c.state != ClaimReleased:
+	case c.state == ClaimUnknown || c.state >= claimStates:
 		return fmt.Errorf("claim %d: state %d", id, c.state)
+	case (c.state == ClaimToCompensate || c.state == ClaimCancelling) && (t.deadline(c) == 0 || t.deadline(c) >= s.clock):
+		return fmt.Errorf("claim %d: state %d before its deadline %d (now %d)", id, c.state, t.deadline(c), s.clock)
 	case c.quantity == 0 || c.requestLen == 0 || c.userLen == 0:
 		return fmt.Errorf("claim %d: malformed record", id)
 	case c.created < prevCreated || c.created > s.clock:
@@ -228,7 +232,7 @@ func (s *state) checkIdempotency() error {
 func (s *state) checkExpiry() error {
 	want := make(map[*campaign]int) // reservations with a deadline
 	for id := uint64(1); id <= s.claims.len(); id++ {
-		if c := s.claims.get(id); c.state == ClaimReserved && s.claims.deadline(c) != 0 {
+		if c := s.claims.get(id); c.expiring() && s.claims.deadline(c) != 0 {
 			want[s.claims.item(c).campaign]++
 		}
 	}
@@ -248,11 +252,11 @@ func (s *state) checkExpiryQueue(c *campaign, want int) error {
 		switch {
 		case rec == nil || s.claims.item(rec).campaign != c || id <= last:
 			err = fmt.Errorf("claim %d is out of place", id)
-		case last == 0 && rec.state != ClaimReserved:
-			err = fmt.Errorf("front claim %d is not reserved", id)
+		case last == 0 && !rec.expiring():
+			err = fmt.Errorf("front claim %d is not reserved or ordering", id)
 		case last != 0 && s.claims.deadline(rec) < s.claims.deadline(s.claims.get(last)):
 			err = fmt.Errorf("claim %d is out of deadline order", id)
-		case rec.state == ClaimReserved:
+		case rec.expiring():
 			found++
 		}
 		last = id

@@ -15,9 +15,12 @@ import (
 )
 
 const (
-	// snapshotFormatVersion is written in every snapshot header; Restore
+	// snapshotFormatVersion is written in every snapshot header. Version 2
+	// added the claim states ORDERING, TO_COMPENSATE and CANCELLING;
+	// Restore also reads version 1 (the same records, without them) and
 	// refuses any other.
-	snapshotFormatVersion = 1
+	snapshotFormatVersion = 2
+	snapshotFormatV1      = 1
 	// restoreReserveMax bounds how many index entries a restore sizes for
 	// from the header's counts before reading the records.
 	restoreReserveMax = 1 << 24
@@ -248,7 +251,14 @@ func readSnapshot(r *bufio.Reader, cfg Config) (*state, error) {
 	if err := protodelim.UnmarshalFrom(r, &header); err != nil {
 		return nil, fmt.Errorf("read header: %w", err)
 	}
-	if header.GetFormatVersion() != snapshotFormatVersion {
+	// The last claim state the snapshot's version knows.
+	var lastState ClaimState
+	switch header.GetFormatVersion() {
+	case snapshotFormatV1:
+		lastState = ClaimReleased
+	case snapshotFormatVersion:
+		lastState = claimStates - 1
+	default:
 		return nil, fmt.Errorf("%w: %d", ErrSnapshotVersion, header.GetFormatVersion())
 	}
 	s := newState(cfg)
@@ -271,7 +281,7 @@ func readSnapshot(r *bufio.Reader, cfg Config) (*state, error) {
 			if rr.err != nil {
 				return nil, rr.err
 			}
-			if err := s.restoreRecord(kind, rec); err != nil {
+			if err := s.restoreRecord(kind, rec, lastState); err != nil {
 				return nil, fmt.Errorf("%w: %w", ErrSnapshotCorrupt, err)
 			}
 		}
@@ -317,14 +327,16 @@ const (
 	recordSettlementFeed
 )
 
-func (s *state) restoreRecord(kind int, rec *fsmpb.SnapshotRecord) error {
+// restoreRecord restores one record of the given kind; lastState is the
+// last claim state the snapshot's format version knows.
+func (s *state) restoreRecord(kind int, rec *fsmpb.SnapshotRecord, lastState ClaimState) error {
 	switch {
 	case kind == recordCampaign && rec.Campaign != nil:
 		return s.restoreCampaign(rec.Campaign)
 	case kind == recordItem && rec.Item != nil:
 		return s.restoreItem(rec.Item)
 	case kind == recordClaim && rec.Claim != nil:
-		return s.restoreClaim(rec.Claim)
+		return s.restoreClaim(rec.Claim, lastState)
 	case kind == recordIdempotency && rec.GrantedClaim != 0:
 		return s.restoreGrantedClaimRecord(rec.GrantedClaim)
 	case kind == recordIdempotency && rec.Idempotency != nil:
@@ -372,9 +384,10 @@ func (s *state) restoreItem(rec *fsmpb.ItemRecord) error {
 	return nil
 }
 
-func (s *state) restoreClaim(rec *fsmpb.ClaimRecord) error {
+func (s *state) restoreClaim(rec *fsmpb.ClaimRecord, lastState ClaimState) error {
 	it := s.item(rec.GetCampaignId(), rec.GetItemId())
-	if it == nil || rec.GetClaimId() != s.claims.len()+1 || !validID(rec.GetRequestId()) || !validID(rec.GetUserId()) {
+	if it == nil || rec.GetClaimId() != s.claims.len()+1 || !validID(rec.GetRequestId()) || !validID(rec.GetUserId()) ||
+		rec.GetState() <= fsmpb.ClaimState_CLAIM_STATE_UNKNOWN || rec.GetState() > fsmpb.ClaimState(lastState) {
 		return fmt.Errorf("claim record %v", rec)
 	}
 	latest, userHash, _ := findRef(s.users, rec.GetUserId())
@@ -391,7 +404,7 @@ func (s *state) restoreClaim(rec *fsmpb.ClaimRecord) error {
 	} else {
 		s.users.replace(userHash, latest, id)
 	}
-	if c.state == ClaimReserved && s.claims.deadline(c) != 0 {
+	if c.expiring() && s.claims.deadline(c) != 0 {
 		it.campaign.expiring.push(id)
 	}
 	return nil

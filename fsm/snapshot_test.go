@@ -75,6 +75,9 @@ func restored(t testing.TB, data []byte, cfg Config) *FSM {
 // everyRecordKind builds a state holding every kind of record: campaigns of
 // both kinds and every state, items, claims in every state, idempotency
 // records of granted claims, refusals and operations, nodes and a config.
+// Claims 1 to 7 are reserved, settled (2) or released (3); in campaign
+// "quick" (a 1 s TTL) 8 and 10 are to compensate, 9 cancelling and 11
+// ordering.
 func everyRecordKind(t *testing.T) *harness {
 	h := newHarness(t)
 	h.openSale(10, func(b *fsmpb.CreateCampaign) {
@@ -90,6 +93,10 @@ func everyRecordKind(t *testing.T) *harness {
 	h.mustOK(createCampaign(&fsmpb.CreateCampaign{CampaignId: "forever", Kind: fsmpb.CampaignKind_CAMPAIGN_KIND_FLASH_SALE}))
 	h.mustOK(openCampaign("forever"))
 	h.mustOK(addItem("forever", "i", 5, 0))
+	h.mustOK(createCampaign(&fsmpb.CreateCampaign{CampaignId: "quick", Kind: fsmpb.CampaignKind_CAMPAIGN_KIND_FLASH_SALE, StartUnixNano: t0,
+		ReservationTtlNanos: int64(time.Second)}))
+	h.mustOK(openCampaign("quick"))
+	h.mustOK(addItem("quick", "i", 5, 0))
 	h.now += int64(2 * time.Hour) // past the end of "c": lift it
 	h.mustOK(updateCampaign(&fsmpb.UpdateCampaign{CampaignId: "c", EndUnixNano: new(int64)}))
 	for n, user := range []string{"a", "b", "c", "d", "e"} {
@@ -102,6 +109,18 @@ func everyRecordKind(t *testing.T) *harness {
 	h.claim(&fsmpb.ClaimRequest{RequestId: "refused", CampaignId: "c", ItemId: "nope", UserId: "a", Quantity: 1})
 	h.mustOK(withRequestID("settle-2", settle(2)))
 	h.mustOK(release(3))
+	quick := func(user string) *fsmpb.ClaimRequest {
+		return &fsmpb.ClaimRequest{RequestId: "quick-" + user, CampaignId: "quick", ItemId: "i", UserId: user, Quantity: 1}
+	}
+	for _, user := range []string{"x", "y", "z"} {
+		h.mustOK(markOrdering(h.mustClaim(quick(user)).ID))
+	}
+	h.now += int64(2 * time.Second)
+	if res := h.mustOK(withRequestID("expire-quick", expire())); res.ToCompensate != 3 || res.Expired != 0 {
+		t.Fatalf("expire: %+v, want 3 to compensate", res)
+	}
+	h.mustOK(withRequestID("cancel-9", markCancelling(9)))
+	h.mustOK(withRequestID("order-11", markOrdering(h.mustClaim(quick("w")).ID)))
 	h.mustOK(withRequestID("node", registerNode(&fsmpb.RegisterNode{NodeId: "n1", Region: "eu", GrpcAddr: "a:1", HttpAddr: "a:2"})))
 	h.mustOK(registerNode(&fsmpb.RegisterNode{NodeId: "n2", Region: "us"}))
 	h.mustOK(setFrontDoor(&fsmpb.FrontDoorConfig{GlobalRate: 100, DegradeLevel: 1, DropFraction: 0.25}))
@@ -134,7 +153,7 @@ func TestSnapshotRoundTrip(t *testing.T) {
 	if got, want := views(f), views(h.f); !reflect.DeepEqual(got, want) {
 		t.Fatalf("restored views differ:\n got %v\nwant %v", got, want)
 	}
-	if st := f.Stats(); st.IdempotencyRecords != 10 || st.Claims != 7 || st.Campaigns != 4 {
+	if st := f.Stats(); st.IdempotencyRecords != 17 || st.Claims != 11 || st.Campaigns != 5 {
 		t.Errorf("restored stats %+v", st)
 	}
 	if again := persist(t, f); !bytes.Equal(again, data) {
@@ -150,8 +169,8 @@ func TestSnapshotRoundTrip(t *testing.T) {
 		x.one(withRequestID("settle-2", release(2))) // reused request ID
 		x.one(withRequestID("node", registerNode(&fsmpb.RegisterNode{NodeId: "n1", Region: "eu", GrpcAddr: "a:1", HttpAddr: "a:2"})))
 		x.now += int64(2 * time.Minute)
-		if res := x.mustOK(expire()); res.Expired != 5 {
-			t.Errorf("expired %d, want 5", res.Expired)
+		if res := x.mustOK(expire()); res.Expired != 5 || res.ToCompensate != 1 {
+			t.Errorf("expired %d, %d to compensate; want 5 and 1 (claim 11)", res.Expired, res.ToCompensate)
 		}
 	}
 	if h.digest() != other.digest() {
@@ -221,7 +240,7 @@ func TestRestoreRefusesUnknownFormat(t *testing.T) {
 	if err := protodelim.UnmarshalFrom(r, &header); err != nil {
 		t.Fatal(err)
 	}
-	header.FormatVersion = 2
+	header.FormatVersion = snapshotFormatVersion + 1
 	var buf bytes.Buffer
 	if _, err := protodelim.MarshalTo(&buf, &header); err != nil {
 		t.Fatal(err)
@@ -233,7 +252,7 @@ func TestRestoreRefusesUnknownFormat(t *testing.T) {
 	before, _ := f.Digest()
 	err := f.Restore(io.NopCloser(&buf))
 	if !errors.Is(err, ErrSnapshotVersion) {
-		t.Fatalf("Restore of format 2: %v, want ErrSnapshotVersion", err)
+		t.Fatalf("Restore of format %d: %v, want ErrSnapshotVersion", header.FormatVersion, err)
 	}
 	if after, _ := f.Digest(); after != before {
 		t.Fatal("a failed restore changed the state")

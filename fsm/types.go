@@ -29,6 +29,11 @@ const (
 	ReasonNoDrawsLeft // the user has no draw chance left
 	ReasonNoFullSet   // the user holds no full set of cards
 	ReasonPoolEmpty   // every reward of the pool is given
+	// ReasonCompensating: the claim's order is to be, or is being,
+	// cancelled (TO_COMPENSATE, CANCELLING), so it cannot be marked as
+	// ordering; once CANCELLING, not settled either.
+	ReasonCompensating
+	ReasonNotCompensating // MarkCancelling of a claim that is not to be compensated
 )
 
 // reasonNames are the API's names (flashdpb.Reason without its prefix), so
@@ -52,6 +57,8 @@ var reasonNames = [...]string{
 	ReasonNoDrawsLeft:       "NO_DRAWS_LEFT",
 	ReasonNoFullSet:         "NO_FULL_SET",
 	ReasonPoolEmpty:         "POOL_EMPTY",
+	ReasonCompensating:      "COMPENSATING",
+	ReasonNotCompensating:   "NOT_COMPENSATING",
 }
 
 // String returns the reason's API name, or "Reason(n)" for a number this
@@ -108,11 +115,24 @@ type Item struct {
 
 type ClaimState uint8
 
+// A claim's states (DESIGN.md, "Orders in flight"). RESERVED, ORDERING,
+// TO_COMPENSATE and CANCELLING hold the claim's stock as reserved; SETTLED
+// holds it as sold; RELEASED has given it back. All but RELEASED count
+// against the user's limit.
+//
+//	RESERVED --MarkOrdering--> ORDERING --Expire--> TO_COMPENSATE --MarkCancelling--> CANCELLING
+//	RESERVED --Expire--> RELEASED
+//	RESERVED, ORDERING, TO_COMPENSATE --Settle--> SETTLED
+//	RESERVED, ORDERING, TO_COMPENSATE, CANCELLING --Release--> RELEASED
 const (
 	ClaimUnknown ClaimState = iota
 	ClaimReserved
 	ClaimSettled
 	ClaimReleased
+	ClaimOrdering     // reserved, and a settler may have placed its order
+	ClaimToCompensate // ordering past its deadline: to be settled or its order cancelled
+	ClaimCancelling   // a settler is cancelling its order; released next
+	claimStates       // one past the last state
 )
 
 // Claim is a read-only view of one claim.
@@ -159,6 +179,9 @@ type Result struct {
 	Item     *Item
 	Config   *FrontDoorConfig
 	Expired  int // reservations an Expire command released
+	// ToCompensate: ordering claims an Expire command found past their
+	// deadline and kept, to be settled or their order cancelled.
+	ToCompensate int
 
 	Cards    *CardCollect // DefineCards, CloseAndSplit
 	Holder   *CardHolder  // GrantDraws, DrawCard, RedeemSet: the user after it

@@ -98,6 +98,32 @@ func (s *StoreServer) Release(ctx context.Context, req *pb.ReleaseRequest) (*pb.
 	return &pb.ReleaseResponse{Claim: c}, nil
 }
 
+// MarkOrdering records that a settler is about to place the claim's order
+// (reserved → ordering): past its deadline it is kept to be compensated
+// instead of released.
+func (s *StoreServer) MarkOrdering(ctx context.Context, req *pb.MarkOrderingRequest) (*pb.MarkOrderingResponse, error) {
+	c, err := s.changeClaim(ctx, req.GetClaimId(), req.GetRequestId(), &fsmpb.Command{
+		Type: fsmpb.CommandType_COMMAND_TYPE_MARK_ORDERING, MarkOrdering: &fsmpb.MarkOrdering{ClaimId: req.GetClaimId()},
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &pb.MarkOrderingResponse{Claim: c}, nil
+}
+
+// MarkCancelling records that a settler is about to cancel the order of a
+// claim to compensate (to compensate → cancelling): Settle is refused from
+// then on.
+func (s *StoreServer) MarkCancelling(ctx context.Context, req *pb.MarkCancellingRequest) (*pb.MarkCancellingResponse, error) {
+	c, err := s.changeClaim(ctx, req.GetClaimId(), req.GetRequestId(), &fsmpb.Command{
+		Type: fsmpb.CommandType_COMMAND_TYPE_MARK_CANCELLING, MarkCancelling: &fsmpb.MarkCancelling{ClaimId: req.GetClaimId()},
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &pb.MarkCancellingResponse{Claim: c}, nil
+}
+
 func (s *StoreServer) changeClaim(ctx context.Context, id uint64, requestID string, cmd *fsmpb.Command) (*pb.Claim, error) {
 	if id == 0 {
 		return nil, invalidArgument(fmt.Errorf("claim id is required"))

@@ -82,7 +82,8 @@ func runSettler(cmd *cobra.Command, f settlerFlags) error {
 	err = w.Run(cmd.Context())
 	s := w.Stats()
 	f.cfg.Logger.Info("settler stopped", "settled", s.Settled, "released", s.Released, "retries", s.Retries,
-		"dropped", s.Dropped, "conflicts", s.Conflicts, "cancelled", s.Cancelled, "cancel_failed", s.CancelFailed)
+		"dropped", s.Dropped, "conflicts", s.Conflicts, "expired", s.Expired, "compensated", s.Compensated,
+		"cancelled", s.Cancelled, "no_order", s.NoOrder, "cancel_failed", s.CancelFailed)
 	return err
 }
 

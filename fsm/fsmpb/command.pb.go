@@ -49,6 +49,8 @@ const (
 	CommandType_COMMAND_TYPE_CLOSE_AND_SPLIT       CommandType = 15
 	CommandType_COMMAND_TYPE_LEASE_CLAIMS          CommandType = 16
 	CommandType_COMMAND_TYPE_DRAW_CARD_BATCH       CommandType = 17
+	CommandType_COMMAND_TYPE_MARK_ORDERING         CommandType = 18
+	CommandType_COMMAND_TYPE_MARK_CANCELLING       CommandType = 19
 )
 
 // Enum value maps for CommandType.
@@ -72,6 +74,8 @@ var (
 		15: "COMMAND_TYPE_CLOSE_AND_SPLIT",
 		16: "COMMAND_TYPE_LEASE_CLAIMS",
 		17: "COMMAND_TYPE_DRAW_CARD_BATCH",
+		18: "COMMAND_TYPE_MARK_ORDERING",
+		19: "COMMAND_TYPE_MARK_CANCELLING",
 	}
 	CommandType_value = map[string]int32{
 		"COMMAND_TYPE_UNKNOWN":               0,
@@ -92,6 +96,8 @@ var (
 		"COMMAND_TYPE_CLOSE_AND_SPLIT":       15,
 		"COMMAND_TYPE_LEASE_CLAIMS":          16,
 		"COMMAND_TYPE_DRAW_CARD_BATCH":       17,
+		"COMMAND_TYPE_MARK_ORDERING":         18,
+		"COMMAND_TYPE_MARK_CANCELLING":       19,
 	}
 )
 
@@ -230,6 +236,10 @@ const (
 	ClaimState_CLAIM_STATE_RESERVED ClaimState = 1
 	ClaimState_CLAIM_STATE_SETTLED  ClaimState = 2
 	ClaimState_CLAIM_STATE_RELEASED ClaimState = 3
+	// Format version 2 and later.
+	ClaimState_CLAIM_STATE_ORDERING      ClaimState = 4 // reserved; its order may have been placed
+	ClaimState_CLAIM_STATE_TO_COMPENSATE ClaimState = 5 // ordering past its deadline: the order must be settled or cancelled
+	ClaimState_CLAIM_STATE_CANCELLING    ClaimState = 6 // a worker is cancelling its order; released next
 )
 
 // Enum value maps for ClaimState.
@@ -239,12 +249,18 @@ var (
 		1: "CLAIM_STATE_RESERVED",
 		2: "CLAIM_STATE_SETTLED",
 		3: "CLAIM_STATE_RELEASED",
+		4: "CLAIM_STATE_ORDERING",
+		5: "CLAIM_STATE_TO_COMPENSATE",
+		6: "CLAIM_STATE_CANCELLING",
 	}
 	ClaimState_value = map[string]int32{
-		"CLAIM_STATE_UNKNOWN":  0,
-		"CLAIM_STATE_RESERVED": 1,
-		"CLAIM_STATE_SETTLED":  2,
-		"CLAIM_STATE_RELEASED": 3,
+		"CLAIM_STATE_UNKNOWN":       0,
+		"CLAIM_STATE_RESERVED":      1,
+		"CLAIM_STATE_SETTLED":       2,
+		"CLAIM_STATE_RELEASED":      3,
+		"CLAIM_STATE_ORDERING":      4,
+		"CLAIM_STATE_TO_COMPENSATE": 5,
+		"CLAIM_STATE_CANCELLING":    6,
 	}
 )
 
@@ -304,6 +320,8 @@ type Command struct {
 	CloseAndSplit      *CloseAndSplit      `protobuf:"bytes,24,opt,name=close_and_split,json=closeAndSplit,proto3" json:"close_and_split,omitempty"`
 	LeaseClaims        *LeaseClaims        `protobuf:"bytes,25,opt,name=lease_claims,json=leaseClaims,proto3" json:"lease_claims,omitempty"`
 	DrawCardBatch      *DrawCardBatch      `protobuf:"bytes,26,opt,name=draw_card_batch,json=drawCardBatch,proto3" json:"draw_card_batch,omitempty"`
+	MarkOrdering       *MarkOrdering       `protobuf:"bytes,27,opt,name=mark_ordering,json=markOrdering,proto3" json:"mark_ordering,omitempty"`
+	MarkCancelling     *MarkCancelling     `protobuf:"bytes,28,opt,name=mark_cancelling,json=markCancelling,proto3" json:"mark_cancelling,omitempty"`
 	unknownFields      protoimpl.UnknownFields
 	sizeCache          protoimpl.SizeCache
 }
@@ -481,6 +499,20 @@ func (x *Command) GetLeaseClaims() *LeaseClaims {
 func (x *Command) GetDrawCardBatch() *DrawCardBatch {
 	if x != nil {
 		return x.DrawCardBatch
+	}
+	return nil
+}
+
+func (x *Command) GetMarkOrdering() *MarkOrdering {
+	if x != nil {
+		return x.MarkOrdering
+	}
+	return nil
+}
+
+func (x *Command) GetMarkCancelling() *MarkCancelling {
+	if x != nil {
+		return x.MarkCancelling
 	}
 	return nil
 }
@@ -1000,8 +1032,103 @@ func (x *Release) GetClaimId() uint64 {
 	return 0
 }
 
+// MarkOrdering records that a settlement worker is about to ask the order
+// service for the claim's order: RESERVED -> ORDERING. From then on the
+// reservation is not released at its deadline (the order may exist): it
+// becomes TO_COMPENSATE instead, still holding its stock.
+type MarkOrdering struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ClaimId       uint64                 `protobuf:"varint,1,opt,name=claim_id,json=claimId,proto3" json:"claim_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MarkOrdering) Reset() {
+	*x = MarkOrdering{}
+	mi := &file_command_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MarkOrdering) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MarkOrdering) ProtoMessage() {}
+
+func (x *MarkOrdering) ProtoReflect() protoreflect.Message {
+	mi := &file_command_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MarkOrdering.ProtoReflect.Descriptor instead.
+func (*MarkOrdering) Descriptor() ([]byte, []int) {
+	return file_command_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *MarkOrdering) GetClaimId() uint64 {
+	if x != nil {
+		return x.ClaimId
+	}
+	return 0
+}
+
+// MarkCancelling records that a settlement worker is about to cancel the
+// order of a TO_COMPENSATE claim: TO_COMPENSATE -> CANCELLING. From then on
+// Settle is refused; Release (after the cancel) puts the stock back on sale.
+type MarkCancelling struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ClaimId       uint64                 `protobuf:"varint,1,opt,name=claim_id,json=claimId,proto3" json:"claim_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MarkCancelling) Reset() {
+	*x = MarkCancelling{}
+	mi := &file_command_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MarkCancelling) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MarkCancelling) ProtoMessage() {}
+
+func (x *MarkCancelling) ProtoReflect() protoreflect.Message {
+	mi := &file_command_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MarkCancelling.ProtoReflect.Descriptor instead.
+func (*MarkCancelling) Descriptor() ([]byte, []int) {
+	return file_command_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *MarkCancelling) GetClaimId() uint64 {
+	if x != nil {
+		return x.ClaimId
+	}
+	return 0
+}
+
 // Expire releases every reservation whose deadline is before the command's
-// time.
+// time; an ORDERING one becomes TO_COMPENSATE instead.
 type Expire struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -1010,7 +1137,7 @@ type Expire struct {
 
 func (x *Expire) Reset() {
 	*x = Expire{}
-	mi := &file_command_proto_msgTypes[9]
+	mi := &file_command_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1022,7 +1149,7 @@ func (x *Expire) String() string {
 func (*Expire) ProtoMessage() {}
 
 func (x *Expire) ProtoReflect() protoreflect.Message {
-	mi := &file_command_proto_msgTypes[9]
+	mi := &file_command_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1035,7 +1162,7 @@ func (x *Expire) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Expire.ProtoReflect.Descriptor instead.
 func (*Expire) Descriptor() ([]byte, []int) {
-	return file_command_proto_rawDescGZIP(), []int{9}
+	return file_command_proto_rawDescGZIP(), []int{11}
 }
 
 // RegisterNode records a member's metadata, which Raft's configuration does
@@ -1053,7 +1180,7 @@ type RegisterNode struct {
 
 func (x *RegisterNode) Reset() {
 	*x = RegisterNode{}
-	mi := &file_command_proto_msgTypes[10]
+	mi := &file_command_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1065,7 +1192,7 @@ func (x *RegisterNode) String() string {
 func (*RegisterNode) ProtoMessage() {}
 
 func (x *RegisterNode) ProtoReflect() protoreflect.Message {
-	mi := &file_command_proto_msgTypes[10]
+	mi := &file_command_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1078,7 +1205,7 @@ func (x *RegisterNode) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterNode.ProtoReflect.Descriptor instead.
 func (*RegisterNode) Descriptor() ([]byte, []int) {
-	return file_command_proto_rawDescGZIP(), []int{10}
+	return file_command_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *RegisterNode) GetNodeId() string {
@@ -1127,7 +1254,7 @@ type SetFrontDoorConfig struct {
 
 func (x *SetFrontDoorConfig) Reset() {
 	*x = SetFrontDoorConfig{}
-	mi := &file_command_proto_msgTypes[11]
+	mi := &file_command_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1139,7 +1266,7 @@ func (x *SetFrontDoorConfig) String() string {
 func (*SetFrontDoorConfig) ProtoMessage() {}
 
 func (x *SetFrontDoorConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_command_proto_msgTypes[11]
+	mi := &file_command_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1152,7 +1279,7 @@ func (x *SetFrontDoorConfig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetFrontDoorConfig.ProtoReflect.Descriptor instead.
 func (*SetFrontDoorConfig) Descriptor() ([]byte, []int) {
-	return file_command_proto_rawDescGZIP(), []int{11}
+	return file_command_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *SetFrontDoorConfig) GetConfig() *FrontDoorConfig {
@@ -1177,7 +1304,7 @@ type FrontDoorConfig struct {
 
 func (x *FrontDoorConfig) Reset() {
 	*x = FrontDoorConfig{}
-	mi := &file_command_proto_msgTypes[12]
+	mi := &file_command_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1189,7 +1316,7 @@ func (x *FrontDoorConfig) String() string {
 func (*FrontDoorConfig) ProtoMessage() {}
 
 func (x *FrontDoorConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_command_proto_msgTypes[12]
+	mi := &file_command_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1202,7 +1329,7 @@ func (x *FrontDoorConfig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FrontDoorConfig.ProtoReflect.Descriptor instead.
 func (*FrontDoorConfig) Descriptor() ([]byte, []int) {
-	return file_command_proto_rawDescGZIP(), []int{12}
+	return file_command_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *FrontDoorConfig) GetVersion() uint64 {
@@ -1265,7 +1392,7 @@ type CardType struct {
 
 func (x *CardType) Reset() {
 	*x = CardType{}
-	mi := &file_command_proto_msgTypes[13]
+	mi := &file_command_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1277,7 +1404,7 @@ func (x *CardType) String() string {
 func (*CardType) ProtoMessage() {}
 
 func (x *CardType) ProtoReflect() protoreflect.Message {
-	mi := &file_command_proto_msgTypes[13]
+	mi := &file_command_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1290,7 +1417,7 @@ func (x *CardType) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CardType.ProtoReflect.Descriptor instead.
 func (*CardType) Descriptor() ([]byte, []int) {
-	return file_command_proto_rawDescGZIP(), []int{13}
+	return file_command_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *CardType) GetTypeId() string {
@@ -1329,7 +1456,7 @@ type DefineCards struct {
 
 func (x *DefineCards) Reset() {
 	*x = DefineCards{}
-	mi := &file_command_proto_msgTypes[14]
+	mi := &file_command_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1341,7 +1468,7 @@ func (x *DefineCards) String() string {
 func (*DefineCards) ProtoMessage() {}
 
 func (x *DefineCards) ProtoReflect() protoreflect.Message {
-	mi := &file_command_proto_msgTypes[14]
+	mi := &file_command_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1354,7 +1481,7 @@ func (x *DefineCards) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DefineCards.ProtoReflect.Descriptor instead.
 func (*DefineCards) Descriptor() ([]byte, []int) {
-	return file_command_proto_rawDescGZIP(), []int{14}
+	return file_command_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *DefineCards) GetCampaignId() string {
@@ -1411,7 +1538,7 @@ type GrantDraws struct {
 
 func (x *GrantDraws) Reset() {
 	*x = GrantDraws{}
-	mi := &file_command_proto_msgTypes[15]
+	mi := &file_command_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1423,7 +1550,7 @@ func (x *GrantDraws) String() string {
 func (*GrantDraws) ProtoMessage() {}
 
 func (x *GrantDraws) ProtoReflect() protoreflect.Message {
-	mi := &file_command_proto_msgTypes[15]
+	mi := &file_command_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1436,7 +1563,7 @@ func (x *GrantDraws) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GrantDraws.ProtoReflect.Descriptor instead.
 func (*GrantDraws) Descriptor() ([]byte, []int) {
-	return file_command_proto_rawDescGZIP(), []int{15}
+	return file_command_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *GrantDraws) GetCampaignId() string {
@@ -1472,7 +1599,7 @@ type DrawCard struct {
 
 func (x *DrawCard) Reset() {
 	*x = DrawCard{}
-	mi := &file_command_proto_msgTypes[16]
+	mi := &file_command_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1484,7 +1611,7 @@ func (x *DrawCard) String() string {
 func (*DrawCard) ProtoMessage() {}
 
 func (x *DrawCard) ProtoReflect() protoreflect.Message {
-	mi := &file_command_proto_msgTypes[16]
+	mi := &file_command_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1497,7 +1624,7 @@ func (x *DrawCard) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DrawCard.ProtoReflect.Descriptor instead.
 func (*DrawCard) Descriptor() ([]byte, []int) {
-	return file_command_proto_rawDescGZIP(), []int{16}
+	return file_command_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *DrawCard) GetCampaignId() string {
@@ -1529,7 +1656,7 @@ type DrawCardBatch struct {
 
 func (x *DrawCardBatch) Reset() {
 	*x = DrawCardBatch{}
-	mi := &file_command_proto_msgTypes[17]
+	mi := &file_command_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1541,7 +1668,7 @@ func (x *DrawCardBatch) String() string {
 func (*DrawCardBatch) ProtoMessage() {}
 
 func (x *DrawCardBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_command_proto_msgTypes[17]
+	mi := &file_command_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1554,7 +1681,7 @@ func (x *DrawCardBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DrawCardBatch.ProtoReflect.Descriptor instead.
 func (*DrawCardBatch) Descriptor() ([]byte, []int) {
-	return file_command_proto_rawDescGZIP(), []int{17}
+	return file_command_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *DrawCardBatch) GetDraws() []*DrawCardBatchEntry {
@@ -1575,7 +1702,7 @@ type DrawCardBatchEntry struct {
 
 func (x *DrawCardBatchEntry) Reset() {
 	*x = DrawCardBatchEntry{}
-	mi := &file_command_proto_msgTypes[18]
+	mi := &file_command_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1587,7 +1714,7 @@ func (x *DrawCardBatchEntry) String() string {
 func (*DrawCardBatchEntry) ProtoMessage() {}
 
 func (x *DrawCardBatchEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_command_proto_msgTypes[18]
+	mi := &file_command_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1600,7 +1727,7 @@ func (x *DrawCardBatchEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DrawCardBatchEntry.ProtoReflect.Descriptor instead.
 func (*DrawCardBatchEntry) Descriptor() ([]byte, []int) {
-	return file_command_proto_rawDescGZIP(), []int{18}
+	return file_command_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *DrawCardBatchEntry) GetRequestId() string {
@@ -1635,7 +1762,7 @@ type RedeemSet struct {
 
 func (x *RedeemSet) Reset() {
 	*x = RedeemSet{}
-	mi := &file_command_proto_msgTypes[19]
+	mi := &file_command_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1647,7 +1774,7 @@ func (x *RedeemSet) String() string {
 func (*RedeemSet) ProtoMessage() {}
 
 func (x *RedeemSet) ProtoReflect() protoreflect.Message {
-	mi := &file_command_proto_msgTypes[19]
+	mi := &file_command_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1660,7 +1787,7 @@ func (x *RedeemSet) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RedeemSet.ProtoReflect.Descriptor instead.
 func (*RedeemSet) Descriptor() ([]byte, []int) {
-	return file_command_proto_rawDescGZIP(), []int{19}
+	return file_command_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *RedeemSet) GetCampaignId() string {
@@ -1688,7 +1815,7 @@ type CloseAndSplit struct {
 
 func (x *CloseAndSplit) Reset() {
 	*x = CloseAndSplit{}
-	mi := &file_command_proto_msgTypes[20]
+	mi := &file_command_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1700,7 +1827,7 @@ func (x *CloseAndSplit) String() string {
 func (*CloseAndSplit) ProtoMessage() {}
 
 func (x *CloseAndSplit) ProtoReflect() protoreflect.Message {
-	mi := &file_command_proto_msgTypes[20]
+	mi := &file_command_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1713,7 +1840,7 @@ func (x *CloseAndSplit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CloseAndSplit.ProtoReflect.Descriptor instead.
 func (*CloseAndSplit) Descriptor() ([]byte, []int) {
-	return file_command_proto_rawDescGZIP(), []int{20}
+	return file_command_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *CloseAndSplit) GetCampaignId() string {
@@ -1739,7 +1866,7 @@ type LeaseClaims struct {
 
 func (x *LeaseClaims) Reset() {
 	*x = LeaseClaims{}
-	mi := &file_command_proto_msgTypes[21]
+	mi := &file_command_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1751,7 +1878,7 @@ func (x *LeaseClaims) String() string {
 func (*LeaseClaims) ProtoMessage() {}
 
 func (x *LeaseClaims) ProtoReflect() protoreflect.Message {
-	mi := &file_command_proto_msgTypes[21]
+	mi := &file_command_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1764,7 +1891,7 @@ func (x *LeaseClaims) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaseClaims.ProtoReflect.Descriptor instead.
 func (*LeaseClaims) Descriptor() ([]byte, []int) {
-	return file_command_proto_rawDescGZIP(), []int{21}
+	return file_command_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *LeaseClaims) GetGroup() string {
@@ -1796,7 +1923,8 @@ func (x *LeaseClaims) GetLeaseNanos() int64 {
 }
 
 // SnapshotHeader opens every snapshot. A restore refuses a format_version it
-// does not know.
+// does not know. Version 2 added the claim states ORDERING, TO_COMPENSATE and
+// CANCELLING; a version 1 snapshot is read the same way, without them.
 type SnapshotHeader struct {
 	state               protoimpl.MessageState `protogen:"open.v1"`
 	FormatVersion       uint32                 `protobuf:"varint,1,opt,name=format_version,json=formatVersion,proto3" json:"format_version,omitempty"`
@@ -1820,7 +1948,7 @@ type SnapshotHeader struct {
 
 func (x *SnapshotHeader) Reset() {
 	*x = SnapshotHeader{}
-	mi := &file_command_proto_msgTypes[22]
+	mi := &file_command_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1832,7 +1960,7 @@ func (x *SnapshotHeader) String() string {
 func (*SnapshotHeader) ProtoMessage() {}
 
 func (x *SnapshotHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_command_proto_msgTypes[22]
+	mi := &file_command_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1845,7 +1973,7 @@ func (x *SnapshotHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotHeader.ProtoReflect.Descriptor instead.
 func (*SnapshotHeader) Descriptor() ([]byte, []int) {
-	return file_command_proto_rawDescGZIP(), []int{22}
+	return file_command_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *SnapshotHeader) GetFormatVersion() uint32 {
@@ -1949,7 +2077,7 @@ type CampaignRecord struct {
 
 func (x *CampaignRecord) Reset() {
 	*x = CampaignRecord{}
-	mi := &file_command_proto_msgTypes[23]
+	mi := &file_command_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1961,7 +2089,7 @@ func (x *CampaignRecord) String() string {
 func (*CampaignRecord) ProtoMessage() {}
 
 func (x *CampaignRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_command_proto_msgTypes[23]
+	mi := &file_command_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1974,7 +2102,7 @@ func (x *CampaignRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CampaignRecord.ProtoReflect.Descriptor instead.
 func (*CampaignRecord) Descriptor() ([]byte, []int) {
-	return file_command_proto_rawDescGZIP(), []int{23}
+	return file_command_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *CampaignRecord) GetCampaign() *CreateCampaign {
@@ -2006,7 +2134,7 @@ type ItemRecord struct {
 
 func (x *ItemRecord) Reset() {
 	*x = ItemRecord{}
-	mi := &file_command_proto_msgTypes[24]
+	mi := &file_command_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2018,7 +2146,7 @@ func (x *ItemRecord) String() string {
 func (*ItemRecord) ProtoMessage() {}
 
 func (x *ItemRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_command_proto_msgTypes[24]
+	mi := &file_command_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2031,7 +2159,7 @@ func (x *ItemRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ItemRecord.ProtoReflect.Descriptor instead.
 func (*ItemRecord) Descriptor() ([]byte, []int) {
-	return file_command_proto_rawDescGZIP(), []int{24}
+	return file_command_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *ItemRecord) GetCampaignId() string {
@@ -2100,7 +2228,7 @@ type ClaimRecord struct {
 
 func (x *ClaimRecord) Reset() {
 	*x = ClaimRecord{}
-	mi := &file_command_proto_msgTypes[25]
+	mi := &file_command_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2112,7 +2240,7 @@ func (x *ClaimRecord) String() string {
 func (*ClaimRecord) ProtoMessage() {}
 
 func (x *ClaimRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_command_proto_msgTypes[25]
+	mi := &file_command_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2125,7 +2253,7 @@ func (x *ClaimRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClaimRecord.ProtoReflect.Descriptor instead.
 func (*ClaimRecord) Descriptor() ([]byte, []int) {
-	return file_command_proto_rawDescGZIP(), []int{25}
+	return file_command_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *ClaimRecord) GetClaimId() uint64 {
@@ -2207,7 +2335,7 @@ type IdempotencyRecord struct {
 
 func (x *IdempotencyRecord) Reset() {
 	*x = IdempotencyRecord{}
-	mi := &file_command_proto_msgTypes[26]
+	mi := &file_command_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2219,7 +2347,7 @@ func (x *IdempotencyRecord) String() string {
 func (*IdempotencyRecord) ProtoMessage() {}
 
 func (x *IdempotencyRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_command_proto_msgTypes[26]
+	mi := &file_command_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2232,7 +2360,7 @@ func (x *IdempotencyRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IdempotencyRecord.ProtoReflect.Descriptor instead.
 func (*IdempotencyRecord) Descriptor() ([]byte, []int) {
-	return file_command_proto_rawDescGZIP(), []int{26}
+	return file_command_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *IdempotencyRecord) GetRequestId() string {
@@ -2298,7 +2426,7 @@ type SnapshotRecord struct {
 
 func (x *SnapshotRecord) Reset() {
 	*x = SnapshotRecord{}
-	mi := &file_command_proto_msgTypes[27]
+	mi := &file_command_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2310,7 +2438,7 @@ func (x *SnapshotRecord) String() string {
 func (*SnapshotRecord) ProtoMessage() {}
 
 func (x *SnapshotRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_command_proto_msgTypes[27]
+	mi := &file_command_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2323,7 +2451,7 @@ func (x *SnapshotRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotRecord.ProtoReflect.Descriptor instead.
 func (*SnapshotRecord) Descriptor() ([]byte, []int) {
-	return file_command_proto_rawDescGZIP(), []int{27}
+	return file_command_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *SnapshotRecord) GetCampaign() *CampaignRecord {
@@ -2399,7 +2527,7 @@ type Payout struct {
 
 func (x *Payout) Reset() {
 	*x = Payout{}
-	mi := &file_command_proto_msgTypes[28]
+	mi := &file_command_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2411,7 +2539,7 @@ func (x *Payout) String() string {
 func (*Payout) ProtoMessage() {}
 
 func (x *Payout) ProtoReflect() protoreflect.Message {
-	mi := &file_command_proto_msgTypes[28]
+	mi := &file_command_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2424,7 +2552,7 @@ func (x *Payout) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Payout.ProtoReflect.Descriptor instead.
 func (*Payout) Descriptor() ([]byte, []int) {
-	return file_command_proto_rawDescGZIP(), []int{28}
+	return file_command_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *Payout) GetUserId() string {
@@ -2455,7 +2583,7 @@ type CardCollectRecord struct {
 
 func (x *CardCollectRecord) Reset() {
 	*x = CardCollectRecord{}
-	mi := &file_command_proto_msgTypes[29]
+	mi := &file_command_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2467,7 +2595,7 @@ func (x *CardCollectRecord) String() string {
 func (*CardCollectRecord) ProtoMessage() {}
 
 func (x *CardCollectRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_command_proto_msgTypes[29]
+	mi := &file_command_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2480,7 +2608,7 @@ func (x *CardCollectRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CardCollectRecord.ProtoReflect.Descriptor instead.
 func (*CardCollectRecord) Descriptor() ([]byte, []int) {
-	return file_command_proto_rawDescGZIP(), []int{29}
+	return file_command_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *CardCollectRecord) GetDefinition() *DefineCards {
@@ -2533,7 +2661,7 @@ type CardHolderRecord struct {
 
 func (x *CardHolderRecord) Reset() {
 	*x = CardHolderRecord{}
-	mi := &file_command_proto_msgTypes[30]
+	mi := &file_command_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2545,7 +2673,7 @@ func (x *CardHolderRecord) String() string {
 func (*CardHolderRecord) ProtoMessage() {}
 
 func (x *CardHolderRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_command_proto_msgTypes[30]
+	mi := &file_command_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2558,7 +2686,7 @@ func (x *CardHolderRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CardHolderRecord.ProtoReflect.Descriptor instead.
 func (*CardHolderRecord) Descriptor() ([]byte, []int) {
-	return file_command_proto_rawDescGZIP(), []int{30}
+	return file_command_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *CardHolderRecord) GetCampaignId() string {
@@ -2614,7 +2742,7 @@ type Lease struct {
 
 func (x *Lease) Reset() {
 	*x = Lease{}
-	mi := &file_command_proto_msgTypes[31]
+	mi := &file_command_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2626,7 +2754,7 @@ func (x *Lease) String() string {
 func (*Lease) ProtoMessage() {}
 
 func (x *Lease) ProtoReflect() protoreflect.Message {
-	mi := &file_command_proto_msgTypes[31]
+	mi := &file_command_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2639,7 +2767,7 @@ func (x *Lease) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Lease.ProtoReflect.Descriptor instead.
 func (*Lease) Descriptor() ([]byte, []int) {
-	return file_command_proto_rawDescGZIP(), []int{31}
+	return file_command_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *Lease) GetClaimId() uint64 {
@@ -2675,7 +2803,7 @@ type SettlementFeedRecord struct {
 
 func (x *SettlementFeedRecord) Reset() {
 	*x = SettlementFeedRecord{}
-	mi := &file_command_proto_msgTypes[32]
+	mi := &file_command_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2687,7 +2815,7 @@ func (x *SettlementFeedRecord) String() string {
 func (*SettlementFeedRecord) ProtoMessage() {}
 
 func (x *SettlementFeedRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_command_proto_msgTypes[32]
+	mi := &file_command_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2700,7 +2828,7 @@ func (x *SettlementFeedRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SettlementFeedRecord.ProtoReflect.Descriptor instead.
 func (*SettlementFeedRecord) Descriptor() ([]byte, []int) {
-	return file_command_proto_rawDescGZIP(), []int{32}
+	return file_command_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *SettlementFeedRecord) GetGroup() string {
@@ -2728,7 +2856,8 @@ var File_command_proto protoreflect.FileDescriptor
 
 const file_command_proto_rawDesc = "" +
 	"\n" +
-	"\rcommand.proto\x12\rflashd.fsm.v1\"\xad\t\n" +
+	"\rcommand.proto\x12\rflashd.fsm.v1\"\xb7\n" +
+	"\n" +
 	"\aCommand\x12.\n" +
 	"\x04type\x18\x01 \x01(\x0e2\x1a.flashd.fsm.v1.CommandTypeR\x04type\x12$\n" +
 	"\x0etime_unix_nano\x18\x02 \x01(\x03R\ftimeUnixNano\x12\x12\n" +
@@ -2755,7 +2884,9 @@ const file_command_proto_rawDesc = "" +
 	"redeem_set\x18\x17 \x01(\v2\x18.flashd.fsm.v1.RedeemSetR\tredeemSet\x12D\n" +
 	"\x0fclose_and_split\x18\x18 \x01(\v2\x1c.flashd.fsm.v1.CloseAndSplitR\rcloseAndSplit\x12=\n" +
 	"\flease_claims\x18\x19 \x01(\v2\x1a.flashd.fsm.v1.LeaseClaimsR\vleaseClaims\x12D\n" +
-	"\x0fdraw_card_batch\x18\x1a \x01(\v2\x1c.flashd.fsm.v1.DrawCardBatchR\rdrawCardBatch\"\xeb\x02\n" +
+	"\x0fdraw_card_batch\x18\x1a \x01(\v2\x1c.flashd.fsm.v1.DrawCardBatchR\rdrawCardBatch\x12@\n" +
+	"\rmark_ordering\x18\x1b \x01(\v2\x1b.flashd.fsm.v1.MarkOrderingR\fmarkOrdering\x12F\n" +
+	"\x0fmark_cancelling\x18\x1c \x01(\v2\x1d.flashd.fsm.v1.MarkCancellingR\x0emarkCancelling\"\xeb\x02\n" +
 	"\x0eCreateCampaign\x12\x1f\n" +
 	"\vcampaign_id\x18\x01 \x01(\tR\n" +
 	"campaignId\x12/\n" +
@@ -2802,6 +2933,10 @@ const file_command_proto_rawDesc = "" +
 	"\x06Settle\x12\x19\n" +
 	"\bclaim_id\x18\x01 \x01(\x04R\aclaimId\"$\n" +
 	"\aRelease\x12\x19\n" +
+	"\bclaim_id\x18\x01 \x01(\x04R\aclaimId\")\n" +
+	"\fMarkOrdering\x12\x19\n" +
+	"\bclaim_id\x18\x01 \x01(\x04R\aclaimId\"+\n" +
+	"\x0eMarkCancelling\x12\x19\n" +
 	"\bclaim_id\x18\x01 \x01(\x04R\aclaimId\"\b\n" +
 	"\x06Expire\"\x93\x01\n" +
 	"\fRegisterNode\x12\x17\n" +
@@ -2951,7 +3086,7 @@ const file_command_proto_rawDesc = "" +
 	"\x14SettlementFeedRecord\x12\x14\n" +
 	"\x05group\x18\x01 \x01(\tR\x05group\x12\x16\n" +
 	"\x06cursor\x18\x02 \x01(\x04R\x06cursor\x12,\n" +
-	"\x06leases\x18\x03 \x03(\v2\x14.flashd.fsm.v1.LeaseR\x06leases*\xb0\x04\n" +
+	"\x06leases\x18\x03 \x03(\v2\x14.flashd.fsm.v1.LeaseR\x06leases*\xf2\x04\n" +
 	"\vCommandType\x12\x18\n" +
 	"\x14COMMAND_TYPE_UNKNOWN\x10\x00\x12 \n" +
 	"\x1cCOMMAND_TYPE_CREATE_CAMPAIGN\x10\x01\x12 \n" +
@@ -2971,7 +3106,9 @@ const file_command_proto_rawDesc = "" +
 	"\x17COMMAND_TYPE_REDEEM_SET\x10\x0e\x12 \n" +
 	"\x1cCOMMAND_TYPE_CLOSE_AND_SPLIT\x10\x0f\x12\x1d\n" +
 	"\x19COMMAND_TYPE_LEASE_CLAIMS\x10\x10\x12 \n" +
-	"\x1cCOMMAND_TYPE_DRAW_CARD_BATCH\x10\x11*g\n" +
+	"\x1cCOMMAND_TYPE_DRAW_CARD_BATCH\x10\x11\x12\x1e\n" +
+	"\x1aCOMMAND_TYPE_MARK_ORDERING\x10\x12\x12 \n" +
+	"\x1cCOMMAND_TYPE_MARK_CANCELLING\x10\x13*g\n" +
 	"\fCampaignKind\x12\x19\n" +
 	"\x15CAMPAIGN_KIND_UNKNOWN\x10\x00\x12\x1c\n" +
 	"\x18CAMPAIGN_KIND_FLASH_SALE\x10\x01\x12\x1e\n" +
@@ -2980,13 +3117,16 @@ const file_command_proto_rawDesc = "" +
 	"\x16CAMPAIGN_STATE_UNKNOWN\x10\x00\x12\x18\n" +
 	"\x14CAMPAIGN_STATE_DRAFT\x10\x01\x12\x17\n" +
 	"\x13CAMPAIGN_STATE_OPEN\x10\x02\x12\x19\n" +
-	"\x15CAMPAIGN_STATE_CLOSED\x10\x03*r\n" +
+	"\x15CAMPAIGN_STATE_CLOSED\x10\x03*\xc7\x01\n" +
 	"\n" +
 	"ClaimState\x12\x17\n" +
 	"\x13CLAIM_STATE_UNKNOWN\x10\x00\x12\x18\n" +
 	"\x14CLAIM_STATE_RESERVED\x10\x01\x12\x17\n" +
 	"\x13CLAIM_STATE_SETTLED\x10\x02\x12\x18\n" +
-	"\x14CLAIM_STATE_RELEASED\x10\x03B$Z\"github.com/flashd/flashd/fsm/fsmpbb\x06proto3"
+	"\x14CLAIM_STATE_RELEASED\x10\x03\x12\x18\n" +
+	"\x14CLAIM_STATE_ORDERING\x10\x04\x12\x1d\n" +
+	"\x19CLAIM_STATE_TO_COMPENSATE\x10\x05\x12\x1a\n" +
+	"\x16CLAIM_STATE_CANCELLING\x10\x06B$Z\"github.com/flashd/flashd/fsm/fsmpbb\x06proto3"
 
 var (
 	file_command_proto_rawDescOnce sync.Once
@@ -3001,7 +3141,7 @@ func file_command_proto_rawDescGZIP() []byte {
 }
 
 var file_command_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_command_proto_msgTypes = make([]protoimpl.MessageInfo, 33)
+var file_command_proto_msgTypes = make([]protoimpl.MessageInfo, 35)
 var file_command_proto_goTypes = []any{
 	(CommandType)(0),             // 0: flashd.fsm.v1.CommandType
 	(CampaignKind)(0),            // 1: flashd.fsm.v1.CampaignKind
@@ -3016,30 +3156,32 @@ var file_command_proto_goTypes = []any{
 	(*ClaimBatch)(nil),           // 10: flashd.fsm.v1.ClaimBatch
 	(*Settle)(nil),               // 11: flashd.fsm.v1.Settle
 	(*Release)(nil),              // 12: flashd.fsm.v1.Release
-	(*Expire)(nil),               // 13: flashd.fsm.v1.Expire
-	(*RegisterNode)(nil),         // 14: flashd.fsm.v1.RegisterNode
-	(*SetFrontDoorConfig)(nil),   // 15: flashd.fsm.v1.SetFrontDoorConfig
-	(*FrontDoorConfig)(nil),      // 16: flashd.fsm.v1.FrontDoorConfig
-	(*CardType)(nil),             // 17: flashd.fsm.v1.CardType
-	(*DefineCards)(nil),          // 18: flashd.fsm.v1.DefineCards
-	(*GrantDraws)(nil),           // 19: flashd.fsm.v1.GrantDraws
-	(*DrawCard)(nil),             // 20: flashd.fsm.v1.DrawCard
-	(*DrawCardBatch)(nil),        // 21: flashd.fsm.v1.DrawCardBatch
-	(*DrawCardBatchEntry)(nil),   // 22: flashd.fsm.v1.DrawCardBatchEntry
-	(*RedeemSet)(nil),            // 23: flashd.fsm.v1.RedeemSet
-	(*CloseAndSplit)(nil),        // 24: flashd.fsm.v1.CloseAndSplit
-	(*LeaseClaims)(nil),          // 25: flashd.fsm.v1.LeaseClaims
-	(*SnapshotHeader)(nil),       // 26: flashd.fsm.v1.SnapshotHeader
-	(*CampaignRecord)(nil),       // 27: flashd.fsm.v1.CampaignRecord
-	(*ItemRecord)(nil),           // 28: flashd.fsm.v1.ItemRecord
-	(*ClaimRecord)(nil),          // 29: flashd.fsm.v1.ClaimRecord
-	(*IdempotencyRecord)(nil),    // 30: flashd.fsm.v1.IdempotencyRecord
-	(*SnapshotRecord)(nil),       // 31: flashd.fsm.v1.SnapshotRecord
-	(*Payout)(nil),               // 32: flashd.fsm.v1.Payout
-	(*CardCollectRecord)(nil),    // 33: flashd.fsm.v1.CardCollectRecord
-	(*CardHolderRecord)(nil),     // 34: flashd.fsm.v1.CardHolderRecord
-	(*Lease)(nil),                // 35: flashd.fsm.v1.Lease
-	(*SettlementFeedRecord)(nil), // 36: flashd.fsm.v1.SettlementFeedRecord
+	(*MarkOrdering)(nil),         // 13: flashd.fsm.v1.MarkOrdering
+	(*MarkCancelling)(nil),       // 14: flashd.fsm.v1.MarkCancelling
+	(*Expire)(nil),               // 15: flashd.fsm.v1.Expire
+	(*RegisterNode)(nil),         // 16: flashd.fsm.v1.RegisterNode
+	(*SetFrontDoorConfig)(nil),   // 17: flashd.fsm.v1.SetFrontDoorConfig
+	(*FrontDoorConfig)(nil),      // 18: flashd.fsm.v1.FrontDoorConfig
+	(*CardType)(nil),             // 19: flashd.fsm.v1.CardType
+	(*DefineCards)(nil),          // 20: flashd.fsm.v1.DefineCards
+	(*GrantDraws)(nil),           // 21: flashd.fsm.v1.GrantDraws
+	(*DrawCard)(nil),             // 22: flashd.fsm.v1.DrawCard
+	(*DrawCardBatch)(nil),        // 23: flashd.fsm.v1.DrawCardBatch
+	(*DrawCardBatchEntry)(nil),   // 24: flashd.fsm.v1.DrawCardBatchEntry
+	(*RedeemSet)(nil),            // 25: flashd.fsm.v1.RedeemSet
+	(*CloseAndSplit)(nil),        // 26: flashd.fsm.v1.CloseAndSplit
+	(*LeaseClaims)(nil),          // 27: flashd.fsm.v1.LeaseClaims
+	(*SnapshotHeader)(nil),       // 28: flashd.fsm.v1.SnapshotHeader
+	(*CampaignRecord)(nil),       // 29: flashd.fsm.v1.CampaignRecord
+	(*ItemRecord)(nil),           // 30: flashd.fsm.v1.ItemRecord
+	(*ClaimRecord)(nil),          // 31: flashd.fsm.v1.ClaimRecord
+	(*IdempotencyRecord)(nil),    // 32: flashd.fsm.v1.IdempotencyRecord
+	(*SnapshotRecord)(nil),       // 33: flashd.fsm.v1.SnapshotRecord
+	(*Payout)(nil),               // 34: flashd.fsm.v1.Payout
+	(*CardCollectRecord)(nil),    // 35: flashd.fsm.v1.CardCollectRecord
+	(*CardHolderRecord)(nil),     // 36: flashd.fsm.v1.CardHolderRecord
+	(*Lease)(nil),                // 37: flashd.fsm.v1.Lease
+	(*SettlementFeedRecord)(nil), // 38: flashd.fsm.v1.SettlementFeedRecord
 }
 var file_command_proto_depIdxs = []int32{
 	0,  // 0: flashd.fsm.v1.Command.type:type_name -> flashd.fsm.v1.CommandType
@@ -3050,42 +3192,44 @@ var file_command_proto_depIdxs = []int32{
 	10, // 5: flashd.fsm.v1.Command.claim_batch:type_name -> flashd.fsm.v1.ClaimBatch
 	11, // 6: flashd.fsm.v1.Command.settle:type_name -> flashd.fsm.v1.Settle
 	12, // 7: flashd.fsm.v1.Command.release:type_name -> flashd.fsm.v1.Release
-	13, // 8: flashd.fsm.v1.Command.expire:type_name -> flashd.fsm.v1.Expire
-	14, // 9: flashd.fsm.v1.Command.register_node:type_name -> flashd.fsm.v1.RegisterNode
-	15, // 10: flashd.fsm.v1.Command.set_front_door_config:type_name -> flashd.fsm.v1.SetFrontDoorConfig
-	18, // 11: flashd.fsm.v1.Command.define_cards:type_name -> flashd.fsm.v1.DefineCards
-	19, // 12: flashd.fsm.v1.Command.grant_draws:type_name -> flashd.fsm.v1.GrantDraws
-	20, // 13: flashd.fsm.v1.Command.draw_card:type_name -> flashd.fsm.v1.DrawCard
-	23, // 14: flashd.fsm.v1.Command.redeem_set:type_name -> flashd.fsm.v1.RedeemSet
-	24, // 15: flashd.fsm.v1.Command.close_and_split:type_name -> flashd.fsm.v1.CloseAndSplit
-	25, // 16: flashd.fsm.v1.Command.lease_claims:type_name -> flashd.fsm.v1.LeaseClaims
-	21, // 17: flashd.fsm.v1.Command.draw_card_batch:type_name -> flashd.fsm.v1.DrawCardBatch
-	1,  // 18: flashd.fsm.v1.CreateCampaign.kind:type_name -> flashd.fsm.v1.CampaignKind
-	2,  // 19: flashd.fsm.v1.UpdateCampaign.state:type_name -> flashd.fsm.v1.CampaignState
-	9,  // 20: flashd.fsm.v1.ClaimBatch.claims:type_name -> flashd.fsm.v1.ClaimRequest
-	16, // 21: flashd.fsm.v1.SetFrontDoorConfig.config:type_name -> flashd.fsm.v1.FrontDoorConfig
-	17, // 22: flashd.fsm.v1.DefineCards.types:type_name -> flashd.fsm.v1.CardType
-	22, // 23: flashd.fsm.v1.DrawCardBatch.draws:type_name -> flashd.fsm.v1.DrawCardBatchEntry
-	16, // 24: flashd.fsm.v1.SnapshotHeader.front_door_config:type_name -> flashd.fsm.v1.FrontDoorConfig
-	5,  // 25: flashd.fsm.v1.CampaignRecord.campaign:type_name -> flashd.fsm.v1.CreateCampaign
-	2,  // 26: flashd.fsm.v1.CampaignRecord.state:type_name -> flashd.fsm.v1.CampaignState
-	3,  // 27: flashd.fsm.v1.ClaimRecord.state:type_name -> flashd.fsm.v1.ClaimState
-	27, // 28: flashd.fsm.v1.SnapshotRecord.campaign:type_name -> flashd.fsm.v1.CampaignRecord
-	28, // 29: flashd.fsm.v1.SnapshotRecord.item:type_name -> flashd.fsm.v1.ItemRecord
-	29, // 30: flashd.fsm.v1.SnapshotRecord.claim:type_name -> flashd.fsm.v1.ClaimRecord
-	30, // 31: flashd.fsm.v1.SnapshotRecord.idempotency:type_name -> flashd.fsm.v1.IdempotencyRecord
-	14, // 32: flashd.fsm.v1.SnapshotRecord.node:type_name -> flashd.fsm.v1.RegisterNode
-	33, // 33: flashd.fsm.v1.SnapshotRecord.card_collect:type_name -> flashd.fsm.v1.CardCollectRecord
-	34, // 34: flashd.fsm.v1.SnapshotRecord.card_holder:type_name -> flashd.fsm.v1.CardHolderRecord
-	36, // 35: flashd.fsm.v1.SnapshotRecord.settlement_feed:type_name -> flashd.fsm.v1.SettlementFeedRecord
-	18, // 36: flashd.fsm.v1.CardCollectRecord.definition:type_name -> flashd.fsm.v1.DefineCards
-	32, // 37: flashd.fsm.v1.CardCollectRecord.payouts:type_name -> flashd.fsm.v1.Payout
-	35, // 38: flashd.fsm.v1.SettlementFeedRecord.leases:type_name -> flashd.fsm.v1.Lease
-	39, // [39:39] is the sub-list for method output_type
-	39, // [39:39] is the sub-list for method input_type
-	39, // [39:39] is the sub-list for extension type_name
-	39, // [39:39] is the sub-list for extension extendee
-	0,  // [0:39] is the sub-list for field type_name
+	15, // 8: flashd.fsm.v1.Command.expire:type_name -> flashd.fsm.v1.Expire
+	16, // 9: flashd.fsm.v1.Command.register_node:type_name -> flashd.fsm.v1.RegisterNode
+	17, // 10: flashd.fsm.v1.Command.set_front_door_config:type_name -> flashd.fsm.v1.SetFrontDoorConfig
+	20, // 11: flashd.fsm.v1.Command.define_cards:type_name -> flashd.fsm.v1.DefineCards
+	21, // 12: flashd.fsm.v1.Command.grant_draws:type_name -> flashd.fsm.v1.GrantDraws
+	22, // 13: flashd.fsm.v1.Command.draw_card:type_name -> flashd.fsm.v1.DrawCard
+	25, // 14: flashd.fsm.v1.Command.redeem_set:type_name -> flashd.fsm.v1.RedeemSet
+	26, // 15: flashd.fsm.v1.Command.close_and_split:type_name -> flashd.fsm.v1.CloseAndSplit
+	27, // 16: flashd.fsm.v1.Command.lease_claims:type_name -> flashd.fsm.v1.LeaseClaims
+	23, // 17: flashd.fsm.v1.Command.draw_card_batch:type_name -> flashd.fsm.v1.DrawCardBatch
+	13, // 18: flashd.fsm.v1.Command.mark_ordering:type_name -> flashd.fsm.v1.MarkOrdering
+	14, // 19: flashd.fsm.v1.Command.mark_cancelling:type_name -> flashd.fsm.v1.MarkCancelling
+	1,  // 20: flashd.fsm.v1.CreateCampaign.kind:type_name -> flashd.fsm.v1.CampaignKind
+	2,  // 21: flashd.fsm.v1.UpdateCampaign.state:type_name -> flashd.fsm.v1.CampaignState
+	9,  // 22: flashd.fsm.v1.ClaimBatch.claims:type_name -> flashd.fsm.v1.ClaimRequest
+	18, // 23: flashd.fsm.v1.SetFrontDoorConfig.config:type_name -> flashd.fsm.v1.FrontDoorConfig
+	19, // 24: flashd.fsm.v1.DefineCards.types:type_name -> flashd.fsm.v1.CardType
+	24, // 25: flashd.fsm.v1.DrawCardBatch.draws:type_name -> flashd.fsm.v1.DrawCardBatchEntry
+	18, // 26: flashd.fsm.v1.SnapshotHeader.front_door_config:type_name -> flashd.fsm.v1.FrontDoorConfig
+	5,  // 27: flashd.fsm.v1.CampaignRecord.campaign:type_name -> flashd.fsm.v1.CreateCampaign
+	2,  // 28: flashd.fsm.v1.CampaignRecord.state:type_name -> flashd.fsm.v1.CampaignState
+	3,  // 29: flashd.fsm.v1.ClaimRecord.state:type_name -> flashd.fsm.v1.ClaimState
+	29, // 30: flashd.fsm.v1.SnapshotRecord.campaign:type_name -> flashd.fsm.v1.CampaignRecord
+	30, // 31: flashd.fsm.v1.SnapshotRecord.item:type_name -> flashd.fsm.v1.ItemRecord
+	31, // 32: flashd.fsm.v1.SnapshotRecord.claim:type_name -> flashd.fsm.v1.ClaimRecord
+	32, // 33: flashd.fsm.v1.SnapshotRecord.idempotency:type_name -> flashd.fsm.v1.IdempotencyRecord
+	16, // 34: flashd.fsm.v1.SnapshotRecord.node:type_name -> flashd.fsm.v1.RegisterNode
+	35, // 35: flashd.fsm.v1.SnapshotRecord.card_collect:type_name -> flashd.fsm.v1.CardCollectRecord
+	36, // 36: flashd.fsm.v1.SnapshotRecord.card_holder:type_name -> flashd.fsm.v1.CardHolderRecord
+	38, // 37: flashd.fsm.v1.SnapshotRecord.settlement_feed:type_name -> flashd.fsm.v1.SettlementFeedRecord
+	20, // 38: flashd.fsm.v1.CardCollectRecord.definition:type_name -> flashd.fsm.v1.DefineCards
+	34, // 39: flashd.fsm.v1.CardCollectRecord.payouts:type_name -> flashd.fsm.v1.Payout
+	37, // 40: flashd.fsm.v1.SettlementFeedRecord.leases:type_name -> flashd.fsm.v1.Lease
+	41, // [41:41] is the sub-list for method output_type
+	41, // [41:41] is the sub-list for method input_type
+	41, // [41:41] is the sub-list for extension type_name
+	41, // [41:41] is the sub-list for extension extendee
+	0,  // [0:41] is the sub-list for field type_name
 }
 
 func init() { file_command_proto_init() }
@@ -3100,7 +3244,7 @@ func file_command_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_command_proto_rawDesc), len(file_command_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   33,
+			NumMessages:   35,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

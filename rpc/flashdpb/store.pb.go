@@ -1309,6 +1309,198 @@ func (x *ReleaseResponse) GetClaim() *Claim {
 	return nil
 }
 
+type MarkOrderingRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ClaimId       uint64                 `protobuf:"varint,1,opt,name=claim_id,json=claimId,proto3" json:"claim_id,omitempty"`
+	RequestId     string                 `protobuf:"bytes,2,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MarkOrderingRequest) Reset() {
+	*x = MarkOrderingRequest{}
+	mi := &file_flashd_v1_store_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MarkOrderingRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MarkOrderingRequest) ProtoMessage() {}
+
+func (x *MarkOrderingRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_flashd_v1_store_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MarkOrderingRequest.ProtoReflect.Descriptor instead.
+func (*MarkOrderingRequest) Descriptor() ([]byte, []int) {
+	return file_flashd_v1_store_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *MarkOrderingRequest) GetClaimId() uint64 {
+	if x != nil {
+		return x.ClaimId
+	}
+	return 0
+}
+
+func (x *MarkOrderingRequest) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
+type MarkOrderingResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Claim         *Claim                 `protobuf:"bytes,1,opt,name=claim,proto3" json:"claim,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MarkOrderingResponse) Reset() {
+	*x = MarkOrderingResponse{}
+	mi := &file_flashd_v1_store_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MarkOrderingResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MarkOrderingResponse) ProtoMessage() {}
+
+func (x *MarkOrderingResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_flashd_v1_store_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MarkOrderingResponse.ProtoReflect.Descriptor instead.
+func (*MarkOrderingResponse) Descriptor() ([]byte, []int) {
+	return file_flashd_v1_store_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *MarkOrderingResponse) GetClaim() *Claim {
+	if x != nil {
+		return x.Claim
+	}
+	return nil
+}
+
+type MarkCancellingRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ClaimId       uint64                 `protobuf:"varint,1,opt,name=claim_id,json=claimId,proto3" json:"claim_id,omitempty"`
+	RequestId     string                 `protobuf:"bytes,2,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MarkCancellingRequest) Reset() {
+	*x = MarkCancellingRequest{}
+	mi := &file_flashd_v1_store_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MarkCancellingRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MarkCancellingRequest) ProtoMessage() {}
+
+func (x *MarkCancellingRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_flashd_v1_store_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MarkCancellingRequest.ProtoReflect.Descriptor instead.
+func (*MarkCancellingRequest) Descriptor() ([]byte, []int) {
+	return file_flashd_v1_store_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *MarkCancellingRequest) GetClaimId() uint64 {
+	if x != nil {
+		return x.ClaimId
+	}
+	return 0
+}
+
+func (x *MarkCancellingRequest) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
+type MarkCancellingResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Claim         *Claim                 `protobuf:"bytes,1,opt,name=claim,proto3" json:"claim,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MarkCancellingResponse) Reset() {
+	*x = MarkCancellingResponse{}
+	mi := &file_flashd_v1_store_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MarkCancellingResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MarkCancellingResponse) ProtoMessage() {}
+
+func (x *MarkCancellingResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_flashd_v1_store_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MarkCancellingResponse.ProtoReflect.Descriptor instead.
+func (*MarkCancellingResponse) Descriptor() ([]byte, []int) {
+	return file_flashd_v1_store_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *MarkCancellingResponse) GetClaim() *Claim {
+	if x != nil {
+		return x.Claim
+	}
+	return nil
+}
+
 type GetItemRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	CampaignId    string                 `protobuf:"bytes,1,opt,name=campaign_id,json=campaignId,proto3" json:"campaign_id,omitempty"`
@@ -1320,7 +1512,7 @@ type GetItemRequest struct {
 
 func (x *GetItemRequest) Reset() {
 	*x = GetItemRequest{}
-	mi := &file_flashd_v1_store_proto_msgTypes[23]
+	mi := &file_flashd_v1_store_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1332,7 +1524,7 @@ func (x *GetItemRequest) String() string {
 func (*GetItemRequest) ProtoMessage() {}
 
 func (x *GetItemRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flashd_v1_store_proto_msgTypes[23]
+	mi := &file_flashd_v1_store_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1345,7 +1537,7 @@ func (x *GetItemRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetItemRequest.ProtoReflect.Descriptor instead.
 func (*GetItemRequest) Descriptor() ([]byte, []int) {
-	return file_flashd_v1_store_proto_rawDescGZIP(), []int{23}
+	return file_flashd_v1_store_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *GetItemRequest) GetCampaignId() string {
@@ -1379,7 +1571,7 @@ type GetItemResponse struct {
 
 func (x *GetItemResponse) Reset() {
 	*x = GetItemResponse{}
-	mi := &file_flashd_v1_store_proto_msgTypes[24]
+	mi := &file_flashd_v1_store_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1391,7 +1583,7 @@ func (x *GetItemResponse) String() string {
 func (*GetItemResponse) ProtoMessage() {}
 
 func (x *GetItemResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flashd_v1_store_proto_msgTypes[24]
+	mi := &file_flashd_v1_store_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1404,7 +1596,7 @@ func (x *GetItemResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetItemResponse.ProtoReflect.Descriptor instead.
 func (*GetItemResponse) Descriptor() ([]byte, []int) {
-	return file_flashd_v1_store_proto_rawDescGZIP(), []int{24}
+	return file_flashd_v1_store_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *GetItemResponse) GetItem() *Item {
@@ -1431,7 +1623,7 @@ type GetCampaignRequest struct {
 
 func (x *GetCampaignRequest) Reset() {
 	*x = GetCampaignRequest{}
-	mi := &file_flashd_v1_store_proto_msgTypes[25]
+	mi := &file_flashd_v1_store_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1443,7 +1635,7 @@ func (x *GetCampaignRequest) String() string {
 func (*GetCampaignRequest) ProtoMessage() {}
 
 func (x *GetCampaignRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flashd_v1_store_proto_msgTypes[25]
+	mi := &file_flashd_v1_store_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1456,7 +1648,7 @@ func (x *GetCampaignRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetCampaignRequest.ProtoReflect.Descriptor instead.
 func (*GetCampaignRequest) Descriptor() ([]byte, []int) {
-	return file_flashd_v1_store_proto_rawDescGZIP(), []int{25}
+	return file_flashd_v1_store_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *GetCampaignRequest) GetCampaignId() string {
@@ -1484,7 +1676,7 @@ type GetCampaignResponse struct {
 
 func (x *GetCampaignResponse) Reset() {
 	*x = GetCampaignResponse{}
-	mi := &file_flashd_v1_store_proto_msgTypes[26]
+	mi := &file_flashd_v1_store_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1496,7 +1688,7 @@ func (x *GetCampaignResponse) String() string {
 func (*GetCampaignResponse) ProtoMessage() {}
 
 func (x *GetCampaignResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flashd_v1_store_proto_msgTypes[26]
+	mi := &file_flashd_v1_store_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1509,7 +1701,7 @@ func (x *GetCampaignResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetCampaignResponse.ProtoReflect.Descriptor instead.
 func (*GetCampaignResponse) Descriptor() ([]byte, []int) {
-	return file_flashd_v1_store_proto_rawDescGZIP(), []int{26}
+	return file_flashd_v1_store_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *GetCampaignResponse) GetCampaign() *Campaign {
@@ -1544,7 +1736,7 @@ type ListClaimsRequest struct {
 
 func (x *ListClaimsRequest) Reset() {
 	*x = ListClaimsRequest{}
-	mi := &file_flashd_v1_store_proto_msgTypes[27]
+	mi := &file_flashd_v1_store_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1556,7 +1748,7 @@ func (x *ListClaimsRequest) String() string {
 func (*ListClaimsRequest) ProtoMessage() {}
 
 func (x *ListClaimsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flashd_v1_store_proto_msgTypes[27]
+	mi := &file_flashd_v1_store_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1569,7 +1761,7 @@ func (x *ListClaimsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListClaimsRequest.ProtoReflect.Descriptor instead.
 func (*ListClaimsRequest) Descriptor() ([]byte, []int) {
-	return file_flashd_v1_store_proto_rawDescGZIP(), []int{27}
+	return file_flashd_v1_store_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *ListClaimsRequest) GetUserId() string {
@@ -1603,7 +1795,7 @@ type ListClaimsResponse struct {
 
 func (x *ListClaimsResponse) Reset() {
 	*x = ListClaimsResponse{}
-	mi := &file_flashd_v1_store_proto_msgTypes[28]
+	mi := &file_flashd_v1_store_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1615,7 +1807,7 @@ func (x *ListClaimsResponse) String() string {
 func (*ListClaimsResponse) ProtoMessage() {}
 
 func (x *ListClaimsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flashd_v1_store_proto_msgTypes[28]
+	mi := &file_flashd_v1_store_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1628,7 +1820,7 @@ func (x *ListClaimsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListClaimsResponse.ProtoReflect.Descriptor instead.
 func (*ListClaimsResponse) Descriptor() ([]byte, []int) {
-	return file_flashd_v1_store_proto_rawDescGZIP(), []int{28}
+	return file_flashd_v1_store_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *ListClaimsResponse) GetClaims() []*Claim {
@@ -1654,7 +1846,7 @@ type WatchRequest struct {
 
 func (x *WatchRequest) Reset() {
 	*x = WatchRequest{}
-	mi := &file_flashd_v1_store_proto_msgTypes[29]
+	mi := &file_flashd_v1_store_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1666,7 +1858,7 @@ func (x *WatchRequest) String() string {
 func (*WatchRequest) ProtoMessage() {}
 
 func (x *WatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flashd_v1_store_proto_msgTypes[29]
+	mi := &file_flashd_v1_store_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1679,7 +1871,7 @@ func (x *WatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchRequest.ProtoReflect.Descriptor instead.
 func (*WatchRequest) Descriptor() ([]byte, []int) {
-	return file_flashd_v1_store_proto_rawDescGZIP(), []int{29}
+	return file_flashd_v1_store_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *WatchRequest) GetCampaignId() string {
@@ -1701,7 +1893,7 @@ type WatchEvent struct {
 
 func (x *WatchEvent) Reset() {
 	*x = WatchEvent{}
-	mi := &file_flashd_v1_store_proto_msgTypes[30]
+	mi := &file_flashd_v1_store_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1713,7 +1905,7 @@ func (x *WatchEvent) String() string {
 func (*WatchEvent) ProtoMessage() {}
 
 func (x *WatchEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_flashd_v1_store_proto_msgTypes[30]
+	mi := &file_flashd_v1_store_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1726,7 +1918,7 @@ func (x *WatchEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchEvent.ProtoReflect.Descriptor instead.
 func (*WatchEvent) Descriptor() ([]byte, []int) {
-	return file_flashd_v1_store_proto_rawDescGZIP(), []int{30}
+	return file_flashd_v1_store_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *WatchEvent) GetIndex() uint64 {
@@ -1766,7 +1958,7 @@ type AnnounceFrontDoorRequest struct {
 
 func (x *AnnounceFrontDoorRequest) Reset() {
 	*x = AnnounceFrontDoorRequest{}
-	mi := &file_flashd_v1_store_proto_msgTypes[31]
+	mi := &file_flashd_v1_store_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1778,7 +1970,7 @@ func (x *AnnounceFrontDoorRequest) String() string {
 func (*AnnounceFrontDoorRequest) ProtoMessage() {}
 
 func (x *AnnounceFrontDoorRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flashd_v1_store_proto_msgTypes[31]
+	mi := &file_flashd_v1_store_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1791,7 +1983,7 @@ func (x *AnnounceFrontDoorRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AnnounceFrontDoorRequest.ProtoReflect.Descriptor instead.
 func (*AnnounceFrontDoorRequest) Descriptor() ([]byte, []int) {
-	return file_flashd_v1_store_proto_rawDescGZIP(), []int{31}
+	return file_flashd_v1_store_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *AnnounceFrontDoorRequest) GetFrontDoor() *FrontDoorPresence {
@@ -1817,7 +2009,7 @@ type FrontDoorPresence struct {
 
 func (x *FrontDoorPresence) Reset() {
 	*x = FrontDoorPresence{}
-	mi := &file_flashd_v1_store_proto_msgTypes[32]
+	mi := &file_flashd_v1_store_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1829,7 +2021,7 @@ func (x *FrontDoorPresence) String() string {
 func (*FrontDoorPresence) ProtoMessage() {}
 
 func (x *FrontDoorPresence) ProtoReflect() protoreflect.Message {
-	mi := &file_flashd_v1_store_proto_msgTypes[32]
+	mi := &file_flashd_v1_store_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1842,7 +2034,7 @@ func (x *FrontDoorPresence) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FrontDoorPresence.ProtoReflect.Descriptor instead.
 func (*FrontDoorPresence) Descriptor() ([]byte, []int) {
-	return file_flashd_v1_store_proto_rawDescGZIP(), []int{32}
+	return file_flashd_v1_store_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *FrontDoorPresence) GetId() string {
@@ -1905,7 +2097,7 @@ type AnnounceFrontDoorResponse struct {
 
 func (x *AnnounceFrontDoorResponse) Reset() {
 	*x = AnnounceFrontDoorResponse{}
-	mi := &file_flashd_v1_store_proto_msgTypes[33]
+	mi := &file_flashd_v1_store_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1917,7 +2109,7 @@ func (x *AnnounceFrontDoorResponse) String() string {
 func (*AnnounceFrontDoorResponse) ProtoMessage() {}
 
 func (x *AnnounceFrontDoorResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flashd_v1_store_proto_msgTypes[33]
+	mi := &file_flashd_v1_store_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1930,7 +2122,7 @@ func (x *AnnounceFrontDoorResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AnnounceFrontDoorResponse.ProtoReflect.Descriptor instead.
 func (*AnnounceFrontDoorResponse) Descriptor() ([]byte, []int) {
-	return file_flashd_v1_store_proto_rawDescGZIP(), []int{33}
+	return file_flashd_v1_store_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *AnnounceFrontDoorResponse) GetLive() []*FrontDoorPresence {
@@ -2052,6 +2244,18 @@ const file_flashd_v1_store_proto_rawDesc = "" +
 	"\n" +
 	"request_id\x18\x02 \x01(\tR\trequestId\"9\n" +
 	"\x0fReleaseResponse\x12&\n" +
+	"\x05claim\x18\x01 \x01(\v2\x10.flashd.v1.ClaimR\x05claim\"O\n" +
+	"\x13MarkOrderingRequest\x12\x19\n" +
+	"\bclaim_id\x18\x01 \x01(\x04R\aclaimId\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x02 \x01(\tR\trequestId\">\n" +
+	"\x14MarkOrderingResponse\x12&\n" +
+	"\x05claim\x18\x01 \x01(\v2\x10.flashd.v1.ClaimR\x05claim\"Q\n" +
+	"\x15MarkCancellingRequest\x12\x19\n" +
+	"\bclaim_id\x18\x01 \x01(\x04R\aclaimId\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x02 \x01(\tR\trequestId\"@\n" +
+	"\x16MarkCancellingResponse\x12&\n" +
 	"\x05claim\x18\x01 \x01(\v2\x10.flashd.v1.ClaimR\x05claim\"\x84\x01\n" +
 	"\x0eGetItemRequest\x12\x1f\n" +
 	"\vcampaign_id\x18\x01 \x01(\tR\n" +
@@ -2100,12 +2304,15 @@ const file_flashd_v1_store_proto_rawDesc = "" +
 	"\x19AnnounceFrontDoorResponse\x120\n" +
 	"\x04live\x18\x01 \x03(\v2\x1c.flashd.v1.FrontDoorPresenceR\x04live\x122\n" +
 	"\x06config\x18\x02 \x01(\v2\x1a.flashd.v1.FrontDoorConfigR\x06config\x12+\n" +
-	"\x03ttl\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\x03ttl2\xdf\b\n" +
+	"\x03ttl\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\x03ttl2\x87\n" +
+	"\n" +
 	"\x05Store\x12I\n" +
 	"\n" +
 	"ClaimBatch\x12\x1c.flashd.v1.ClaimBatchRequest\x1a\x1d.flashd.v1.ClaimBatchResponse\x12=\n" +
 	"\x06Settle\x12\x18.flashd.v1.SettleRequest\x1a\x19.flashd.v1.SettleResponse\x12@\n" +
-	"\aRelease\x12\x19.flashd.v1.ReleaseRequest\x1a\x1a.flashd.v1.ReleaseResponse\x12@\n" +
+	"\aRelease\x12\x19.flashd.v1.ReleaseRequest\x1a\x1a.flashd.v1.ReleaseResponse\x12O\n" +
+	"\fMarkOrdering\x12\x1e.flashd.v1.MarkOrderingRequest\x1a\x1f.flashd.v1.MarkOrderingResponse\x12U\n" +
+	"\x0eMarkCancelling\x12 .flashd.v1.MarkCancellingRequest\x1a!.flashd.v1.MarkCancellingResponse\x12@\n" +
 	"\aGetItem\x12\x19.flashd.v1.GetItemRequest\x1a\x1a.flashd.v1.GetItemResponse\x12L\n" +
 	"\vGetCampaign\x12\x1d.flashd.v1.GetCampaignRequest\x1a\x1e.flashd.v1.GetCampaignResponse\x12I\n" +
 	"\n" +
@@ -2133,7 +2340,7 @@ func file_flashd_v1_store_proto_rawDescGZIP() []byte {
 	return file_flashd_v1_store_proto_rawDescData
 }
 
-var file_flashd_v1_store_proto_msgTypes = make([]protoimpl.MessageInfo, 34)
+var file_flashd_v1_store_proto_msgTypes = make([]protoimpl.MessageInfo, 38)
 var file_flashd_v1_store_proto_goTypes = []any{
 	(*GrantDrawsRequest)(nil),         // 0: flashd.v1.GrantDrawsRequest
 	(*GrantDrawsResponse)(nil),        // 1: flashd.v1.GrantDrawsResponse
@@ -2158,99 +2365,109 @@ var file_flashd_v1_store_proto_goTypes = []any{
 	(*SettleResponse)(nil),            // 20: flashd.v1.SettleResponse
 	(*ReleaseRequest)(nil),            // 21: flashd.v1.ReleaseRequest
 	(*ReleaseResponse)(nil),           // 22: flashd.v1.ReleaseResponse
-	(*GetItemRequest)(nil),            // 23: flashd.v1.GetItemRequest
-	(*GetItemResponse)(nil),           // 24: flashd.v1.GetItemResponse
-	(*GetCampaignRequest)(nil),        // 25: flashd.v1.GetCampaignRequest
-	(*GetCampaignResponse)(nil),       // 26: flashd.v1.GetCampaignResponse
-	(*ListClaimsRequest)(nil),         // 27: flashd.v1.ListClaimsRequest
-	(*ListClaimsResponse)(nil),        // 28: flashd.v1.ListClaimsResponse
-	(*WatchRequest)(nil),              // 29: flashd.v1.WatchRequest
-	(*WatchEvent)(nil),                // 30: flashd.v1.WatchEvent
-	(*AnnounceFrontDoorRequest)(nil),  // 31: flashd.v1.AnnounceFrontDoorRequest
-	(*FrontDoorPresence)(nil),         // 32: flashd.v1.FrontDoorPresence
-	(*AnnounceFrontDoorResponse)(nil), // 33: flashd.v1.AnnounceFrontDoorResponse
-	(*CardHolder)(nil),                // 34: flashd.v1.CardHolder
-	(Reason)(0),                       // 35: flashd.v1.Reason
-	(Consistency)(0),                  // 36: flashd.v1.Consistency
-	(*CardCollect)(nil),               // 37: flashd.v1.CardCollect
-	(*durationpb.Duration)(nil),       // 38: google.protobuf.Duration
-	(*Claim)(nil),                     // 39: flashd.v1.Claim
-	(*timestamppb.Timestamp)(nil),     // 40: google.protobuf.Timestamp
-	(*Item)(nil),                      // 41: flashd.v1.Item
-	(*Campaign)(nil),                  // 42: flashd.v1.Campaign
-	(*FrontDoorConfig)(nil),           // 43: flashd.v1.FrontDoorConfig
+	(*MarkOrderingRequest)(nil),       // 23: flashd.v1.MarkOrderingRequest
+	(*MarkOrderingResponse)(nil),      // 24: flashd.v1.MarkOrderingResponse
+	(*MarkCancellingRequest)(nil),     // 25: flashd.v1.MarkCancellingRequest
+	(*MarkCancellingResponse)(nil),    // 26: flashd.v1.MarkCancellingResponse
+	(*GetItemRequest)(nil),            // 27: flashd.v1.GetItemRequest
+	(*GetItemResponse)(nil),           // 28: flashd.v1.GetItemResponse
+	(*GetCampaignRequest)(nil),        // 29: flashd.v1.GetCampaignRequest
+	(*GetCampaignResponse)(nil),       // 30: flashd.v1.GetCampaignResponse
+	(*ListClaimsRequest)(nil),         // 31: flashd.v1.ListClaimsRequest
+	(*ListClaimsResponse)(nil),        // 32: flashd.v1.ListClaimsResponse
+	(*WatchRequest)(nil),              // 33: flashd.v1.WatchRequest
+	(*WatchEvent)(nil),                // 34: flashd.v1.WatchEvent
+	(*AnnounceFrontDoorRequest)(nil),  // 35: flashd.v1.AnnounceFrontDoorRequest
+	(*FrontDoorPresence)(nil),         // 36: flashd.v1.FrontDoorPresence
+	(*AnnounceFrontDoorResponse)(nil), // 37: flashd.v1.AnnounceFrontDoorResponse
+	(*CardHolder)(nil),                // 38: flashd.v1.CardHolder
+	(Reason)(0),                       // 39: flashd.v1.Reason
+	(Consistency)(0),                  // 40: flashd.v1.Consistency
+	(*CardCollect)(nil),               // 41: flashd.v1.CardCollect
+	(*durationpb.Duration)(nil),       // 42: google.protobuf.Duration
+	(*Claim)(nil),                     // 43: flashd.v1.Claim
+	(*timestamppb.Timestamp)(nil),     // 44: google.protobuf.Timestamp
+	(*Item)(nil),                      // 45: flashd.v1.Item
+	(*Campaign)(nil),                  // 46: flashd.v1.Campaign
+	(*FrontDoorConfig)(nil),           // 47: flashd.v1.FrontDoorConfig
 }
 var file_flashd_v1_store_proto_depIdxs = []int32{
-	34, // 0: flashd.v1.GrantDrawsResponse.holder:type_name -> flashd.v1.CardHolder
-	34, // 1: flashd.v1.DrawCardResponse.holder:type_name -> flashd.v1.CardHolder
+	38, // 0: flashd.v1.GrantDrawsResponse.holder:type_name -> flashd.v1.CardHolder
+	38, // 1: flashd.v1.DrawCardResponse.holder:type_name -> flashd.v1.CardHolder
 	2,  // 2: flashd.v1.DrawCardBatchRequest.draws:type_name -> flashd.v1.DrawCardRequest
-	35, // 3: flashd.v1.DrawCardResult.reason:type_name -> flashd.v1.Reason
+	39, // 3: flashd.v1.DrawCardResult.reason:type_name -> flashd.v1.Reason
 	3,  // 4: flashd.v1.DrawCardResult.draw:type_name -> flashd.v1.DrawCardResponse
 	5,  // 5: flashd.v1.DrawCardBatchResponse.results:type_name -> flashd.v1.DrawCardResult
-	34, // 6: flashd.v1.RedeemSetResponse.holder:type_name -> flashd.v1.CardHolder
-	36, // 7: flashd.v1.GetCardsRequest.consistency:type_name -> flashd.v1.Consistency
-	34, // 8: flashd.v1.GetCardsResponse.holder:type_name -> flashd.v1.CardHolder
-	36, // 9: flashd.v1.GetCardCollectRequest.consistency:type_name -> flashd.v1.Consistency
-	37, // 10: flashd.v1.GetCardCollectResponse.cards:type_name -> flashd.v1.CardCollect
-	38, // 11: flashd.v1.LeaseClaimsRequest.lease:type_name -> google.protobuf.Duration
-	39, // 12: flashd.v1.LeaseClaimsResponse.claims:type_name -> flashd.v1.Claim
-	40, // 13: flashd.v1.LeaseClaimsResponse.lease_deadline:type_name -> google.protobuf.Timestamp
+	38, // 6: flashd.v1.RedeemSetResponse.holder:type_name -> flashd.v1.CardHolder
+	40, // 7: flashd.v1.GetCardsRequest.consistency:type_name -> flashd.v1.Consistency
+	38, // 8: flashd.v1.GetCardsResponse.holder:type_name -> flashd.v1.CardHolder
+	40, // 9: flashd.v1.GetCardCollectRequest.consistency:type_name -> flashd.v1.Consistency
+	41, // 10: flashd.v1.GetCardCollectResponse.cards:type_name -> flashd.v1.CardCollect
+	42, // 11: flashd.v1.LeaseClaimsRequest.lease:type_name -> google.protobuf.Duration
+	43, // 12: flashd.v1.LeaseClaimsResponse.claims:type_name -> flashd.v1.Claim
+	44, // 13: flashd.v1.LeaseClaimsResponse.lease_deadline:type_name -> google.protobuf.Timestamp
 	15, // 14: flashd.v1.ClaimBatchRequest.claims:type_name -> flashd.v1.ClaimRequest
-	35, // 15: flashd.v1.ClaimOutcome.reason:type_name -> flashd.v1.Reason
-	39, // 16: flashd.v1.ClaimOutcome.claim:type_name -> flashd.v1.Claim
+	39, // 15: flashd.v1.ClaimOutcome.reason:type_name -> flashd.v1.Reason
+	43, // 16: flashd.v1.ClaimOutcome.claim:type_name -> flashd.v1.Claim
 	17, // 17: flashd.v1.ClaimBatchResponse.outcomes:type_name -> flashd.v1.ClaimOutcome
-	39, // 18: flashd.v1.SettleResponse.claim:type_name -> flashd.v1.Claim
-	39, // 19: flashd.v1.ReleaseResponse.claim:type_name -> flashd.v1.Claim
-	36, // 20: flashd.v1.GetItemRequest.consistency:type_name -> flashd.v1.Consistency
-	41, // 21: flashd.v1.GetItemResponse.item:type_name -> flashd.v1.Item
-	36, // 22: flashd.v1.GetCampaignRequest.consistency:type_name -> flashd.v1.Consistency
-	42, // 23: flashd.v1.GetCampaignResponse.campaign:type_name -> flashd.v1.Campaign
-	41, // 24: flashd.v1.GetCampaignResponse.items:type_name -> flashd.v1.Item
-	36, // 25: flashd.v1.ListClaimsRequest.consistency:type_name -> flashd.v1.Consistency
-	39, // 26: flashd.v1.ListClaimsResponse.claims:type_name -> flashd.v1.Claim
-	41, // 27: flashd.v1.WatchEvent.item:type_name -> flashd.v1.Item
-	42, // 28: flashd.v1.WatchEvent.campaign:type_name -> flashd.v1.Campaign
-	43, // 29: flashd.v1.WatchEvent.front_door_config:type_name -> flashd.v1.FrontDoorConfig
-	32, // 30: flashd.v1.AnnounceFrontDoorRequest.front_door:type_name -> flashd.v1.FrontDoorPresence
-	40, // 31: flashd.v1.FrontDoorPresence.last_seen:type_name -> google.protobuf.Timestamp
-	32, // 32: flashd.v1.AnnounceFrontDoorResponse.live:type_name -> flashd.v1.FrontDoorPresence
-	43, // 33: flashd.v1.AnnounceFrontDoorResponse.config:type_name -> flashd.v1.FrontDoorConfig
-	38, // 34: flashd.v1.AnnounceFrontDoorResponse.ttl:type_name -> google.protobuf.Duration
-	16, // 35: flashd.v1.Store.ClaimBatch:input_type -> flashd.v1.ClaimBatchRequest
-	19, // 36: flashd.v1.Store.Settle:input_type -> flashd.v1.SettleRequest
-	21, // 37: flashd.v1.Store.Release:input_type -> flashd.v1.ReleaseRequest
-	23, // 38: flashd.v1.Store.GetItem:input_type -> flashd.v1.GetItemRequest
-	25, // 39: flashd.v1.Store.GetCampaign:input_type -> flashd.v1.GetCampaignRequest
-	27, // 40: flashd.v1.Store.ListClaims:input_type -> flashd.v1.ListClaimsRequest
-	29, // 41: flashd.v1.Store.Watch:input_type -> flashd.v1.WatchRequest
-	31, // 42: flashd.v1.Store.AnnounceFrontDoor:input_type -> flashd.v1.AnnounceFrontDoorRequest
-	0,  // 43: flashd.v1.Store.GrantDraws:input_type -> flashd.v1.GrantDrawsRequest
-	2,  // 44: flashd.v1.Store.DrawCard:input_type -> flashd.v1.DrawCardRequest
-	4,  // 45: flashd.v1.Store.DrawCardBatch:input_type -> flashd.v1.DrawCardBatchRequest
-	7,  // 46: flashd.v1.Store.RedeemSet:input_type -> flashd.v1.RedeemSetRequest
-	9,  // 47: flashd.v1.Store.GetCards:input_type -> flashd.v1.GetCardsRequest
-	11, // 48: flashd.v1.Store.GetCardCollect:input_type -> flashd.v1.GetCardCollectRequest
-	13, // 49: flashd.v1.Store.LeaseClaims:input_type -> flashd.v1.LeaseClaimsRequest
-	18, // 50: flashd.v1.Store.ClaimBatch:output_type -> flashd.v1.ClaimBatchResponse
-	20, // 51: flashd.v1.Store.Settle:output_type -> flashd.v1.SettleResponse
-	22, // 52: flashd.v1.Store.Release:output_type -> flashd.v1.ReleaseResponse
-	24, // 53: flashd.v1.Store.GetItem:output_type -> flashd.v1.GetItemResponse
-	26, // 54: flashd.v1.Store.GetCampaign:output_type -> flashd.v1.GetCampaignResponse
-	28, // 55: flashd.v1.Store.ListClaims:output_type -> flashd.v1.ListClaimsResponse
-	30, // 56: flashd.v1.Store.Watch:output_type -> flashd.v1.WatchEvent
-	33, // 57: flashd.v1.Store.AnnounceFrontDoor:output_type -> flashd.v1.AnnounceFrontDoorResponse
-	1,  // 58: flashd.v1.Store.GrantDraws:output_type -> flashd.v1.GrantDrawsResponse
-	3,  // 59: flashd.v1.Store.DrawCard:output_type -> flashd.v1.DrawCardResponse
-	6,  // 60: flashd.v1.Store.DrawCardBatch:output_type -> flashd.v1.DrawCardBatchResponse
-	8,  // 61: flashd.v1.Store.RedeemSet:output_type -> flashd.v1.RedeemSetResponse
-	10, // 62: flashd.v1.Store.GetCards:output_type -> flashd.v1.GetCardsResponse
-	12, // 63: flashd.v1.Store.GetCardCollect:output_type -> flashd.v1.GetCardCollectResponse
-	14, // 64: flashd.v1.Store.LeaseClaims:output_type -> flashd.v1.LeaseClaimsResponse
-	50, // [50:65] is the sub-list for method output_type
-	35, // [35:50] is the sub-list for method input_type
-	35, // [35:35] is the sub-list for extension type_name
-	35, // [35:35] is the sub-list for extension extendee
-	0,  // [0:35] is the sub-list for field type_name
+	43, // 18: flashd.v1.SettleResponse.claim:type_name -> flashd.v1.Claim
+	43, // 19: flashd.v1.ReleaseResponse.claim:type_name -> flashd.v1.Claim
+	43, // 20: flashd.v1.MarkOrderingResponse.claim:type_name -> flashd.v1.Claim
+	43, // 21: flashd.v1.MarkCancellingResponse.claim:type_name -> flashd.v1.Claim
+	40, // 22: flashd.v1.GetItemRequest.consistency:type_name -> flashd.v1.Consistency
+	45, // 23: flashd.v1.GetItemResponse.item:type_name -> flashd.v1.Item
+	40, // 24: flashd.v1.GetCampaignRequest.consistency:type_name -> flashd.v1.Consistency
+	46, // 25: flashd.v1.GetCampaignResponse.campaign:type_name -> flashd.v1.Campaign
+	45, // 26: flashd.v1.GetCampaignResponse.items:type_name -> flashd.v1.Item
+	40, // 27: flashd.v1.ListClaimsRequest.consistency:type_name -> flashd.v1.Consistency
+	43, // 28: flashd.v1.ListClaimsResponse.claims:type_name -> flashd.v1.Claim
+	45, // 29: flashd.v1.WatchEvent.item:type_name -> flashd.v1.Item
+	46, // 30: flashd.v1.WatchEvent.campaign:type_name -> flashd.v1.Campaign
+	47, // 31: flashd.v1.WatchEvent.front_door_config:type_name -> flashd.v1.FrontDoorConfig
+	36, // 32: flashd.v1.AnnounceFrontDoorRequest.front_door:type_name -> flashd.v1.FrontDoorPresence
+	44, // 33: flashd.v1.FrontDoorPresence.last_seen:type_name -> google.protobuf.Timestamp
+	36, // 34: flashd.v1.AnnounceFrontDoorResponse.live:type_name -> flashd.v1.FrontDoorPresence
+	47, // 35: flashd.v1.AnnounceFrontDoorResponse.config:type_name -> flashd.v1.FrontDoorConfig
+	42, // 36: flashd.v1.AnnounceFrontDoorResponse.ttl:type_name -> google.protobuf.Duration
+	16, // 37: flashd.v1.Store.ClaimBatch:input_type -> flashd.v1.ClaimBatchRequest
+	19, // 38: flashd.v1.Store.Settle:input_type -> flashd.v1.SettleRequest
+	21, // 39: flashd.v1.Store.Release:input_type -> flashd.v1.ReleaseRequest
+	23, // 40: flashd.v1.Store.MarkOrdering:input_type -> flashd.v1.MarkOrderingRequest
+	25, // 41: flashd.v1.Store.MarkCancelling:input_type -> flashd.v1.MarkCancellingRequest
+	27, // 42: flashd.v1.Store.GetItem:input_type -> flashd.v1.GetItemRequest
+	29, // 43: flashd.v1.Store.GetCampaign:input_type -> flashd.v1.GetCampaignRequest
+	31, // 44: flashd.v1.Store.ListClaims:input_type -> flashd.v1.ListClaimsRequest
+	33, // 45: flashd.v1.Store.Watch:input_type -> flashd.v1.WatchRequest
+	35, // 46: flashd.v1.Store.AnnounceFrontDoor:input_type -> flashd.v1.AnnounceFrontDoorRequest
+	0,  // 47: flashd.v1.Store.GrantDraws:input_type -> flashd.v1.GrantDrawsRequest
+	2,  // 48: flashd.v1.Store.DrawCard:input_type -> flashd.v1.DrawCardRequest
+	4,  // 49: flashd.v1.Store.DrawCardBatch:input_type -> flashd.v1.DrawCardBatchRequest
+	7,  // 50: flashd.v1.Store.RedeemSet:input_type -> flashd.v1.RedeemSetRequest
+	9,  // 51: flashd.v1.Store.GetCards:input_type -> flashd.v1.GetCardsRequest
+	11, // 52: flashd.v1.Store.GetCardCollect:input_type -> flashd.v1.GetCardCollectRequest
+	13, // 53: flashd.v1.Store.LeaseClaims:input_type -> flashd.v1.LeaseClaimsRequest
+	18, // 54: flashd.v1.Store.ClaimBatch:output_type -> flashd.v1.ClaimBatchResponse
+	20, // 55: flashd.v1.Store.Settle:output_type -> flashd.v1.SettleResponse
+	22, // 56: flashd.v1.Store.Release:output_type -> flashd.v1.ReleaseResponse
+	24, // 57: flashd.v1.Store.MarkOrdering:output_type -> flashd.v1.MarkOrderingResponse
+	26, // 58: flashd.v1.Store.MarkCancelling:output_type -> flashd.v1.MarkCancellingResponse
+	28, // 59: flashd.v1.Store.GetItem:output_type -> flashd.v1.GetItemResponse
+	30, // 60: flashd.v1.Store.GetCampaign:output_type -> flashd.v1.GetCampaignResponse
+	32, // 61: flashd.v1.Store.ListClaims:output_type -> flashd.v1.ListClaimsResponse
+	34, // 62: flashd.v1.Store.Watch:output_type -> flashd.v1.WatchEvent
+	37, // 63: flashd.v1.Store.AnnounceFrontDoor:output_type -> flashd.v1.AnnounceFrontDoorResponse
+	1,  // 64: flashd.v1.Store.GrantDraws:output_type -> flashd.v1.GrantDrawsResponse
+	3,  // 65: flashd.v1.Store.DrawCard:output_type -> flashd.v1.DrawCardResponse
+	6,  // 66: flashd.v1.Store.DrawCardBatch:output_type -> flashd.v1.DrawCardBatchResponse
+	8,  // 67: flashd.v1.Store.RedeemSet:output_type -> flashd.v1.RedeemSetResponse
+	10, // 68: flashd.v1.Store.GetCards:output_type -> flashd.v1.GetCardsResponse
+	12, // 69: flashd.v1.Store.GetCardCollect:output_type -> flashd.v1.GetCardCollectResponse
+	14, // 70: flashd.v1.Store.LeaseClaims:output_type -> flashd.v1.LeaseClaimsResponse
+	54, // [54:71] is the sub-list for method output_type
+	37, // [37:54] is the sub-list for method input_type
+	37, // [37:37] is the sub-list for extension type_name
+	37, // [37:37] is the sub-list for extension extendee
+	0,  // [0:37] is the sub-list for field type_name
 }
 
 func init() { file_flashd_v1_store_proto_init() }
@@ -2265,7 +2482,7 @@ func file_flashd_v1_store_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_flashd_v1_store_proto_rawDesc), len(file_flashd_v1_store_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   34,
+			NumMessages:   38,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

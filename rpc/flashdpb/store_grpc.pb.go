@@ -24,6 +24,8 @@ const (
 	Store_ClaimBatch_FullMethodName        = "/flashd.v1.Store/ClaimBatch"
 	Store_Settle_FullMethodName            = "/flashd.v1.Store/Settle"
 	Store_Release_FullMethodName           = "/flashd.v1.Store/Release"
+	Store_MarkOrdering_FullMethodName      = "/flashd.v1.Store/MarkOrdering"
+	Store_MarkCancelling_FullMethodName    = "/flashd.v1.Store/MarkCancelling"
 	Store_GetItem_FullMethodName           = "/flashd.v1.Store/GetItem"
 	Store_GetCampaign_FullMethodName       = "/flashd.v1.Store/GetCampaign"
 	Store_ListClaims_FullMethodName        = "/flashd.v1.Store/ListClaims"
@@ -49,6 +51,17 @@ type StoreClient interface {
 	ClaimBatch(ctx context.Context, in *ClaimBatchRequest, opts ...grpc.CallOption) (*ClaimBatchResponse, error)
 	Settle(ctx context.Context, in *SettleRequest, opts ...grpc.CallOption) (*SettleResponse, error)
 	Release(ctx context.Context, in *ReleaseRequest, opts ...grpc.CallOption) (*ReleaseResponse, error)
+	// MarkOrdering records, before a settlement worker calls the order
+	// service, that the claim's order may exist (RESERVED -> ORDERING): past
+	// its deadline it is then not released but becomes TO_COMPENSATE, and the
+	// feed hands it out to be settled or cancelled. COMPENSATING once it is to
+	// be compensated; ALREADY_SETTLED, ALREADY_RELEASED as Settle and Release.
+	MarkOrdering(ctx context.Context, in *MarkOrderingRequest, opts ...grpc.CallOption) (*MarkOrderingResponse, error)
+	// MarkCancelling records, before a settlement worker cancels the order of
+	// a TO_COMPENSATE claim, that it does (-> CANCELLING): from then on Settle
+	// is refused with COMPENSATING. NOT_COMPENSATING for a claim that is not
+	// to be compensated; ALREADY_SETTLED when the order was honoured first.
+	MarkCancelling(ctx context.Context, in *MarkCancellingRequest, opts ...grpc.CallOption) (*MarkCancellingResponse, error)
 	GetItem(ctx context.Context, in *GetItemRequest, opts ...grpc.CallOption) (*GetItemResponse, error)
 	GetCampaign(ctx context.Context, in *GetCampaignRequest, opts ...grpc.CallOption) (*GetCampaignResponse, error)
 	ListClaims(ctx context.Context, in *ListClaimsRequest, opts ...grpc.CallOption) (*ListClaimsResponse, error)
@@ -114,6 +127,26 @@ func (c *storeClient) Release(ctx context.Context, in *ReleaseRequest, opts ...g
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(ReleaseResponse)
 	err := c.cc.Invoke(ctx, Store_Release_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *storeClient) MarkOrdering(ctx context.Context, in *MarkOrderingRequest, opts ...grpc.CallOption) (*MarkOrderingResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(MarkOrderingResponse)
+	err := c.cc.Invoke(ctx, Store_MarkOrdering_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *storeClient) MarkCancelling(ctx context.Context, in *MarkCancellingRequest, opts ...grpc.CallOption) (*MarkCancellingResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(MarkCancellingResponse)
+	err := c.cc.Invoke(ctx, Store_MarkCancelling_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -260,6 +293,17 @@ type StoreServer interface {
 	ClaimBatch(context.Context, *ClaimBatchRequest) (*ClaimBatchResponse, error)
 	Settle(context.Context, *SettleRequest) (*SettleResponse, error)
 	Release(context.Context, *ReleaseRequest) (*ReleaseResponse, error)
+	// MarkOrdering records, before a settlement worker calls the order
+	// service, that the claim's order may exist (RESERVED -> ORDERING): past
+	// its deadline it is then not released but becomes TO_COMPENSATE, and the
+	// feed hands it out to be settled or cancelled. COMPENSATING once it is to
+	// be compensated; ALREADY_SETTLED, ALREADY_RELEASED as Settle and Release.
+	MarkOrdering(context.Context, *MarkOrderingRequest) (*MarkOrderingResponse, error)
+	// MarkCancelling records, before a settlement worker cancels the order of
+	// a TO_COMPENSATE claim, that it does (-> CANCELLING): from then on Settle
+	// is refused with COMPENSATING. NOT_COMPENSATING for a claim that is not
+	// to be compensated; ALREADY_SETTLED when the order was honoured first.
+	MarkCancelling(context.Context, *MarkCancellingRequest) (*MarkCancellingResponse, error)
 	GetItem(context.Context, *GetItemRequest) (*GetItemResponse, error)
 	GetCampaign(context.Context, *GetCampaignRequest) (*GetCampaignResponse, error)
 	ListClaims(context.Context, *ListClaimsRequest) (*ListClaimsResponse, error)
@@ -309,6 +353,12 @@ func (UnimplementedStoreServer) Settle(context.Context, *SettleRequest) (*Settle
 }
 func (UnimplementedStoreServer) Release(context.Context, *ReleaseRequest) (*ReleaseResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Release not implemented")
+}
+func (UnimplementedStoreServer) MarkOrdering(context.Context, *MarkOrderingRequest) (*MarkOrderingResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method MarkOrdering not implemented")
+}
+func (UnimplementedStoreServer) MarkCancelling(context.Context, *MarkCancellingRequest) (*MarkCancellingResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method MarkCancelling not implemented")
 }
 func (UnimplementedStoreServer) GetItem(context.Context, *GetItemRequest) (*GetItemResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetItem not implemented")
@@ -417,6 +467,42 @@ func _Store_Release_Handler(srv interface{}, ctx context.Context, dec func(inter
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(StoreServer).Release(ctx, req.(*ReleaseRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Store_MarkOrdering_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(MarkOrderingRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(StoreServer).MarkOrdering(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Store_MarkOrdering_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(StoreServer).MarkOrdering(ctx, req.(*MarkOrderingRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Store_MarkCancelling_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(MarkCancellingRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(StoreServer).MarkCancelling(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Store_MarkCancelling_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(StoreServer).MarkCancelling(ctx, req.(*MarkCancellingRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -648,6 +734,14 @@ var Store_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Release",
 			Handler:    _Store_Release_Handler,
+		},
+		{
+			MethodName: "MarkOrdering",
+			Handler:    _Store_MarkOrdering_Handler,
+		},
+		{
+			MethodName: "MarkCancelling",
+			Handler:    _Store_MarkCancelling_Handler,
 		},
 		{
 			MethodName: "GetItem",

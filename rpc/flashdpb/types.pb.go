@@ -129,10 +129,13 @@ func (CampaignState) EnumDescriptor() ([]byte, []int) {
 type ClaimState int32
 
 const (
-	ClaimState_CLAIM_STATE_UNSPECIFIED ClaimState = 0
-	ClaimState_CLAIM_STATE_RESERVED    ClaimState = 1
-	ClaimState_CLAIM_STATE_SETTLED     ClaimState = 2
-	ClaimState_CLAIM_STATE_RELEASED    ClaimState = 3
+	ClaimState_CLAIM_STATE_UNSPECIFIED   ClaimState = 0
+	ClaimState_CLAIM_STATE_RESERVED      ClaimState = 1
+	ClaimState_CLAIM_STATE_SETTLED       ClaimState = 2
+	ClaimState_CLAIM_STATE_RELEASED      ClaimState = 3
+	ClaimState_CLAIM_STATE_ORDERING      ClaimState = 4 // reserved; a settler may have placed its order
+	ClaimState_CLAIM_STATE_TO_COMPENSATE ClaimState = 5 // ordering past its deadline: stock held until settled or cancelled
+	ClaimState_CLAIM_STATE_CANCELLING    ClaimState = 6 // a settler is cancelling its order; released next
 )
 
 // Enum value maps for ClaimState.
@@ -142,12 +145,18 @@ var (
 		1: "CLAIM_STATE_RESERVED",
 		2: "CLAIM_STATE_SETTLED",
 		3: "CLAIM_STATE_RELEASED",
+		4: "CLAIM_STATE_ORDERING",
+		5: "CLAIM_STATE_TO_COMPENSATE",
+		6: "CLAIM_STATE_CANCELLING",
 	}
 	ClaimState_value = map[string]int32{
-		"CLAIM_STATE_UNSPECIFIED": 0,
-		"CLAIM_STATE_RESERVED":    1,
-		"CLAIM_STATE_SETTLED":     2,
-		"CLAIM_STATE_RELEASED":    3,
+		"CLAIM_STATE_UNSPECIFIED":   0,
+		"CLAIM_STATE_RESERVED":      1,
+		"CLAIM_STATE_SETTLED":       2,
+		"CLAIM_STATE_RELEASED":      3,
+		"CLAIM_STATE_ORDERING":      4,
+		"CLAIM_STATE_TO_COMPENSATE": 5,
+		"CLAIM_STATE_CANCELLING":    6,
 	}
 )
 
@@ -253,6 +262,8 @@ const (
 	Reason_REASON_NO_DRAWS_LEFT       Reason = 15 // the user has no draw chance left
 	Reason_REASON_NO_FULL_SET         Reason = 16 // the user holds no full set of cards
 	Reason_REASON_POOL_EMPTY          Reason = 17 // every reward of the pool is given
+	Reason_REASON_COMPENSATING        Reason = 18 // the claim's order is to be, or is being, cancelled
+	Reason_REASON_NOT_COMPENSATING    Reason = 19 // the claim is not to be compensated
 )
 
 // Enum value maps for Reason.
@@ -276,6 +287,8 @@ var (
 		15: "REASON_NO_DRAWS_LEFT",
 		16: "REASON_NO_FULL_SET",
 		17: "REASON_POOL_EMPTY",
+		18: "REASON_COMPENSATING",
+		19: "REASON_NOT_COMPENSATING",
 	}
 	Reason_value = map[string]int32{
 		"REASON_UNSPECIFIED":         0,
@@ -296,6 +309,8 @@ var (
 		"REASON_NO_DRAWS_LEFT":       15,
 		"REASON_NO_FULL_SET":         16,
 		"REASON_POOL_EMPTY":          17,
+		"REASON_COMPENSATING":        18,
+		"REASON_NOT_COMPENSATING":    19,
 	}
 )
 
@@ -1210,17 +1225,20 @@ const file_flashd_v1_types_proto_rawDesc = "" +
 	"\x1aCAMPAIGN_STATE_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14CAMPAIGN_STATE_DRAFT\x10\x01\x12\x17\n" +
 	"\x13CAMPAIGN_STATE_OPEN\x10\x02\x12\x19\n" +
-	"\x15CAMPAIGN_STATE_CLOSED\x10\x03*v\n" +
+	"\x15CAMPAIGN_STATE_CLOSED\x10\x03*\xcb\x01\n" +
 	"\n" +
 	"ClaimState\x12\x1b\n" +
 	"\x17CLAIM_STATE_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14CLAIM_STATE_RESERVED\x10\x01\x12\x17\n" +
 	"\x13CLAIM_STATE_SETTLED\x10\x02\x12\x18\n" +
-	"\x14CLAIM_STATE_RELEASED\x10\x03*_\n" +
+	"\x14CLAIM_STATE_RELEASED\x10\x03\x12\x18\n" +
+	"\x14CLAIM_STATE_ORDERING\x10\x04\x12\x1d\n" +
+	"\x19CLAIM_STATE_TO_COMPENSATE\x10\x05\x12\x1a\n" +
+	"\x16CLAIM_STATE_CANCELLING\x10\x06*_\n" +
 	"\vConsistency\x12\x1b\n" +
 	"\x17CONSISTENCY_UNSPECIFIED\x10\x00\x12\x1c\n" +
 	"\x18CONSISTENCY_LINEARIZABLE\x10\x01\x12\x15\n" +
-	"\x11CONSISTENCY_STALE\x10\x02*\xf1\x03\n" +
+	"\x11CONSISTENCY_STALE\x10\x02*\xa7\x04\n" +
 	"\x06Reason\x12\x16\n" +
 	"\x12REASON_UNSPECIFIED\x10\x00\x12\x13\n" +
 	"\x0fREASON_SOLD_OUT\x10\x01\x12\x18\n" +
@@ -1240,7 +1258,9 @@ const file_flashd_v1_types_proto_rawDesc = "" +
 	"\x1aREASON_WRONG_CAMPAIGN_KIND\x10\x0e\x12\x18\n" +
 	"\x14REASON_NO_DRAWS_LEFT\x10\x0f\x12\x16\n" +
 	"\x12REASON_NO_FULL_SET\x10\x10\x12\x15\n" +
-	"\x11REASON_POOL_EMPTY\x10\x11B'Z%github.com/flashd/flashd/rpc/flashdpbb\x06proto3"
+	"\x11REASON_POOL_EMPTY\x10\x11\x12\x17\n" +
+	"\x13REASON_COMPENSATING\x10\x12\x12\x1b\n" +
+	"\x17REASON_NOT_COMPENSATING\x10\x13B'Z%github.com/flashd/flashd/rpc/flashdpbb\x06proto3"
 
 var (
 	file_flashd_v1_types_proto_rawDescOnce sync.Once

@@ -1,10 +1,12 @@
-// Package settler is the settlement worker: it takes reserved claims from
-// the store's settlement feed, asks the downstream order service to create
-// each order, and settles the claim on success, retries transient failures
-// with backoff ("async redo"), and releases it on a permanent failure
-// (rollback: the stock goes back on sale). When the order was accepted but
-// the reservation had already expired, it cancels the order (compensation).
-// DESIGN.md says why it is built this way.
+// Package settler is the settlement worker: it takes open claims from the
+// store's settlement feed, marks each as ordering in the store, asks the
+// downstream order service to create its order, and settles the claim on
+// success (also past its deadline: a marked claim keeps its stock), retries
+// transient failures with backoff ("async redo"), and releases it on a
+// permanent failure (rollback: the stock goes back on sale). A marked claim
+// whose deadline passed before it was settled is handed out to be
+// compensated: the worker marks it as cancelling, cancels the order, and
+// releases it. DESIGN.md says why it is built this way.
 package settler
 
 import (
@@ -55,6 +57,8 @@ const (
 // Store is what the worker needs of the store cluster; *client.Store has it.
 type Store interface {
 	LeaseClaims(context.Context, *pb.LeaseClaimsRequest) (*pb.LeaseClaimsResponse, error)
+	MarkOrdering(context.Context, *pb.MarkOrderingRequest) (*pb.MarkOrderingResponse, error)
+	MarkCancelling(context.Context, *pb.MarkCancellingRequest) (*pb.MarkCancellingResponse, error)
 	Settle(context.Context, *pb.SettleRequest) (*pb.SettleResponse, error)
 	Release(context.Context, *pb.ReleaseRequest) (*pb.ReleaseResponse, error)
 }
@@ -133,12 +137,17 @@ type Stats struct {
 	Released  int64 // the order service refused for good; the claim is released
 	Retries   int64 // transient failures retried (order service or store)
 	Dropped   int64 // claims left to the feed because their lease was ending
-	Conflicts int64 // the order was accepted but the claim had been released (or the reverse)
-	// Cancelled: orders cancelled because their claim had been released
-	// (the compensation of a conflict); CancelFailed: conflicts whose
-	// cancel was refused for good or given up on (logged as errors: an
-	// operator must cancel the order).
-	Cancelled, CancelFailed int64
+	Conflicts int64 // the order was accepted but the claim had been released or was being cancelled (or the reverse)
+	Expired   int64 // the reservation had expired before an order was placed: nothing to do
+	// Compensated: claims to compensate (marked as ordering, past their
+	// deadline) released after their order was cancelled or found absent.
+	Compensated int64
+	// Cancelled: orders cancelled (of claims to compensate, or of claims
+	// released by hand while their order was placed); NoOrder: cancels
+	// answered 404, no such order; CancelFailed: cancels refused for good
+	// or given up on (logged as errors: an operator must cancel the
+	// order).
+	Cancelled, NoOrder, CancelFailed int64
 }
 
 // Worker is one settlement worker.
@@ -146,7 +155,7 @@ type Worker struct {
 	cfg   Config
 	store Store
 	stats struct {
-		settled, released, retries, dropped, conflicts, cancelled, cancelFailed atomic.Int64
+		settled, released, retries, dropped, conflicts, expired, compensated, cancelled, noOrder, cancelFailed atomic.Int64
 	}
 }
 
@@ -174,13 +183,16 @@ func (w *Worker) register(reg prometheus.Registerer) error {
 	}
 	const claims, cancels = "flashd_settler_claims_total", "flashd_settler_cancels_total"
 	const claimsHelp = "Claims the worker finished or left, by outcome."
-	const cancelsHelp = "Compensations: orders accepted for a claim the store had released, by outcome."
+	const cancelsHelp = "Order cancels (compensations of claims whose reservation expired while ordering), by outcome."
 	for _, c := range []prometheus.Collector{
 		counter(claims, claimsHelp, prometheus.Labels{"outcome": "settled"}, &w.stats.settled),
 		counter(claims, claimsHelp, prometheus.Labels{"outcome": "released"}, &w.stats.released),
 		counter(claims, claimsHelp, prometheus.Labels{"outcome": "dropped"}, &w.stats.dropped),
 		counter(claims, claimsHelp, prometheus.Labels{"outcome": "conflict"}, &w.stats.conflicts),
+		counter(claims, claimsHelp, prometheus.Labels{"outcome": "expired"}, &w.stats.expired),
+		counter(claims, claimsHelp, prometheus.Labels{"outcome": "compensated"}, &w.stats.compensated),
 		counter(cancels, cancelsHelp, prometheus.Labels{"outcome": "cancelled"}, &w.stats.cancelled),
+		counter(cancels, cancelsHelp, prometheus.Labels{"outcome": "no_order"}, &w.stats.noOrder),
 		counter(cancels, cancelsHelp, prometheus.Labels{"outcome": "failed"}, &w.stats.cancelFailed),
 		counter("flashd_settler_retries_total", "Transient failures retried (order service or store).", nil, &w.stats.retries),
 	} {
@@ -195,8 +207,9 @@ func (w *Worker) register(reg prometheus.Registerer) error {
 func (w *Worker) Stats() Stats {
 	return Stats{
 		Settled: w.stats.settled.Load(), Released: w.stats.released.Load(), Retries: w.stats.retries.Load(),
-		Dropped: w.stats.dropped.Load(), Conflicts: w.stats.conflicts.Load(),
-		Cancelled: w.stats.cancelled.Load(), CancelFailed: w.stats.cancelFailed.Load(),
+		Dropped: w.stats.dropped.Load(), Conflicts: w.stats.conflicts.Load(), Expired: w.stats.expired.Load(),
+		Compensated: w.stats.compensated.Load(), Cancelled: w.stats.cancelled.Load(), NoOrder: w.stats.noOrder.Load(),
+		CancelFailed: w.stats.cancelFailed.Load(),
 	}
 }
 
@@ -281,23 +294,32 @@ type order struct {
 type verdict int
 
 const (
-	transient verdict = iota // retry
-	accepted                 // settle
-	refused                  // release
+	transient  verdict = iota // retry
+	accepted                  // settle
+	refused                   // release
+	compensate                // the claim is to compensate: cancel its order, then release
 )
 
 // handle takes one claim to settled or released, or leaves it to the feed
-// when its lease ends before the order service has decided.
+// when its lease ends before the order service has decided. A claim to
+// compensate (its reservation expired while its order was placed) has its
+// order cancelled and is released.
 func (w *Worker) handle(ctx context.Context, c *pb.Claim, until time.Time) {
 	log := w.cfg.Logger.With("claim", c.GetId())
-	v, ok := w.placeOrder(ctx, c, until, log)
-	if !ok {
-		return
+	v := compensate
+	switch c.GetState() {
+	case pb.ClaimState_CLAIM_STATE_TO_COMPENSATE, pb.ClaimState_CLAIM_STATE_CANCELLING:
+	default:
+		var ok bool
+		if v, ok = w.placeOrder(ctx, c, until, log); !ok {
+			return
+		}
 	}
-	// The verdict is in: settling or releasing is idempotent in the store,
-	// so it need not fit in the lease, and it goes on briefly after a stop
-	// so that an order accepted for an expired reservation is still
-	// cancelled.
+	// The verdict is in: settling, releasing and cancelling are idempotent
+	// in the store and at the order service, so they need not fit in the
+	// lease, and they go on briefly after a stop so that a stop does not
+	// leave a cancel half done (a kill does: the claim stays in the feed,
+	// and the next worker cancels again).
 	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), finishWindow)
 	graceDone := make(chan struct{})
 	stopGrace := context.AfterFunc(ctx, func() {
@@ -311,21 +333,57 @@ func (w *Worker) handle(ctx context.Context, c *pb.Claim, until time.Time) {
 			<-graceDone
 		}
 	}()
+	if v == compensate {
+		w.compensate(fctx, c, log)
+		return
+	}
 	w.finish(fctx, c, v, log)
 }
 
-// placeOrder asks the order service until it decides, while the lease
-// leaves time for a whole call: no two workers ever call about a claim at
-// once. It reports false when the claim is left to the feed.
+// placeOrder marks the claim as ordering in the store, then asks the order
+// service until it decides, while the lease leaves time for a whole call:
+// no two workers ever call about a claim at once. It reports false when
+// the claim is left to the feed or needs nothing more, and compensate when
+// the mark finds the claim to compensate (an earlier worker's order may
+// exist; its reservation expired).
 func (w *Worker) placeOrder(ctx context.Context, c *pb.Claim, until time.Time, log *slog.Logger) (verdict, bool) {
 	backoff := backoffMin
+	marked := false
 	for ctx.Err() == nil {
 		if time.Until(until) < w.cfg.OrderTimeout {
 			w.stats.dropped.Add(1)
 			log.Debug("lease ending: claim left to the feed")
 			return transient, false
 		}
-		v, detail := w.post(ctx, w.cfg.OrderURL, c)
+		if !marked {
+			// Never an order call without the mark: past its deadline an
+			// unmarked reservation is released, and its order would be lost.
+			_, err := w.store.MarkOrdering(ctx, &pb.MarkOrderingRequest{ClaimId: c.GetId(), RequestId: requestID("order-", c)})
+			switch {
+			case err == nil:
+				marked = true
+				continue // the mark took time: look at the lease again
+			case errors.Is(err, client.ErrCompensating):
+				return compensate, true
+			case errors.Is(err, client.ErrAlreadyReleased):
+				w.stats.expired.Add(1)
+				log.Debug("reservation expired before its order was placed")
+				return transient, false
+			case errors.Is(err, client.ErrAlreadySettled):
+				log.Debug("claim already settled")
+				return transient, false
+			case isRefusal(err):
+				log.Error("mark ordering refused", "err", err)
+				return transient, false
+			case ctx.Err() == nil:
+				log.Warn("mark ordering failed; retrying", "err", err)
+				w.stats.retries.Add(1)
+				sleep(ctx, jitter(backoff))
+				backoff = min(2*backoff, backoffMax)
+			}
+			continue
+		}
+		v, _, detail := w.post(ctx, w.cfg.OrderURL, c)
 		if v != transient {
 			return v, true
 		}
@@ -340,49 +398,56 @@ func (w *Worker) placeOrder(ctx context.Context, c *pb.Claim, until time.Time, l
 // post sends the order to url (the order or the cancel endpoint) with the
 // claim ID as its idempotency key, so that a retry (by this worker or the
 // next) acts at most once.
-func (w *Worker) post(ctx context.Context, url string, c *pb.Claim) (verdict, string) {
+func (w *Worker) post(ctx context.Context, url string, c *pb.Claim) (v verdict, code int, detail string) {
 	body, err := json.Marshal(order{
 		ClaimID: c.GetId(), CampaignID: c.GetCampaignId(), ItemID: c.GetItemId(), UserID: c.GetUserId(), Quantity: c.GetQuantity(),
 	})
 	if err != nil {
-		return transient, err.Error()
+		return transient, 0, err.Error()
 	}
 	ctx, cancel := context.WithTimeout(ctx, w.cfg.OrderTimeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
 	if err != nil {
-		return transient, err.Error()
+		return transient, 0, err.Error()
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Idempotency-Key", strconv.FormatUint(c.GetId(), 10))
 	resp, err := w.cfg.HTTPClient.Do(req)
 	if err != nil {
-		return transient, err.Error() // timeouts and connection errors
+		return transient, 0, err.Error() // timeouts and connection errors
 	}
 	resp.Body.Close()
-	switch code := resp.StatusCode; {
+	switch code = resp.StatusCode; {
 	case code >= 200 && code < 300:
-		return accepted, resp.Status
+		return accepted, code, resp.Status
 	case code == http.StatusRequestTimeout || code == http.StatusTooManyRequests:
-		return transient, resp.Status
+		return transient, code, resp.Status
 	case code >= 400 && code < 500:
-		return refused, resp.Status
+		return refused, code, resp.Status
 	}
-	return transient, resp.Status
+	return transient, code, resp.Status
+}
+
+func requestID(prefix string, c *pb.Claim) string { return prefix + strconv.FormatUint(c.GetId(), 10) }
+
+// isRefusal reports whether err is the store's answer rather than a
+// failure to reach it: retrying would get the same.
+func isRefusal(err error) bool {
+	return errors.Is(err, client.ErrFailedPrecondition) || errors.Is(err, client.ErrNotFound) || errors.Is(err, client.ErrInvalidArgument)
 }
 
 // finish settles (accepted) or releases (refused) the claim, retrying
 // store failures with backoff until ctx ends. A settle refused because the
-// reservation had expired cancels the order.
+// claim was released by hand cancels the order.
 func (w *Worker) finish(ctx context.Context, c *pb.Claim, v verdict, log *slog.Logger) {
-	id := strconv.FormatUint(c.GetId(), 10)
 	backoff := backoffMin
 	for {
 		var err error
 		if v == accepted {
-			_, err = w.store.Settle(ctx, &pb.SettleRequest{ClaimId: c.GetId(), RequestId: "settle-" + id})
+			_, err = w.store.Settle(ctx, &pb.SettleRequest{ClaimId: c.GetId(), RequestId: requestID("settle-", c)})
 		} else {
-			_, err = w.store.Release(ctx, &pb.ReleaseRequest{ClaimId: c.GetId(), RequestId: "release-" + id})
+			_, err = w.store.Release(ctx, &pb.ReleaseRequest{ClaimId: c.GetId(), RequestId: requestID("release-", c)})
 		}
 		switch {
 		case err == nil && v == accepted:
@@ -394,12 +459,19 @@ func (w *Worker) finish(ctx context.Context, c *pb.Claim, v verdict, log *slog.L
 			w.stats.released.Add(1)
 			return
 		case v == accepted && errors.Is(err, client.ErrAlreadyReleased):
-			// The reservation expired (or was released by hand) while
-			// the order was being placed: its stock may be someone
-			// else's now, so the order must go.
+			// The claim was released (by hand: a marked reservation
+			// does not expire) while the order was being placed: its
+			// stock may be someone else's now, so the order must go.
 			w.stats.conflicts.Add(1)
-			log.Warn("order accepted but the reservation was already released; cancelling the order")
+			log.Warn("order accepted but the claim was already released; cancelling the order")
 			w.cancelOrder(ctx, c, log)
+			return
+		case v == accepted && errors.Is(err, client.ErrCompensating):
+			// This worker's settle came after its lease ended and the
+			// reservation's deadline passed, and the next worker has
+			// started to cancel the order: it cancels and releases.
+			w.stats.conflicts.Add(1)
+			log.Warn("order accepted but another worker is cancelling it (the lease ended and the reservation expired first)")
 			return
 		case errors.Is(err, client.ErrAlreadySettled):
 			// Refused by the order service but settled elsewhere (by
@@ -408,7 +480,7 @@ func (w *Worker) finish(ctx context.Context, c *pb.Claim, v verdict, log *slog.L
 			w.stats.conflicts.Add(1)
 			log.Error("order refused but the claim is already settled", "err", err)
 			return
-		case errors.Is(err, client.ErrFailedPrecondition), errors.Is(err, client.ErrNotFound), errors.Is(err, client.ErrInvalidArgument):
+		case isRefusal(err):
 			log.Error("settle or release refused", "err", err)
 			return
 		case ctx.Err() != nil:
@@ -422,27 +494,85 @@ func (w *Worker) finish(ctx context.Context, c *pb.Claim, v verdict, log *slog.L
 	}
 }
 
-// cancelOrder is the compensation: it POSTs the order to the cancel URL
-// with the same idempotency key until the order service answers 2xx
-// (cancelled, or cancelled before) or refuses for good, retrying transient
-// failures with backoff until ctx ends.
-func (w *Worker) cancelOrder(ctx context.Context, c *pb.Claim, log *slog.Logger) {
+// compensate takes a claim to compensate (marked as ordering, past its
+// deadline) to released: it records in the store that it is cancelling the
+// order (from then on the claim cannot be settled), cancels the order, and
+// releases the claim. Each step is idempotent, so a worker that dies in
+// between leaves the claim in the feed and the next one does it again. A
+// claim settled first keeps its order.
+func (w *Worker) compensate(ctx context.Context, c *pb.Claim, log *slog.Logger) {
+	err := w.retryStore(ctx, log, "mark cancelling", func() error {
+		_, err := w.store.MarkCancelling(ctx, &pb.MarkCancellingRequest{ClaimId: c.GetId(), RequestId: requestID("cancel-", c)})
+		return err
+	})
+	switch {
+	case errors.Is(err, client.ErrAlreadySettled), errors.Is(err, client.ErrAlreadyReleased):
+		log.Debug("claim to compensate already settled or released", "err", err)
+		return
+	case err != nil:
+		log.Error("claim to compensate not marked as cancelling; the feed hands it out again", "err", err)
+		return
+	}
+	log.Warn("reservation expired while its order was placed; cancelling the order")
+	if !w.cancelOrder(ctx, c, log) {
+		return // still cancelling, holding its stock: the feed hands it out again
+	}
+	err = w.retryStore(ctx, log, "release", func() error {
+		_, err := w.store.Release(ctx, &pb.ReleaseRequest{ClaimId: c.GetId(), RequestId: requestID("release-", c)})
+		return err
+	})
+	if err != nil {
+		log.Error("compensated claim not released; the feed hands it out again", "err", err)
+		return
+	}
+	w.stats.compensated.Add(1)
+	log.Info("claim compensated: order cancelled, stock back on sale")
+}
+
+// retryStore calls call until it succeeds, the store refuses, or ctx ends,
+// retrying failures with backoff. It returns nil, the refusal, or the last
+// failure.
+func (w *Worker) retryStore(ctx context.Context, log *slog.Logger, what string, call func() error) error {
 	backoff := backoffMin
 	for {
-		v, detail := w.post(ctx, w.cfg.CancelURL, c)
+		err := call()
+		if err == nil || isRefusal(err) || ctx.Err() != nil {
+			return err
+		}
+		log.Warn(what+" failed; retrying", "err", err)
+		w.stats.retries.Add(1)
+		sleep(ctx, jitter(backoff))
+		backoff = min(2*backoff, backoffMax)
+	}
+}
+
+// cancelOrder POSTs the order to the cancel URL with the same idempotency
+// key until the order service answers 2xx (cancelled, or cancelled before)
+// or 404 (no such order: the order call never took effect, and the service
+// refuses the key from now on), or refuses for good, retrying transient
+// failures with backoff until ctx ends. It reports whether no order is
+// left.
+func (w *Worker) cancelOrder(ctx context.Context, c *pb.Claim, log *slog.Logger) bool {
+	backoff := backoffMin
+	for {
+		v, code, detail := w.post(ctx, w.cfg.CancelURL, c)
 		switch {
 		case v == accepted:
 			w.stats.cancelled.Add(1)
 			log.Info("order cancelled", "detail", detail)
-			return
+			return true
+		case code == http.StatusNotFound:
+			w.stats.noOrder.Add(1)
+			log.Info("no order to cancel", "detail", detail)
+			return true
 		case v == refused:
 			w.stats.cancelFailed.Add(1)
-			log.Error("order service refused to cancel the order of a released claim: cancel it by hand", "detail", detail)
-			return
+			log.Error("order service refused to cancel the order: cancel it by hand", "detail", detail)
+			return false
 		case ctx.Err() != nil:
 			w.stats.cancelFailed.Add(1)
-			log.Error("order of a released claim not cancelled before giving up: cancel it by hand", "detail", detail)
-			return
+			log.Error("order not cancelled before giving up: cancel it by hand", "detail", detail)
+			return false
 		}
 		log.Debug("cancel failed; retrying", "detail", detail)
 		w.stats.retries.Add(1)
