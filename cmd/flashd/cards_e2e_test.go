@@ -43,7 +43,7 @@ func TestFrontDoorCards(t *testing.T) {
 		campaign = "newyear"
 		users    = 400
 		xiCap    = 60
-		pool     = 5 // far below the full sets drawn (about 24 in a run), so it runs out whatever the draws
+		pool     = 5       // far below the full sets drawn (about 24 in a run), so it runs out whatever the draws
 		pot      = 100_003 // cents: not a multiple of the holders, so the remainder is split too
 		workers  = 32
 		attempts = 5 // per call, on overload or an unknown outcome
