@@ -26,17 +26,20 @@ func newSettlerCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "settler",
 		Short: "Run a settlement worker: reserved claims become orders, then settled or released",
-		Long: `Run a settlement worker. It leases reserved claims from the store's settlement
-feed (in claim ID order, from a cursor kept in the store for its --group), POSTs
-each as a JSON order to --order-url with the claim ID as the Idempotency-Key
-header, and then settles the claim on a 2xx answer, retries 5xx, 408, 429,
+		Long: `Run a settlement worker. It leases open claims from the store's settlement
+feed (in claim ID order, from a cursor kept in the store for its --group). For a
+reserved claim it first marks the claim as ordering in the store, then POSTs it
+as a JSON order to --order-url with the claim ID as the Idempotency-Key header,
+and then settles the claim on a 2xx answer (also after its reservation deadline:
+a marked claim is not released at its deadline), retries 5xx, 408, 429,
 timeouts and connection errors with backoff, and releases the claim (its stock
-goes back on sale) on any other 4xx. When the order was accepted but the
-settle is refused because the reservation had already been released (it
-expired), it cancels the order: a POST of the same body with the same
-Idempotency-Key to --cancel-url, retried like the order. Several workers may run at once: a leased
-claim is one worker's until its lease ends. A replacement worker resumes from
-the group's cursor. Stops on SIGINT or SIGTERM.`,
+goes back on sale) on any other 4xx. A marked claim whose deadline passed
+without a settle comes back from the feed to be compensated: the worker marks
+it cancelling (no settle is taken after that), POSTs the same body with the
+same Idempotency-Key to --cancel-url (a 404 means there was no order), and
+releases it. Several workers may run at once: a leased claim is one worker's
+until its lease ends. A replacement worker resumes from the group's cursor, and
+finishes what a dead one left marked. Stops on SIGINT or SIGTERM.`,
 		Example: `  flashd settler --store 127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003 \
     --order-url http://orders.internal/v1/orders --concurrency 16`,
 		Args: cobra.NoArgs,
