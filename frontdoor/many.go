@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 
+	"google.golang.org/grpc/status"
+
 	pb "github.com/flashd/flashd/rpc/flashdpb"
 )
 
@@ -119,13 +121,16 @@ func runMany[E entry[E, V], V comparable](ctx context.Context, co *coalescer[E, 
 // change (sold out above all) are converted once: after a sell-out a whole
 // call of them costs no allocation for its statuses.
 func (d *Door) callStatus(err error) *pb.CallStatus {
-	if s, ok := staticStatuses[err]; ok {
-		return s
-	}
-	f := d.funnel.Load()
-	switch err {
-	case f.errIPLimited, f.errUserLimited, f.errGlobal:
-		return f.statuses[err]
+	// Only status errors (pointers) are looked up: a map lookup of an
+	// error whose dynamic type is not comparable would panic.
+	if _, ok := err.(interface{ GRPCStatus() *status.Status }); ok {
+		if s, ok := staticStatuses[err]; ok {
+			return s
+		}
+		f := d.funnel.Load()
+		if s, ok := f.statuses[err]; ok {
+			return s
+		}
 	}
 	return pb.NewCallStatus(err)
 }

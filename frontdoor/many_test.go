@@ -240,3 +240,19 @@ func TestDrawManyAnswersEachDrawInOrder(t *testing.T) {
 		t.Errorf("a call of %d draws: %v, want INVALID_ARGUMENT", ManyMax+1, err)
 	}
 }
+
+// uncomparableError is an error whose dynamic type cannot be a map key.
+type uncomparableError struct{ parts []string }
+
+func (e uncomparableError) Error() string { return fmt.Sprint(e.parts) }
+
+// Any error can become a call status, even one that cannot be compared.
+func TestCallStatusOfAnyError(t *testing.T) {
+	d, _ := newTestDoor(t, newFakeStore(), nil)
+	if s := d.callStatus(uncomparableError{[]string{"x"}}); codes.Code(s.GetCode()) != codes.Unknown {
+		t.Fatalf("status %v, want UNKNOWN", s)
+	}
+	if d.callStatus(errSoldOut) != staticStatuses[errSoldOut] {
+		t.Fatal("sold out not answered with the shared status")
+	}
+}
