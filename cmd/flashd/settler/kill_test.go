@@ -8,7 +8,6 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -28,7 +27,7 @@ import (
 // any order call that comes after a cancel of its key: the settlers must
 // never make one.
 type lossyOrders struct {
-	mu          sync.Mutex
+	callCounter // and the lock of what follows
 	rng         *rand.Rand
 	decided     map[string]int  // key → 200 or 422
 	cancelled   map[string]bool // accepted orders cancelled
@@ -37,15 +36,6 @@ type lossyOrders struct {
 	lost        int             // answers of accepted orders lost (timeouts, 500s)
 	cancelOK    int             // 2xx answers to cancels
 	noOrder     int             // 404 answers to cancels
-	calls       int
-	inFlight    int
-	lastEnd     time.Time
-}
-
-func (o *lossyOrders) idleFor(d time.Duration) bool {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return o.inFlight == 0 && time.Since(o.lastEnd) > d
 }
 
 func (o *lossyOrders) ServeHTTP(w http.ResponseWriter, r *http.Request) {

@@ -352,25 +352,31 @@ func TestConfigValidation(t *testing.T) {
 // cancels fail with 503 before or 500 after taking effect. A cancel of a
 // key never decided answers 404 and refuses the key from then on.
 type slowOrders struct {
-	mu         sync.Mutex
-	rng        *rand.Rand
-	maxDelay   time.Duration
-	decided    map[string]int       // key → 200 or 422
-	acceptedAt map[string]time.Time // key → when it was accepted
-	cancelled  map[string]int       // key → cancels that took effect
-	cancelOK   int                  // 2xx answers to cancels
-	noOrder    int                  // 404 answers to cancels
-	strayed    []string             // cancels of orders refused (422)
-	calls      int
-	inFlight   int
-	lastEnd    time.Time
+	callCounter // and the lock of what follows
+	rng         *rand.Rand
+	maxDelay    time.Duration
+	decided     map[string]int       // key → 200 or 422
+	acceptedAt  map[string]time.Time // key → when it was accepted
+	cancelled   map[string]int       // key → cancels that took effect
+	cancelOK    int                  // 2xx answers to cancels
+	noOrder     int                  // 404 answers to cancels
+	strayed     []string             // cancels of orders refused (422)
+}
+
+// callCounter counts a fake order service's calls, under the lock of the
+// service that embeds it, so that a test can wait for it to go quiet.
+type callCounter struct {
+	mu       sync.Mutex
+	calls    int
+	inFlight int
+	lastEnd  time.Time
 }
 
 // idleFor reports whether no call has been in flight for d.
-func (o *slowOrders) idleFor(d time.Duration) bool {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return o.inFlight == 0 && time.Since(o.lastEnd) > d
+func (c *callCounter) idleFor(d time.Duration) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.inFlight == 0 && time.Since(c.lastEnd) > d
 }
 
 func (o *slowOrders) ServeHTTP(w http.ResponseWriter, r *http.Request) {
