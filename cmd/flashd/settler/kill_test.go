@@ -336,16 +336,7 @@ func TestNoOrderLostWhenWorkersDie(t *testing.T) {
 	if len(orders.lateCreates) > 0 {
 		t.Errorf("order calls after a cancel of their key: %v", orders.lateCreates)
 	}
-	it, err := st.GetItem(ctx, &pb.GetItemRequest{CampaignId: "spring", ItemId: "lantern"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if i := it.Item; i.Sold != settled || i.Available != i.Total-settled || i.Reserved != 0 {
-		t.Errorf("item %v; %d claims settled", i, settled)
-	}
-	if err := nodes[0].FSM().CheckInvariants(); err != nil {
-		t.Error(err)
-	}
+	checkStockSettled(ctx, t, st, nodes[0], settled)
 	var total Stats
 	for _, r := range workers {
 		s := r.w.Stats()

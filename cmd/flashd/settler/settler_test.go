@@ -363,6 +363,23 @@ type slowOrders struct {
 	strayed     []string             // cancels of orders refused (422)
 }
 
+// checkStockSettled checks, at the end of a run, that the item's counters
+// say exactly settled units sold and nothing still reserved, and that the
+// state machine's invariants hold.
+func checkStockSettled(ctx context.Context, t *testing.T, st *client.Store, node *raftnode.Node, settled uint64) {
+	t.Helper()
+	it, err := st.GetItem(ctx, &pb.GetItemRequest{CampaignId: "spring", ItemId: "lantern"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if i := it.Item; i.Sold != settled || i.Available != i.Total-settled || i.Reserved != 0 {
+		t.Errorf("item %v; %d claims settled", i, settled)
+	}
+	if err := node.FSM().CheckInvariants(); err != nil {
+		t.Error(err)
+	}
+}
+
 // callCounter counts a fake order service's calls, under the lock of the
 // service that embeds it, so that a test can wait for it to go quiet.
 type callCounter struct {
@@ -590,16 +607,7 @@ func TestOrdersPlacedPastTheDeadline(t *testing.T) {
 	if total.Conflicts != 0 {
 		t.Errorf("%d orders accepted for claims released or being cancelled under them", total.Conflicts)
 	}
-	it, err := st.GetItem(ctx, &pb.GetItemRequest{CampaignId: "spring", ItemId: "lantern"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if i := it.Item; i.Sold != settled || i.Available != i.Total-settled || i.Reserved != 0 {
-		t.Errorf("item %v; %d claims settled", i, settled)
-	}
-	if err := nodes[0].FSM().CheckInvariants(); err != nil {
-		t.Error(err)
-	}
+	checkStockSettled(ctx, t, st, nodes[0], settled)
 	t.Logf("%d settled (%d accepted past the deadline), %d orders cancelled, %d released (refused or expired unordered); %d order calls; workers %+v",
 		settled, pastDeadline, cancelled, expired, orders.calls, total)
 }
