@@ -26,10 +26,11 @@ type frontDoorFlags struct {
 	globalMode                                string
 	weight                                    float64
 	cfg                                       frontdoor.Config
+	limits                                    endpoint.Limits
 }
 
 func newFrontDoorCmd() *cobra.Command {
-	var f frontDoorFlags
+	f := frontDoorFlags{limits: frontdoor.DefaultLimits()}
 	cmd := &cobra.Command{
 		Use:   "frontdoor",
 		Short: "Run a front door: the stateless funnel between the crowd and the store",
@@ -60,10 +61,11 @@ loses nothing. Rates and degradation are set cluster-wide with flashctl.`,
 	fl.IntVar(&f.cfg.BatchesInFlight, "batches-in-flight", frontdoor.DefaultBatchesInFlight, "batches sent to the store and not yet answered, at most")
 	fl.IntVar(&f.cfg.QueueMax, "queue-max", frontdoor.DefaultQueueMax, "claims waiting for a batch, at most (more are refused with RESOURCE_EXHAUSTED)")
 	fl.DurationVar(&f.cfg.StoreTimeout, "store-timeout", frontdoor.DefaultStoreTimeout, "deadline of one batch, retries to a new leader included")
-	fl.DurationVar(&f.cfg.ClaimTimeout, "claim-timeout", frontdoor.DefaultClaimTimeout, "deadline of a claim whose caller gave none")
+	fl.DurationVar(&f.cfg.ClaimTimeout, "claim-timeout", frontdoor.DefaultClaimTimeout, "deadline of a call (a claim above all) whose caller gave none")
 	fl.IntVar(&f.cfg.TrackedUsersMax, "max-tracked-users", frontdoor.DefaultTrackedUsersMax, "users with a bucket, a verified token or a limit hint, at most (least recently seen forgotten)")
 	fl.IntVar(&f.cfg.TrackedIPsMax, "max-tracked-ips", frontdoor.DefaultTrackedIPsMax, "client IPs with a bucket, at most (least recently seen forgotten)")
 	fl.DurationVar(&f.cfg.AnnounceInterval, "announce-interval", frontdoor.DefaultAnnounceInterval, "heartbeat period to the store leader (at most 1s)")
+	addLimitFlags(fl, &f.limits)
 	cmd.MarkFlagRequired("id")
 	cmd.MarkFlagRequired("store")
 	return cmd
@@ -117,10 +119,13 @@ func runFrontDoor(cmd *cobra.Command, f frontDoorFlags) error {
 	}
 	defer sc.Close()
 
-	e, err := endpoint.New(f.grpcAddr, f.httpAddr)
+	limits := f.limits
+	limits.CallTimeout = cfg.ClaimTimeout
+	e, err := endpoint.New(f.grpcAddr, f.httpAddr, limits)
 	if err != nil {
 		return err
 	}
+	logLimits(log, e, limits.ConnsMax)
 	door, err := frontdoor.New(cfg, frontdoor.NewStoreClient(sc), e.Registry)
 	if err != nil {
 		e.Stop()
