@@ -34,6 +34,9 @@ func TestAuthStage(t *testing.T) {
 	good, _ := key.Issue("alice", time.Hour, t0)
 	short, _ := key.Issue("alice", time.Minute, t0)
 	forged, _ := forger.Issue("alice", time.Hour, t0)
+	otherIssuer, _ := key.IssueFor("someone-else", token.DefaultAudience, "alice", time.Hour, t0)
+	otherAudience, _ := key.IssueFor(token.DefaultIssuer, "flashd-admin", "alice", time.Hour, t0)
+	tooLong, _ := key.Issue("alice", token.DefaultMaxTTL+time.Hour, t0)
 	withAuth := func(v string) context.Context {
 		return metadata.NewIncomingContext(context.Background(), metadata.Pairs(mdAuthorization, v))
 	}
@@ -53,6 +56,9 @@ func TestAuthStage(t *testing.T) {
 		{"token forged", AuthToken, withAuth("Bearer " + forged), 0, "", reasonInvalidToken},
 		{"token garbage", AuthToken, withAuth("Bearer x.y.z"), 0, "", reasonInvalidToken},
 		{"token expired", AuthToken, withAuth("Bearer " + short), 2 * time.Minute, "", reasonTokenExpired},
+		{"token from another issuer", AuthToken, withAuth("Bearer " + otherIssuer), 0, "", reasonInvalidToken},
+		{"token for another audience", AuthToken, withAuth("Bearer " + otherAudience), 0, "", reasonInvalidToken},
+		{"token living past the maximum", AuthToken, withAuth("Bearer " + tooLong), 0, "", reasonInvalidToken},
 		{"header ok", AuthInsecureHeader, userCtx("bob"), 0, "bob", ""},
 		{"header missing", AuthInsecureHeader, context.Background(), 0, "", reasonMissingToken},
 		{"header bad id", AuthInsecureHeader, userCtx("b\x01b"), 0, "", reasonInvalidToken},
@@ -62,7 +68,7 @@ func TestAuthStage(t *testing.T) {
 			clock := &testClock{now: t0}
 			var a authenticator = headerAuth{}
 			if tc.mode == AuthToken {
-				a = newTokenAuth(key, 1024)
+				a = newTokenAuth(key, token.DefaultPolicy(), 1024)
 			}
 			clock.add(tc.advance)
 			c := (&Door{}).callerOf(tc.ctx)
@@ -81,7 +87,7 @@ func TestAuthStage(t *testing.T) {
 // A verified token is remembered, but never past its expiry.
 func TestAuthCacheHonoursExpiry(t *testing.T) {
 	key, _ := token.NewHMACKey([]byte(strings.Repeat("k", 32)))
-	a := newTokenAuth(key, 1024)
+	a := newTokenAuth(key, token.DefaultPolicy(), 1024)
 	tok, _ := key.Issue("alice", time.Minute, t0)
 	c := (&Door{}).callerOf(metadata.NewIncomingContext(context.Background(), metadata.Pairs(mdAuthorization, "Bearer "+tok)))
 	if u, err := a.authenticate(&c, t0); err != nil || u != "alice" {

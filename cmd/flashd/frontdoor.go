@@ -53,6 +53,9 @@ loses nothing. Rates and degradation are set cluster-wide with flashctl.`,
 	fl.StringVar(&f.store, "store", "", "gRPC addresses of store nodes, comma-separated (required)")
 	fl.StringVar(&f.auth, "auth", frontdoor.AuthToken, "authentication: token (signed bearer tokens) or insecure-header (x-user-id, demos and benchmarks only)")
 	fl.StringVar(&f.tokenFile, "token-secret-file", "", "key file for --auth token: an HS256 secret, or an Ed25519 PEM public (or private) key")
+	fl.StringVar(&f.cfg.TokenPolicy.Issuer, "token-issuer", token.DefaultIssuer, `--auth token: the issuer ("iss") a token must name`)
+	fl.StringVar(&f.cfg.TokenPolicy.Audience, "token-audience", token.DefaultAudience, `--auth token: the audience ("aud") a token must include`)
+	fl.DurationVar(&f.cfg.TokenPolicy.MaxTTL, "token-max-ttl", token.DefaultMaxTTL, `--auth token: the longest a token may live ("exp" at most this far ahead, and after "iat")`)
 	fl.StringVar(&f.clientIPHeader, "client-ip-header", "", "take the client IP for per-IP limits from this metadata (e.g. x-forwarded-for); only behind a trusted proxy")
 	fl.Float64Var(&f.weight, "weight", 1, "share weight of the global rate limit")
 	fl.StringVar(&f.globalMode, "global-limit-mode", "bucket", "global limit: bucket (token bucket at this door's share) or strict (per-second windows, never over the limit in any second)")
@@ -96,8 +99,12 @@ func runFrontDoor(cmd *cobra.Command, f frontDoorFlags) error {
 		if err != nil {
 			return err
 		}
+		if err := cfg.TokenPolicy.Validate(); err != nil {
+			return fmt.Errorf("--token-issuer, --token-audience, --token-max-ttl: %w", err)
+		}
 		cfg.TokenKey = key
-		log.Info("verifying bearer tokens", "algorithm", key.Algorithm())
+		log.Info("verifying bearer tokens", "algorithm", key.Algorithm(), "issuer", cfg.TokenPolicy.Issuer,
+			"audience", cfg.TokenPolicy.Audience, "max_ttl", cfg.TokenPolicy.MaxTTL)
 	case frontdoor.AuthInsecureHeader:
 		log.Warn("INSECURE: --auth insecure-header takes the user from the x-user-id header unchecked; anyone can claim as anyone. For demos and benchmarks only.")
 	default:

@@ -55,6 +55,26 @@ func openFiles(t testing.TB, pid int) int {
 	return len(fds)
 }
 
+// fileLimit is process pid's limit on open files, from /proc.
+func fileLimit(t testing.TB, pid int) int {
+	t.Helper()
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/limits", pid))
+	if err != nil {
+		t.Fatalf("read the door's limits: %v", err)
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if rest, ok := strings.CutPrefix(line, "Max open files"); ok {
+			if f := strings.Fields(rest); len(f) > 0 {
+				if n, err := strconv.Atoi(f[0]); err == nil {
+					return n
+				}
+			}
+		}
+	}
+	t.Fatalf("no open-file limit in /proc/%d/limits", pid)
+	return 0
+}
+
 // raiseFileLimit lets this process hold n files. Opening thousands of
 // connections needs a file limit to match; raising the hard limit needs
 // root (CAP_SYS_RESOURCE).
@@ -330,7 +350,11 @@ func TestFrontDoorIdleConnections(t *testing.T) {
 		held, failed = held+n, failed+m
 	}
 	settle(t, f.httpAddr)
-	t.Logf("the door holds %d files", openFiles(t, pid))
+	files, fileMax := openFiles(t, pid), fileLimit(t, pid)
+	t.Logf("the door holds %d files of its limit of %d", files, fileMax)
+	if files >= fileMax-16 {
+		t.Errorf("the door is at its file limit: %d files of %d", files, fileMax)
+	}
 	if err := claimAsNewClient(t, f.grpcAddr, "alice", "spring", "lantern"); err != nil {
 		t.Errorf("a real client during the attack: %v", err)
 	}
