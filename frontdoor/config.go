@@ -43,10 +43,10 @@ type Config struct {
 	AdvertiseAddr string  // gRPC address reported in heartbeats
 	Weight        float64 // share weight of the global rate limit; 0 means 1
 
-	AuthMode       string     // AuthToken or AuthInsecureHeader
+	AuthMode       string       // AuthToken or AuthInsecureHeader
 	TokenKey       *token.Key   // for AuthToken
 	TokenPolicy    token.Policy // what a token must say; empty fields: token.DefaultPolicy's
-	ClientIPHeader string     // take the client IP from this metadata (behind a trusted proxy); "" uses the peer address
+	ClientIPHeader string       // take the client IP from this metadata (behind a trusted proxy); "" uses the peer address
 
 	BatchMax        int           // claims per batch; 1 turns coalescing off
 	BatchWindow     time.Duration // longest wait of a claim for its batch; 0: none (full or idle only)
