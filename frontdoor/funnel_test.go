@@ -103,6 +103,40 @@ func TestAuthCacheHonoursExpiry(t *testing.T) {
 	wantRefusal(t, err, codes.Unauthenticated, reasonTokenExpired)
 }
 
+// A token door fills the policy fields left empty with the defaults,
+// refuses a policy out of range, and checks a token against its own.
+func TestTokenPolicyConfig(t *testing.T) {
+	key, _ := token.NewHMACKey([]byte(strings.Repeat("k", 32)))
+	cfg := Config{ID: "f1", AuthMode: AuthToken, TokenKey: key, TokenPolicy: token.Policy{Audience: "shop"}}.withDefaults()
+	if want := (token.Policy{Issuer: token.DefaultIssuer, Audience: "shop", MaxTTL: token.DefaultMaxTTL}); cfg.TokenPolicy != want {
+		t.Fatalf("policy %+v, want %+v", cfg.TokenPolicy, want)
+	}
+	if err := cfg.validate(); err != nil {
+		t.Fatal(err)
+	}
+	bad := cfg
+	bad.TokenPolicy.MaxTTL = 100 * 365 * 24 * time.Hour
+	if err := bad.validate(); err == nil {
+		t.Fatal("a token lifetime of a hundred years accepted")
+	}
+	store := newFakeStore()
+	d, _ := newTestDoor(t, store, func(c *Config) {
+		c.AuthMode, c.TokenKey, c.TokenPolicy = AuthToken, key, token.Policy{Issuer: "shop", Audience: "shop-doors", MaxTTL: time.Hour}
+	})
+	theirs, _ := key.IssueFor("shop", "shop-doors", "alice", time.Hour, t0)
+	defaults, _ := key.Issue("alice", time.Hour, t0)
+	as := func(tok string) context.Context {
+		return metadata.NewIncomingContext(context.Background(), metadata.Pairs(mdAuthorization, "Bearer "+tok))
+	}
+	c := d.callerOf(as(theirs))
+	if _, err := d.auth.authenticate(&c, t0); err != nil {
+		t.Fatalf("a token for the door's own policy: %v", err)
+	}
+	c = d.callerOf(as(defaults))
+	_, err := d.auth.authenticate(&c, t0)
+	wantRefusal(t, err, codes.Unauthenticated, reasonInvalidToken)
+}
+
 // The funnel refuses before any later stage, and counts it.
 func TestClaimUnauthenticatedCountsAndStops(t *testing.T) {
 	store := newFakeStore()
