@@ -16,8 +16,9 @@ const ipv6HostBits = 64
 // connLimiter is a listener that bounds the connections open at once, in
 // all and per client IP. A connection over a bound is closed as soon as it
 // is accepted, before gRPC allocates anything for it, and counted; the
-// server never sees it. A refused client costs a file for a moment, so the
-// process's file limit is never reached by clients (ConnsMax is below it).
+// server never sees it. A refused connection holds a file only for that
+// moment, and ConnsMax is below the file limit, so clients can never use up
+// the process's files.
 type connLimiter struct {
 	net.Listener
 	max, perIPMax int
@@ -60,7 +61,7 @@ func (l *connLimiter) Accept() (net.Conn, error) {
 			return nil, err
 		}
 		ip := remoteIP(c)
-		if ok := l.take(ip); ok {
+		if l.take(ip) {
 			return &limitedConn{Conn: c, release: func() { l.give(ip) }}, nil
 		}
 		c.Close()
