@@ -349,6 +349,9 @@ func TestFrontDoorIdleConnections(t *testing.T) {
 		}
 		held, failed = held+n, failed+m
 	}
+	if held == 0 {
+		t.Skipf("no connection from 127.0.0.2 (%d dials failed): this system routes only 127.0.0.1", failed)
+	}
 	settle(t, f.httpAddr)
 	files, fileMax := openFiles(t, pid), fileLimit(t, pid)
 	t.Logf("the door holds %d files of its limit of %d", files, fileMax)
