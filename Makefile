@@ -4,7 +4,7 @@ BIN       := bin
 PROTOS    := $(wildcard rpc/proto/flashd/v1/*.proto) fsm/fsmpb/command.proto
 GOFLAGS_STATIC := CGO_ENABLED=0
 
-.PHONY: help build test test-short fmt-check vet proto proto-check demo tools bench clean chaos-sim images cluster-up cluster-down
+.PHONY: help build test test-short fmt-check vet proto proto-check demo tools bench clean chaos-sim images cluster-up cluster-down fuzz
 
 help:
 	@grep -E '^[a-z-]+:.*## ' Makefile | sed 's/:.*## /\t/'
@@ -59,6 +59,10 @@ PARALLEL_SEEDS ?= 2
 chaos-sim: ## seeded fault schedules on an in-process 5-node cluster (SEEDS=N FIRST_SEED=K PARALLEL_SEEDS=P; SEED=S replays one)
 	$(GO) test -count=1 -timeout 0 -v -run '^TestSeeds$$' ./deploy/chaos/sim -args \
 		-seeds=$(SEEDS) -first-seed=$(FIRST_SEED) -seed=$(SEED) -parallel-seeds=$(PARALLEL_SEEDS)
+
+FUZZTIME ?= 20s
+fuzz: ## run every go fuzz target for FUZZTIME each (default 20s); a crash is written to the package's testdata/fuzz
+	FUZZTIME=$(FUZZTIME) deploy/fuzz.sh
 
 clean:
 	rm -rf $(BIN)

@@ -97,12 +97,14 @@ func (headerAuth) authenticate(c *caller, _ time.Time) (string, error) {
 	return c.userID, nil
 }
 
-// tokenAuth verifies bearer tokens. A token verified once is remembered
+// tokenAuth verifies bearer tokens: signature, expiry, and the door's
+// policy (issuer, audience, longest lifetime). A token verified once is remembered
 // with its user and expiry (in bounded memory), so the next calls with it
 // cost a map lookup instead of a signature check and a JSON decode. The
 // cache is keyed by the whole token: only a byte-identical token hits it.
 type tokenAuth struct {
 	key      *token.Key
+	policy   token.Policy
 	verified *boundedMap[string, verifiedToken]
 }
 
@@ -111,8 +113,8 @@ type verifiedToken struct {
 	expires time.Time
 }
 
-func newTokenAuth(key *token.Key, maxTokens int) *tokenAuth {
-	return &tokenAuth{key: key, verified: newBoundedMap[string, verifiedToken](maxTokens)}
+func newTokenAuth(key *token.Key, policy token.Policy, maxTokens int) *tokenAuth {
+	return &tokenAuth{key: key, policy: policy, verified: newBoundedMap[string, verifiedToken](maxTokens)}
 }
 
 func (a *tokenAuth) authenticate(c *caller, now time.Time) (string, error) {
@@ -134,7 +136,7 @@ func (a *tokenAuth) authenticate(c *caller, now time.Time) (string, error) {
 	if user != "" {
 		return user, nil
 	}
-	user, expires, err := a.key.Verify(raw, now)
+	user, expires, err := a.key.Verify(raw, a.policy, now)
 	switch {
 	case errors.Is(err, token.ErrExpired):
 		a.verified.remove(raw)

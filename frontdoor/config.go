@@ -43,9 +43,10 @@ type Config struct {
 	AdvertiseAddr string  // gRPC address reported in heartbeats
 	Weight        float64 // share weight of the global rate limit; 0 means 1
 
-	AuthMode       string     // AuthToken or AuthInsecureHeader
-	TokenKey       *token.Key // for AuthToken
-	ClientIPHeader string     // take the client IP from this metadata (behind a trusted proxy); "" uses the peer address
+	AuthMode       string       // AuthToken or AuthInsecureHeader
+	TokenKey       *token.Key   // for AuthToken
+	TokenPolicy    token.Policy // what a token must say; empty fields: token.DefaultPolicy's
+	ClientIPHeader string       // take the client IP from this metadata (behind a trusted proxy); "" uses the peer address
 
 	BatchMax        int           // claims per batch; 1 turns coalescing off
 	BatchWindow     time.Duration // longest wait of a claim for its batch; 0: none (full or idle only)
@@ -93,6 +94,16 @@ func (c Config) withDefaults() Config {
 	if c.AnnounceInterval == 0 {
 		c.AnnounceInterval = DefaultAnnounceInterval
 	}
+	def := token.DefaultPolicy()
+	if c.TokenPolicy.Issuer == "" {
+		c.TokenPolicy.Issuer = def.Issuer
+	}
+	if c.TokenPolicy.Audience == "" {
+		c.TokenPolicy.Audience = def.Audience
+	}
+	if c.TokenPolicy.MaxTTL == 0 {
+		c.TokenPolicy.MaxTTL = def.MaxTTL
+	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -113,6 +124,8 @@ func (c Config) validate() error {
 		return fmt.Errorf("auth %q: want %q or %q", c.AuthMode, AuthToken, AuthInsecureHeader)
 	case c.AuthMode == AuthToken && c.TokenKey == nil:
 		return errors.New("auth token needs a key (--token-secret-file)")
+	case c.AuthMode == AuthToken && c.TokenPolicy.Validate() != nil:
+		return c.TokenPolicy.Validate()
 	case c.BatchMax < 1 || c.BatchMax > pb.MaxBatchClaims:
 		return fmt.Errorf("batch max %d: must be in [1, %d]", c.BatchMax, pb.MaxBatchClaims)
 	case c.BatchWindow < 0 || c.BatchWindow > batchWindowMax:

@@ -137,7 +137,7 @@ func New(cfg Config, store Store, reg prometheus.Registerer) (*Door, error) {
 	}
 	switch cfg.AuthMode {
 	case AuthToken:
-		d.auth = newTokenAuth(cfg.TokenKey, cfg.TrackedUsersMax)
+		d.auth = newTokenAuth(cfg.TokenKey, cfg.TokenPolicy, cfg.TrackedUsersMax)
 	default:
 		d.auth = headerAuth{}
 	}

@@ -34,6 +34,9 @@ func TestAuthStage(t *testing.T) {
 	good, _ := key.Issue("alice", time.Hour, t0)
 	short, _ := key.Issue("alice", time.Minute, t0)
 	forged, _ := forger.Issue("alice", time.Hour, t0)
+	otherIssuer, _ := key.IssueFor("someone-else", token.DefaultAudience, "alice", time.Hour, t0)
+	otherAudience, _ := key.IssueFor(token.DefaultIssuer, "flashd-admin", "alice", time.Hour, t0)
+	tooLong, _ := key.Issue("alice", token.DefaultMaxTTL+time.Hour, t0)
 	withAuth := func(v string) context.Context {
 		return metadata.NewIncomingContext(context.Background(), metadata.Pairs(mdAuthorization, v))
 	}
@@ -53,6 +56,9 @@ func TestAuthStage(t *testing.T) {
 		{"token forged", AuthToken, withAuth("Bearer " + forged), 0, "", reasonInvalidToken},
 		{"token garbage", AuthToken, withAuth("Bearer x.y.z"), 0, "", reasonInvalidToken},
 		{"token expired", AuthToken, withAuth("Bearer " + short), 2 * time.Minute, "", reasonTokenExpired},
+		{"token from another issuer", AuthToken, withAuth("Bearer " + otherIssuer), 0, "", reasonInvalidToken},
+		{"token for another audience", AuthToken, withAuth("Bearer " + otherAudience), 0, "", reasonInvalidToken},
+		{"token living past the maximum", AuthToken, withAuth("Bearer " + tooLong), 0, "", reasonInvalidToken},
 		{"header ok", AuthInsecureHeader, userCtx("bob"), 0, "bob", ""},
 		{"header missing", AuthInsecureHeader, context.Background(), 0, "", reasonMissingToken},
 		{"header bad id", AuthInsecureHeader, userCtx("b\x01b"), 0, "", reasonInvalidToken},
@@ -62,7 +68,7 @@ func TestAuthStage(t *testing.T) {
 			clock := &testClock{now: t0}
 			var a authenticator = headerAuth{}
 			if tc.mode == AuthToken {
-				a = newTokenAuth(key, 1024)
+				a = newTokenAuth(key, token.DefaultPolicy(), 1024)
 			}
 			clock.add(tc.advance)
 			c := (&Door{}).callerOf(tc.ctx)
@@ -81,7 +87,7 @@ func TestAuthStage(t *testing.T) {
 // A verified token is remembered, but never past its expiry.
 func TestAuthCacheHonoursExpiry(t *testing.T) {
 	key, _ := token.NewHMACKey([]byte(strings.Repeat("k", 32)))
-	a := newTokenAuth(key, 1024)
+	a := newTokenAuth(key, token.DefaultPolicy(), 1024)
 	tok, _ := key.Issue("alice", time.Minute, t0)
 	c := (&Door{}).callerOf(metadata.NewIncomingContext(context.Background(), metadata.Pairs(mdAuthorization, "Bearer "+tok)))
 	if u, err := a.authenticate(&c, t0); err != nil || u != "alice" {
@@ -95,6 +101,40 @@ func TestAuthCacheHonoursExpiry(t *testing.T) {
 	}
 	_, err := a.authenticate(&c, t0.Add(2*time.Minute))
 	wantRefusal(t, err, codes.Unauthenticated, reasonTokenExpired)
+}
+
+// A token door fills the policy fields left empty with the defaults,
+// refuses a policy out of range, and checks a token against its own.
+func TestTokenPolicyConfig(t *testing.T) {
+	key, _ := token.NewHMACKey([]byte(strings.Repeat("k", 32)))
+	cfg := Config{ID: "f1", AuthMode: AuthToken, TokenKey: key, TokenPolicy: token.Policy{Audience: "shop"}}.withDefaults()
+	if want := (token.Policy{Issuer: token.DefaultIssuer, Audience: "shop", MaxTTL: token.DefaultMaxTTL}); cfg.TokenPolicy != want {
+		t.Fatalf("policy %+v, want %+v", cfg.TokenPolicy, want)
+	}
+	if err := cfg.validate(); err != nil {
+		t.Fatal(err)
+	}
+	bad := cfg
+	bad.TokenPolicy.MaxTTL = 100 * 365 * 24 * time.Hour
+	if err := bad.validate(); err == nil {
+		t.Fatal("a token lifetime of a hundred years accepted")
+	}
+	store := newFakeStore()
+	d, _ := newTestDoor(t, store, func(c *Config) {
+		c.AuthMode, c.TokenKey, c.TokenPolicy = AuthToken, key, token.Policy{Issuer: "shop", Audience: "shop-doors", MaxTTL: time.Hour}
+	})
+	theirs, _ := key.IssueFor("shop", "shop-doors", "alice", time.Hour, t0)
+	defaults, _ := key.Issue("alice", time.Hour, t0)
+	as := func(tok string) context.Context {
+		return metadata.NewIncomingContext(context.Background(), metadata.Pairs(mdAuthorization, "Bearer "+tok))
+	}
+	c := d.callerOf(as(theirs))
+	if _, err := d.auth.authenticate(&c, t0); err != nil {
+		t.Fatalf("a token for the door's own policy: %v", err)
+	}
+	c = d.callerOf(as(defaults))
+	_, err := d.auth.authenticate(&c, t0)
+	wantRefusal(t, err, codes.Unauthenticated, reasonInvalidToken)
 }
 
 // The funnel refuses before any later stage, and counts it.

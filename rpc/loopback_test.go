@@ -61,7 +61,7 @@ func startTunedCluster(tb testing.TB, n int, tune raftnode.Config) *loopbackClus
 			tb.Fatalf("open node %d: %v", i+1, err)
 		}
 		c.nodes = append(c.nodes, node)
-		srv, err := ServeStore(node, grpcAddr, "", quiet)
+		srv, err := ServeStore(node, grpcAddr, "", DefaultLimits(), quiet)
 		if err != nil {
 			tb.Fatalf("serve node %d: %v", i+1, err)
 		}

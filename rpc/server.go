@@ -16,9 +16,10 @@ type StoreNode struct {
 }
 
 // ServeStore registers the Store and Admin services of node and their
-// metrics on new endpoints and starts serving.
-func ServeStore(node *raftnode.Node, grpcAddr, httpAddr string, log *slog.Logger) (*StoreNode, error) {
-	e, err := endpoint.New(grpcAddr, httpAddr)
+// metrics on new endpoints, whose gRPC server applies limits
+// (DefaultLimits unless flags change them), and starts serving.
+func ServeStore(node *raftnode.Node, grpcAddr, httpAddr string, limits endpoint.Limits, log *slog.Logger) (*StoreNode, error) {
+	e, err := endpoint.New(grpcAddr, httpAddr, limits)
 	if err != nil {
 		return nil, err
 	}

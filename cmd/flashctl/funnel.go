@@ -262,14 +262,17 @@ func newTokenCmd(g *globals) *cobra.Command {
 }
 
 func newTokenIssueCmd(g *globals) *cobra.Command {
-	var user, keyFile string
+	var user, keyFile, issuer, audience string
 	var ttl time.Duration
 	cmd := &cobra.Command{
 		Use:   "issue",
 		Short: "Issue a signed bearer token for a user",
 		Long: `Issue a JSON Web Token for a user, signed with the key file: an HS256 secret
 (shared with the front doors) or an Ed25519 private key (the front doors hold
-the public key). Apps send it as "authorization: Bearer <token>".`,
+the public key). Apps send it as "authorization: Bearer <token>". The token names
+its issuer and audience; a front door takes it only if they match its
+--token-issuer and --token-audience and if --ttl is within its --token-max-ttl
+(the defaults agree).`,
 		Example: "  flashctl token issue --user alice --ttl 1h --secret-file token.key",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -279,16 +282,19 @@ the public key). Apps send it as "authorization: Bearer <token>".`,
 			}
 			g.calledCluster = true // the flags were fine: a failure now is not usage
 			now := time.Now()
-			tok, err := key.Issue(user, ttl, now)
+			tok, err := key.IssueFor(issuer, audience, user, ttl, now)
 			if err != nil {
 				return err
 			}
-			doc := jsonObject{"token": tok, "user": user, "algorithm": key.Algorithm(), "expires": now.Add(ttl).UTC().Format(time.RFC3339)}
+			doc := jsonObject{"token": tok, "user": user, "algorithm": key.Algorithm(), "issuer": issuer, "audience": audience,
+				"expires": now.Add(ttl).UTC().Format(time.RFC3339)}
 			return g.render(doc, func(w io.Writer) { fmt.Fprintln(w, tok) })
 		},
 	}
 	cmd.Flags().StringVar(&user, "user", "", "the user ID the token names (required)")
-	cmd.Flags().DurationVar(&ttl, "ttl", time.Hour, "how long the token is valid")
+	cmd.Flags().DurationVar(&ttl, "ttl", time.Hour, "how long the token is valid (a default front door takes at most 24h)")
+	cmd.Flags().StringVar(&issuer, "issuer", token.DefaultIssuer, `the token's issuer ("iss"), as front doors' --token-issuer`)
+	cmd.Flags().StringVar(&audience, "audience", token.DefaultAudience, `the token's audience ("aud"), as front doors' --token-audience`)
 	cmd.Flags().StringVar(&keyFile, "secret-file", "", "key file: an HS256 secret or an Ed25519 PEM private key (required)")
 	requireFlags(cmd, "user", "secret-file")
 	return cmd

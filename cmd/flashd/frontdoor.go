@@ -26,10 +26,11 @@ type frontDoorFlags struct {
 	globalMode                                string
 	weight                                    float64
 	cfg                                       frontdoor.Config
+	limits                                    endpoint.Limits
 }
 
 func newFrontDoorCmd() *cobra.Command {
-	var f frontDoorFlags
+	f := frontDoorFlags{limits: frontdoor.DefaultLimits()}
 	cmd := &cobra.Command{
 		Use:   "frontdoor",
 		Short: "Run a front door: the stateless funnel between the crowd and the store",
@@ -52,6 +53,9 @@ loses nothing. Rates and degradation are set cluster-wide with flashctl.`,
 	fl.StringVar(&f.store, "store", "", "gRPC addresses of store nodes, comma-separated (required)")
 	fl.StringVar(&f.auth, "auth", frontdoor.AuthToken, "authentication: token (signed bearer tokens) or insecure-header (x-user-id, demos and benchmarks only)")
 	fl.StringVar(&f.tokenFile, "token-secret-file", "", "key file for --auth token: an HS256 secret, or an Ed25519 PEM public (or private) key")
+	fl.StringVar(&f.cfg.TokenPolicy.Issuer, "token-issuer", token.DefaultIssuer, `--auth token: the issuer ("iss") a token must name`)
+	fl.StringVar(&f.cfg.TokenPolicy.Audience, "token-audience", token.DefaultAudience, `--auth token: the audience ("aud") a token must include`)
+	fl.DurationVar(&f.cfg.TokenPolicy.MaxTTL, "token-max-ttl", token.DefaultMaxTTL, `--auth token: the longest a token may live ("exp" at most this far ahead, and after "iat")`)
 	fl.StringVar(&f.clientIPHeader, "client-ip-header", "", "take the client IP for per-IP limits from this metadata (e.g. x-forwarded-for); only behind a trusted proxy")
 	fl.Float64Var(&f.weight, "weight", 1, "share weight of the global rate limit")
 	fl.StringVar(&f.globalMode, "global-limit-mode", "bucket", "global limit: bucket (token bucket at this door's share) or strict (per-second windows, never over the limit in any second)")
@@ -60,10 +64,11 @@ loses nothing. Rates and degradation are set cluster-wide with flashctl.`,
 	fl.IntVar(&f.cfg.BatchesInFlight, "batches-in-flight", frontdoor.DefaultBatchesInFlight, "batches sent to the store and not yet answered, at most")
 	fl.IntVar(&f.cfg.QueueMax, "queue-max", frontdoor.DefaultQueueMax, "claims waiting for a batch, at most (more are refused with RESOURCE_EXHAUSTED)")
 	fl.DurationVar(&f.cfg.StoreTimeout, "store-timeout", frontdoor.DefaultStoreTimeout, "deadline of one batch, retries to a new leader included")
-	fl.DurationVar(&f.cfg.ClaimTimeout, "claim-timeout", frontdoor.DefaultClaimTimeout, "deadline of a claim whose caller gave none")
+	fl.DurationVar(&f.cfg.ClaimTimeout, "claim-timeout", frontdoor.DefaultClaimTimeout, "deadline of a call (a claim above all) whose caller gave none")
 	fl.IntVar(&f.cfg.TrackedUsersMax, "max-tracked-users", frontdoor.DefaultTrackedUsersMax, "users with a bucket, a verified token or a limit hint, at most (least recently seen forgotten)")
 	fl.IntVar(&f.cfg.TrackedIPsMax, "max-tracked-ips", frontdoor.DefaultTrackedIPsMax, "client IPs with a bucket, at most (least recently seen forgotten)")
 	fl.DurationVar(&f.cfg.AnnounceInterval, "announce-interval", frontdoor.DefaultAnnounceInterval, "heartbeat period to the store leader (at most 1s)")
+	addLimitFlags(fl, &f.limits)
 	cmd.MarkFlagRequired("id")
 	cmd.MarkFlagRequired("store")
 	return cmd
@@ -94,8 +99,12 @@ func runFrontDoor(cmd *cobra.Command, f frontDoorFlags) error {
 		if err != nil {
 			return err
 		}
+		if err := cfg.TokenPolicy.Validate(); err != nil {
+			return fmt.Errorf("--token-issuer, --token-audience, --token-max-ttl: %w", err)
+		}
 		cfg.TokenKey = key
-		log.Info("verifying bearer tokens", "algorithm", key.Algorithm())
+		log.Info("verifying bearer tokens", "algorithm", key.Algorithm(), "issuer", cfg.TokenPolicy.Issuer,
+			"audience", cfg.TokenPolicy.Audience, "max_ttl", cfg.TokenPolicy.MaxTTL)
 	case frontdoor.AuthInsecureHeader:
 		log.Warn("INSECURE: --auth insecure-header takes the user from the x-user-id header unchecked; anyone can claim as anyone. For demos and benchmarks only.")
 	default:
@@ -117,10 +126,13 @@ func runFrontDoor(cmd *cobra.Command, f frontDoorFlags) error {
 	}
 	defer sc.Close()
 
-	e, err := endpoint.New(f.grpcAddr, f.httpAddr)
+	limits := f.limits
+	limits.CallTimeout = cfg.ClaimTimeout
+	e, err := endpoint.New(f.grpcAddr, f.httpAddr, limits)
 	if err != nil {
 		return err
 	}
+	logLimits(log, e, limits.ConnsMax)
 	door, err := frontdoor.New(cfg, frontdoor.NewStoreClient(sc), e.Registry)
 	if err != nil {
 		e.Stop()

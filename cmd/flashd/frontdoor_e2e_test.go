@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/golang-jwt/jwt/v5"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -655,6 +656,24 @@ func TestFrontDoorAuthConfigAndFaults(t *testing.T) {
 	expired, _ := key.Issue("alice", time.Hour, time.Now().Add(-2*time.Hour))
 	otherKey, _ := token.NewHMACKey([]byte(strings.Repeat("x", 32)))
 	forged, _ := otherKey.Issue("alice", time.Hour, time.Now())
+	otherIssuer := strings.TrimSpace(c.mustCtl("token", "issue", "--user", "alice", "--issuer", "someone-else", "--secret-file", keyFile))
+	otherAudience := strings.TrimSpace(c.mustCtl("token", "issue", "--user", "alice", "--audience", "flashd-admin", "--secret-file", keyFile))
+	twoDays := strings.TrimSpace(c.mustCtl("token", "issue", "--user", "alice", "--ttl", "48h", "--secret-file", keyFile))
+	secret, err := os.ReadFile(keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// What no flashctl issues: an expiry a hundred years away, and none.
+	handMade := func(exp *jwt.NumericDate) string {
+		s, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.RegisteredClaims{
+			Issuer: token.DefaultIssuer, Audience: jwt.ClaimStrings{token.DefaultAudience}, Subject: "alice", ExpiresAt: exp,
+		}).SignedString([]byte(strings.TrimSpace(string(secret))))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	century, noExpiry := handMade(jwt.NewNumericDate(time.Now().AddDate(100, 0, 0))), handMade(nil)
 	as := func(tok string) context.Context {
 		if tok == "" {
 			return ctx
@@ -677,12 +696,39 @@ func TestFrontDoorAuthConfigAndFaults(t *testing.T) {
 		{"expired token", expired, "lantern", 1, codes.Unauthenticated},
 		{"forged token", forged, "lantern", 1, codes.Unauthenticated},
 		{"garbage token", "not-a-jwt", "lantern", 1, codes.Unauthenticated},
+		{"token from another issuer", otherIssuer, "lantern", 1, codes.Unauthenticated},
+		{"token for another audience", otherAudience, "lantern", 1, codes.Unauthenticated},
+		{"token living 48h (the door takes 24h)", twoDays, "lantern", 1, codes.Unauthenticated},
+		{"token expiring in a hundred years", century, "lantern", 1, codes.Unauthenticated},
+		{"token that never expires", noExpiry, "lantern", 1, codes.Unauthenticated},
 		{"empty item", issue("alice"), "", 1, codes.InvalidArgument},
 		{"quantity over the limit", issue("alice"), "lantern", 5, codes.InvalidArgument},
 		{"unknown item", issue("alice"), "ghost", 1, codes.NotFound},
 	} {
 		if _, _, err := claim(tc.tok, tc.item, tc.quantity); status.Code(err) != tc.code {
 			t.Errorf("%s: got %v, want %v", tc.name, err, tc.code)
+		}
+	}
+	// A door with its own token policy takes the tokens flashctl issues
+	// to match it, and no others. An unknown item tells a token that
+	// passed (NOT_FOUND) from one that did not (UNAUTHENTICATED).
+	shop := c.startFrontDoor(t, "f2", "--auth", "token", "--token-secret-file", keyFile,
+		"--token-issuer", "shop", "--token-audience", "shop-doors", "--token-max-ttl", "2h")
+	shopToken := func(ttl string) string {
+		return strings.TrimSpace(c.mustCtl("token", "issue", "--user", "zoe", "--issuer", "shop", "--audience", "shop-doors",
+			"--ttl", ttl, "--secret-file", keyFile))
+	}
+	for _, tc := range []struct {
+		name, tok string
+		code      codes.Code
+	}{
+		{"its issuer and audience", shopToken("1h"), codes.NotFound},
+		{"living longer than its 2h", shopToken("3h"), codes.Unauthenticated},
+		{"flashctl's defaults", issue("zoe"), codes.Unauthenticated},
+	} {
+		_, err := shop.fd.Claim(as(tc.tok), &pb.FrontDoorClaimRequest{CampaignId: "spring", ItemId: "ghost", Quantity: 1})
+		if status.Code(err) != tc.code {
+			t.Errorf("door with a token policy, %s: got %v, want %v", tc.name, err, tc.code)
 		}
 	}
 	if after := c.storeBatches(t); after != batches {

@@ -13,6 +13,7 @@ import (
 	"github.com/flashd/flashd/fsm"
 	"github.com/flashd/flashd/raftnode"
 	"github.com/flashd/flashd/rpc"
+	"github.com/flashd/flashd/rpc/endpoint"
 	pb "github.com/flashd/flashd/rpc/flashdpb"
 )
 
@@ -29,10 +30,11 @@ type storeFlags struct {
 	heartbeatTimeout, electionTTL time.Duration
 	idempotencyRetention          time.Duration
 	idempotencyMaxRecords         int
+	limits                        endpoint.Limits
 }
 
 func newStoreCmd() *cobra.Command {
-	var f storeFlags
+	f := storeFlags{limits: rpc.DefaultLimits()}
 	cmd := &cobra.Command{
 		Use:   "store",
 		Short: "Run a store node (a member of the Raft cluster)",
@@ -58,6 +60,8 @@ func newStoreCmd() *cobra.Command {
 	fl.DurationVar(&f.electionTTL, "election-timeout", 0, "raft election timeout (0: default 1s)")
 	fl.DurationVar(&f.idempotencyRetention, "idempotency-retention", 0, "how long request IDs are remembered, by command time (0: default 10m)")
 	fl.IntVar(&f.idempotencyMaxRecords, "idempotency-max-records", 0, "how many request IDs are remembered at most (0: default 1,000,000)")
+	addLimitFlags(fl, &f.limits)
+	fl.DurationVar(&f.limits.CallTimeout, "call-timeout", f.limits.CallTimeout, "deadline of a call whose caller gave none (streams excepted)")
 	cmd.MarkFlagRequired("id")
 	cmd.MarkFlagRequired("data-dir")
 	cmd.MarkFlagsMutuallyExclusive("bootstrap", "join")
@@ -82,11 +86,12 @@ func runStore(cmd *cobra.Command, f storeFlags) error {
 		return err
 	}
 	defer node.Close()
-	srv, err := rpc.ServeStore(node, f.grpcAddr, f.httpAddr, log)
+	srv, err := rpc.ServeStore(node, f.grpcAddr, f.httpAddr, f.limits, log)
 	if err != nil {
 		return err
 	}
 	defer srv.Stop()
+	logLimits(log, srv.Endpoints, f.limits.ConnsMax)
 	if f.join != "" {
 		if err := joinCluster(cmd.Context(), node, f); err != nil {
 			return err

@@ -1,7 +1,9 @@
 // Package token issues and verifies the bearer tokens end users present to
 // front doors: JSON Web Tokens signed with HS256 (a shared secret) or EdDSA
 // (Ed25519: the front doors hold only the public key). The user ID is the
-// token's subject ("sub"); every token must expire ("exp").
+// token's subject ("sub"). A front door takes a token only from its issuer
+// ("iss") for its audience ("aud"), with an expiry ("exp") within its
+// maximum lifetime: see Policy.
 //
 // It imports only the JWT library, so flashctl can issue tokens without
 // pulling in the front door.
@@ -27,9 +29,48 @@ var (
 	ErrMissing = errors.New("missing bearer token")
 	// ErrExpired: the token's "exp" has passed.
 	ErrExpired = errors.New("token expired")
-	// ErrInvalid: malformed, forged, wrong algorithm, no subject, no expiry.
+	// ErrInvalid: malformed, forged, wrong algorithm, no subject, no
+	// expiry, or not what the Policy asks (issuer, audience, lifetime).
 	ErrInvalid = errors.New("invalid token")
 )
+
+// What `flashctl token issue` signs and a front door asks for unless told
+// otherwise, so that the two agree out of the box.
+const (
+	DefaultIssuer   = "flashd"
+	DefaultAudience = "flashd-frontdoor"
+	// DefaultMaxTTL: a user's token for a sale lasts the day at most; one
+	// that lasts longer is more likely stolen or forged than useful.
+	DefaultMaxTTL = 24 * time.Hour
+)
+
+// Policy is what a verifier asks of a token besides its signature: the
+// issuer ("iss", exactly), the audience ("aud", one of its values) and the
+// longest lifetime: the expiry at most MaxTTL ahead, and at most MaxTTL
+// after the issue time ("iat") when the token has one.
+type Policy struct {
+	Issuer   string
+	Audience string
+	MaxTTL   time.Duration
+}
+
+// DefaultPolicy is what a token from Issue satisfies.
+func DefaultPolicy() Policy {
+	return Policy{Issuer: DefaultIssuer, Audience: DefaultAudience, MaxTTL: DefaultMaxTTL}
+}
+
+// Validate checks a policy: every field set, MaxTTL in (0, TTLMax].
+func (p Policy) Validate() error {
+	switch {
+	case p.Issuer == "":
+		return errors.New("token policy: no issuer")
+	case p.Audience == "":
+		return errors.New("token policy: no audience")
+	case p.MaxTTL <= 0 || p.MaxTTL > TTLMax:
+		return fmt.Errorf("token policy: max ttl %v: must be in (0, %v]", p.MaxTTL, TTLMax)
+	}
+	return nil
+}
 
 // Limits on keys and tokens.
 const (
@@ -45,7 +86,6 @@ const (
 	tokenMaxBytes = 4096
 	// userMaxBytes matches the store's ID limit (flashdpb.MaxIDBytes).
 	userMaxBytes = 128
-	issuer       = "flashd"
 )
 
 // Key signs or verifies tokens. An HS256 key does both; an Ed25519 key made
@@ -148,13 +188,23 @@ func ParseKey(data []byte) (*Key, error) {
 	return nil, fmt.Errorf("PEM block %q: want PRIVATE KEY or PUBLIC KEY", block.Type)
 }
 
-// Issue returns a token for user valid for ttl from now.
+// Issue returns a token for user valid for ttl from now, from
+// DefaultIssuer to DefaultAudience.
 func (k *Key) Issue(user string, ttl time.Duration, now time.Time) (string, error) {
+	return k.IssueFor(DefaultIssuer, DefaultAudience, user, ttl, now)
+}
+
+// IssueFor returns a token for user valid for ttl from now, naming issuer
+// and audience.
+func (k *Key) IssueFor(issuer, audience, user string, ttl time.Duration, now time.Time) (string, error) {
 	if k.signKey == nil {
 		return "", errors.New("issue token: key can only verify (a public key)")
 	}
 	if err := checkUser(user); err != nil {
 		return "", fmt.Errorf("issue token: %w", err)
+	}
+	if issuer == "" || audience == "" {
+		return "", errors.New("issue token: an issuer and an audience are needed")
 	}
 	if ttl <= 0 || ttl > TTLMax {
 		return "", fmt.Errorf("issue token: ttl %v: must be in (0, %v]", ttl, TTLMax)
@@ -162,6 +212,7 @@ func (k *Key) Issue(user string, ttl time.Duration, now time.Time) (string, erro
 	claims := jwt.RegisteredClaims{
 		Issuer:    issuer,
 		Subject:   user,
+		Audience:  jwt.ClaimStrings{audience},
 		IssuedAt:  jwt.NewNumericDate(now),
 		ExpiresAt: jwt.NewNumericDate(now.Add(ttl)),
 	}
@@ -172,17 +223,22 @@ func (k *Key) Issue(user string, ttl time.Duration, now time.Time) (string, erro
 	return s, nil
 }
 
-// Verify checks a token's signature and times and returns its user and
-// expiry. Errors match ErrExpired or ErrInvalid.
-func (k *Key) Verify(tok string, now time.Time) (user string, expires time.Time, err error) {
+// Verify checks a token's signature, times, issuer, audience and lifetime
+// against p and returns its user and expiry. Errors match ErrMissing,
+// ErrExpired or ErrInvalid.
+func (k *Key) Verify(tok string, p Policy, now time.Time) (user string, expires time.Time, err error) {
 	if tok == "" {
 		return "", time.Time{}, ErrMissing
 	}
 	if len(tok) > tokenMaxBytes {
 		return "", time.Time{}, fmt.Errorf("%w: %d bytes, over %d", ErrInvalid, len(tok), tokenMaxBytes)
 	}
+	if err := p.Validate(); err != nil {
+		return "", time.Time{}, fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
 	var claims jwt.RegisteredClaims
-	opts := append(k.options[:len(k.options):len(k.options)], jwt.WithTimeFunc(func() time.Time { return now }))
+	opts := append(k.options[:len(k.options):len(k.options)],
+		jwt.WithTimeFunc(func() time.Time { return now }), jwt.WithIssuer(p.Issuer), jwt.WithAudience(p.Audience))
 	_, err = jwt.ParseWithClaims(tok, &claims, k.keyFunc, opts...)
 	switch {
 	case errors.Is(err, jwt.ErrTokenExpired):
@@ -193,7 +249,16 @@ func (k *Key) Verify(tok string, now time.Time) (user string, expires time.Time,
 	if err := checkUser(claims.Subject); err != nil {
 		return "", time.Time{}, fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
-	return claims.Subject, claims.ExpiresAt.Time, nil
+	expires = claims.ExpiresAt.Time
+	if expires.Sub(now) > p.MaxTTL+clockSkewMax {
+		return "", time.Time{}, fmt.Errorf("%w: expires %v from now, over the %v allowed", ErrInvalid, expires.Sub(now).Round(time.Second), p.MaxTTL)
+	}
+	if claims.IssuedAt != nil {
+		if life := expires.Sub(claims.IssuedAt.Time); life > p.MaxTTL {
+			return "", time.Time{}, fmt.Errorf("%w: lifetime %v, over the %v allowed", ErrInvalid, life.Round(time.Second), p.MaxTTL)
+		}
+	}
+	return claims.Subject, expires, nil
 }
 
 func (k *Key) keyFunc(*jwt.Token) (any, error) { return k.verifyKey, nil }

@@ -20,8 +20,6 @@ import (
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/reflection"
-
-	pb "github.com/flashd/flashd/rpc/flashdpb"
 )
 
 const httpShutdownTimeout = 2 * time.Second
@@ -32,6 +30,9 @@ type Endpoints struct {
 	GRPC     *grpc.Server
 	Health   *health.Server
 	Registry *prometheus.Registry
+	limits   Limits // as applied: ConnsMax lowered to the file limit
+	fileMax  uint64 // the process's file limit; 0: none known
+	calls    *callLimiter
 	grpcLis  net.Listener
 	httpSrv  *http.Server
 	httpLis  net.Listener
@@ -39,21 +40,39 @@ type Endpoints struct {
 }
 
 // New listens on both addresses (an empty HTTP address serves no
-// metrics). Register services on GRPC, then call Serve.
-func New(grpcAddr, httpAddr string, opts ...grpc.ServerOption) (*Endpoints, error) {
+// metrics), with limits on the gRPC server's clients (see Limits) and opts
+// added to the server's options. Register services on GRPC, then call
+// Serve.
+func New(grpcAddr, httpAddr string, limits Limits, opts ...grpc.ServerOption) (*Endpoints, error) {
+	if err := limits.validate(); err != nil {
+		return nil, fmt.Errorf("server limits: %w", err)
+	}
+	limits, fileMax := limits.withFileLimit()
+	calls := newCallLimiter(limits)
 	e := &Endpoints{
-		GRPC:     grpc.NewServer(append([]grpc.ServerOption{grpc.MaxRecvMsgSize(pb.MaxMessageBytes), grpc.MaxSendMsgSize(pb.MaxMessageBytes)}, opts...)...),
+		GRPC:     grpc.NewServer(append(serverOptions(limits, calls), opts...)...),
 		Health:   health.NewServer(),
 		Registry: prometheus.NewRegistry(),
+		limits:   limits,
+		fileMax:  fileMax,
+		calls:    calls,
 		done:     make(chan error, 2),
 	}
+	calls.server = e.GRPC
 	e.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	e.Registry.MustRegister(calls.refused, prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Namespace: "flashd", Subsystem: "grpc", Name: "calls",
+		Help: "Calls open on the gRPC server (counted only when it bounds them).",
+	}, func() float64 { return float64(calls.open.Load()) }))
 	healthpb.RegisterHealthServer(e.GRPC, e.Health)
 	reflection.Register(e.GRPC)
-	var err error
-	if e.grpcLis, err = net.Listen("tcp", grpcAddr); err != nil {
+	lis, err := net.Listen("tcp", grpcAddr)
+	if err != nil {
 		return nil, fmt.Errorf("listen grpc on %s: %w", grpcAddr, err)
 	}
+	conns := newConnLimiter(lis, limits.ConnsMax, limits.ConnsPerIPMax)
+	e.Registry.MustRegister(conns.collectors()...)
+	e.grpcLis = conns
 	if httpAddr != "" {
 		if e.httpLis, err = net.Listen("tcp", httpAddr); err != nil {
 			e.grpcLis.Close()
@@ -71,6 +90,11 @@ func New(grpcAddr, httpAddr string, opts ...grpc.ServerOption) (*Endpoints, erro
 	}
 	return e, nil
 }
+
+// Limits are the limits the server applies: those given to New, with the
+// connection bound lowered to what the file limit allows (fileMax, 0 when
+// the process has none).
+func (e *Endpoints) Limits() (l Limits, fileMax uint64) { return e.limits, e.fileMax }
 
 // GRPCAddr is the address the gRPC server listens on.
 func (e *Endpoints) GRPCAddr() string { return e.grpcLis.Addr().String() }

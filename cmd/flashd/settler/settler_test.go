@@ -137,7 +137,7 @@ func cluster(t *testing.T, n int) ([]string, []*raftnode.Node) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		srv, err := rpc.ServeStore(node, grpcAddr, "", quiet)
+		srv, err := rpc.ServeStore(node, grpcAddr, "", rpc.DefaultLimits(), quiet)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -71,7 +71,8 @@ func (s *echoServer) grant(req *pb.FrontDoorClaimRequest, user string, now time.
 // ServeEcho serves the echo baseline on grpcAddr (and /metrics and
 // /debug/pprof on httpAddr) until ctx ends.
 func ServeEcho(ctx context.Context, grpcAddr, httpAddr string) error {
-	e, err := endpoint.New(grpcAddr, httpAddr)
+	// gRPC's own defaults: the baseline measures what gRPC costs.
+	e, err := endpoint.New(grpcAddr, httpAddr, endpoint.Limits{})
 	if err != nil {
 		return err
 	}
