@@ -24,8 +24,12 @@ import (
 type proc struct {
 	args []string
 	cmd  *exec.Cmd
+	done chan struct{} // closed once cmd has exited and been waited for
 	log  string
 }
+
+// wait returns once the process has exited (its only Wait is start's).
+func (p *proc) wait() { <-p.done }
 
 type binCluster struct {
 	t       testing.TB
@@ -87,20 +91,31 @@ func startBinCluster(t testing.TB, extraFlags ...string) *binCluster {
 	return c
 }
 
+// start starts p, after its previous run (if any) has exited, so that a
+// restart never overlaps the process it replaces.
 func (c *binCluster) start(p *proc) {
 	c.t.Helper()
+	if p.done != nil {
+		p.wait()
+	}
 	logf, err := os.OpenFile(p.log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	p.cmd = exec.Command(filepath.Join(c.bin, "flashd"), p.args...)
-	p.cmd.Stdout, p.cmd.Stderr = logf, logf
+	cmd := exec.Command(filepath.Join(c.bin, "flashd"), p.args...)
+	cmd.Stdout, cmd.Stderr = logf, logf
 	// The node dies with the test binary, even if the test is killed.
-	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := p.cmd.Start(); err != nil {
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
 		c.t.Fatal(err)
 	}
-	go func() { p.cmd.Wait(); logf.Close() }()
+	done := make(chan struct{})
+	p.cmd, p.done = cmd, done
+	go func() {
+		defer close(done)
+		cmd.Wait()
+		logf.Close()
+	}()
 }
 
 func (c *binCluster) stop() {

@@ -758,7 +758,7 @@ func TestFrontDoorAuthConfigAndFaults(t *testing.T) {
 
 	// A restarted front door holds nothing that matters: it serves at once.
 	f.kill()
-	f.cmd.Wait()
+	f.wait()
 	c.start(f.proc)
 	f.waitServing(t)
 	if _, _, err := claim(issue("dave"), "lantern", 1); err != nil {
