@@ -172,8 +172,14 @@ func TestLoopbackClusterServesAndHintsLeader(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 
-	// A write to a follower is refused with the leader's gRPC address.
+	// A write to a follower is refused with the leader's gRPC address,
+	// once it has applied the leader's registration (openSale returns when
+	// the leader has applied; a follower may lag, on a loaded machine long
+	// enough to know the leader's ID but not yet its address).
 	f := (l + 1) % 3
+	waitFor(t, ctx, "the follower to catch up", func() bool {
+		return c.nodes[f].FSM().AppliedIndex() >= c.nodes[l].FSM().AppliedIndex()
+	})
 	_, err := pb.NewStoreClient(c.conns[f]).ClaimBatch(ctx, claimBatch("u1", 1))
 	info := errorInfo(t, err)
 	if status.Code(err) != codes.Unavailable || info.Reason != "NOT_LEADER" || info.Metadata["leader_addr"] != c.servers[l].GRPCAddr() {
