@@ -149,12 +149,18 @@ func (s *StoreServer) LeaseClaims(ctx context.Context, req *pb.LeaseClaimsReques
 	if err := pb.ValidateID("worker", req.GetWorker()); err != nil {
 		return nil, invalidArgument(err)
 	}
+	for _, id := range req.GetCampaigns() {
+		if err := pb.ValidateID("campaign id", id); err != nil {
+			return nil, invalidArgument(err)
+		}
+	}
 	// No request ID: a retried lease leases again, and the claims of a lost
 	// answer come back to the feed when their lease ends.
 	_, res, err := proposeOne(ctx, s.node, &fsmpb.Command{
 		Type: fsmpb.CommandType_COMMAND_TYPE_LEASE_CLAIMS,
 		LeaseClaims: &fsmpb.LeaseClaims{
 			Group: req.GetGroup(), Worker: req.GetWorker(), Max: req.GetMax(), LeaseNanos: req.GetLease().AsDuration().Nanoseconds(),
+			Campaigns: req.GetCampaigns(),
 		},
 	})
 	if err != nil {
