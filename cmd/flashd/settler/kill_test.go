@@ -237,7 +237,7 @@ func TestNoOrderLostWhenWorkersDie(t *testing.T) {
 		k := newKillSwitch()
 		name := fmt.Sprint("w", len(workers))
 		w, err := New(killableStore{st: st, k: k}, Config{
-			Worker: name, OrderURL: "http://" + orderAddr + "/orders", Concurrency: 3,
+			Worker: name, Campaigns: []string{"spring"}, OrderURL: "http://" + orderAddr + "/orders", Concurrency: 3,
 			Lease: 2500 * time.Millisecond, OrderTimeout: 400 * time.Millisecond, PollInterval: 50 * time.Millisecond,
 			HTTPClient: &http.Client{Transport: k.transport()},
 		})

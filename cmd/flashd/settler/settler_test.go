@@ -227,7 +227,7 @@ func TestSettlementUnderFaults(t *testing.T) {
 	stopOrders := orders.serve(t, orderAddr)
 	start := func(name string) (*Worker, func()) {
 		w, err := New(st, Config{
-			Worker: name, OrderURL: "http://" + orderAddr + "/orders", Concurrency: 4,
+			Worker: name, Campaigns: []string{"spring"}, OrderURL: "http://" + orderAddr + "/orders", Concurrency: 4,
 			Lease: 2 * time.Second, OrderTimeout: 300 * time.Millisecond, PollInterval: 50 * time.Millisecond,
 			HTTPClient: &http.Client{Transport: calls.transport(name)},
 		})
@@ -328,17 +328,21 @@ func TestSettlementUnderFaults(t *testing.T) {
 }
 
 func TestConfigValidation(t *testing.T) {
+	c := []string{"spring"}
 	for _, cfg := range []Config{
-		{OrderURL: "http://x"}, {Worker: "w"},
-		{Worker: "w", OrderURL: "http://x", Concurrency: -1},
-		{Worker: "w", OrderURL: "http://x", Lease: time.Millisecond},
-		{Worker: "w", OrderURL: "http://x", Lease: 5 * time.Second, OrderTimeout: 2 * time.Second},
+		{OrderURL: "http://x", Campaigns: c}, {Worker: "w", Campaigns: c},
+		{Worker: "w", OrderURL: "http://x"}, // no campaign
+		{Worker: "w", OrderURL: "http://x", Campaigns: []string{"spring", ""}},
+		{Worker: "w", OrderURL: "http://x", Campaigns: make([]string, campaignsMax+1)},
+		{Worker: "w", OrderURL: "http://x", Campaigns: c, Concurrency: -1},
+		{Worker: "w", OrderURL: "http://x", Campaigns: c, Lease: time.Millisecond},
+		{Worker: "w", OrderURL: "http://x", Campaigns: c, Lease: 5 * time.Second, OrderTimeout: 2 * time.Second},
 	} {
 		if _, err := New(nil, cfg); err == nil {
 			t.Errorf("New(%+v) accepted", cfg)
 		}
 	}
-	if _, err := New(nil, Config{Worker: "w", OrderURL: "http://x"}); err != nil {
+	if _, err := New(nil, Config{Worker: "w", OrderURL: "http://x", Campaigns: c}); err != nil {
 		t.Error(err)
 	}
 }
@@ -504,7 +508,7 @@ func TestOrdersPlacedPastTheDeadline(t *testing.T) {
 	for _, name := range []string{"a", "b"} {
 		reg := prometheus.NewRegistry()
 		w, err := New(st, Config{
-			Worker: name, OrderURL: "http://" + orderAddr + "/orders", Concurrency: 3,
+			Worker: name, Campaigns: []string{"spring"}, OrderURL: "http://" + orderAddr + "/orders", Concurrency: 3,
 			Lease: 2500 * time.Millisecond, OrderTimeout: 500 * time.Millisecond, PollInterval: 50 * time.Millisecond,
 			Metrics: reg,
 		})
