@@ -255,7 +255,8 @@ func holderToPB(h *fsm.CardHolder) *pb.CardHolder {
 func cardCollectToPB(cc *fsm.CardCollect) *pb.CardCollect {
 	out := &pb.CardCollect{
 		CampaignId: cc.CampaignID, SetTypes: cc.SetTypes, RewardPool: cc.RewardPool, RewardsGiven: cc.RewardsGiven,
-		PotCents: cc.PotCents, DrawsPerUserMax: cc.DrawsPerUserMax, Holders: uint64(cc.Holders), Split: cc.Split,
+		PotCents: cc.PotCents, DrawsPerUserMax: cc.DrawsPerUserMax, Holders: uint64(cc.Holders),
+		FullSetHolders: uint64(cc.FullSetHolders), Split: cc.Split,
 	}
 	for _, t := range cc.Types {
 		out.Types = append(out.Types, &pb.CardType{Id: t.ID, Weight: t.Weight, Cap: t.Cap, Issued: t.Issued})
