@@ -482,3 +482,61 @@ func TestMembershipThroughFlashctl(t *testing.T) {
 		t.Fatal("removing an unknown node succeeded")
 	}
 }
+
+// TestRestartWithJoin: --join on a node that has raft state. A member
+// restarted with its flags finds itself in its own copy of the membership
+// and asks no one; a node removed since asks to join again and comes back
+// with its log (joining a member that is already there changes nothing but
+// its address, so asking again is harmless).
+func TestRestartWithJoin(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the binaries")
+	}
+	c := startBinCluster(t)
+	c.mustCtl("campaign", "create", "spring", "--kind", "flash-sale", "--start", "now")
+	s := c.client()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	joins := func(p *proc) int {
+		out, err := os.ReadFile(p.log)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return strings.Count(string(out), "joined cluster")
+	}
+	restart := func(p *proc) {
+		p.cmd.Process.Signal(syscall.SIGTERM)
+		p.wait()
+		c.start(p)
+	}
+	// n2 and n3 were started with --join; restart and remove followers.
+	leader := c.leaderIndex(ctx, s)
+	var followers []int
+	for i := 1; i <= 2; i++ {
+		if i != leader {
+			followers = append(followers, i)
+		}
+	}
+	member, removed := followers[0], followers[len(followers)-1]
+	if joins(c.nodes[member]) != 1 {
+		t.Fatalf("n%d logged %d joins at start, want 1", member+1, joins(c.nodes[member]))
+	}
+	restart(c.nodes[member])
+	c.converged(ctx, s)
+	if n := joins(c.nodes[member]); n != 1 {
+		t.Fatalf("a member restarted with --join asked to join again (%d joins logged)", n)
+	}
+
+	id := fmt.Sprintf("n%d", removed+1)
+	c.mustCtl("cluster", "remove", id)
+	if out := c.mustCtl("-o", "json", "cluster", "status"); strings.Contains(out, `"id": "`+id+`"`) {
+		t.Fatalf("%s still listed after remove:\n%s", id, out)
+	}
+	c.mustCtl("campaign", "create", "autumn", "--kind", "flash-sale", "--start", "now") // written while it is out
+	restart(c.nodes[removed])
+	c.waitMembers(3)
+	c.converged(ctx, s)
+	if n := joins(c.nodes[removed]); n != 2 {
+		t.Fatalf("the removed node, restarted with --join, logged %d joins, want 2", n)
+	}
+}
