@@ -40,7 +40,7 @@ func TestWorkerSettlesOnlyItsCampaigns(t *testing.T) {
 	const perCampaign = 20
 	addrs, nodes := cluster(t, 3)
 	st := storeClient(t, addrs)
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), testDeadline)
 	defer cancel()
 	for _, id := range []string{"spring", "autumn"} {
 		_, err := st.CreateCampaign(ctx, &pb.CreateCampaignRequest{Campaign: &pb.Campaign{
@@ -102,6 +102,7 @@ func TestWorkerSettlesOnlyItsCampaigns(t *testing.T) {
 	}
 	stop()
 	<-done
+	caughtUp(ctx, t, nodes, nodes[0])
 
 	if it := item("autumn"); it.GetReserved() != perCampaign || it.GetSold() != 0 {
 		t.Errorf("autumn's item %v: want every claim still reserved", it)
