@@ -15,14 +15,15 @@ build: ## build bin/flashd and bin/flashctl (static)
 
 # Every package's tests run under the race detector, the end-to-end ones
 # too (it found two Waits on one exec.Cmd in cmd/flashd's helpers). Measured
-# on the shared 2-core VM, `go test -race -count=1 ./...` took 6m31s of wall
-# time at load 2 to 5 and the same without -race 7m55s at load 14 to 18: the
-# long pole either way is cmd/flashd (the real binaries, which the race
-# detector does not slow), then cmd/flashctl, deploy/chaos/sim and the
-# settler, about a minute each, run two at a time beside it; -race costs
-# fsm three times its 4s. So nothing is left out or split, and CI (this,
-# then deploy/chaos/ci.sh, 3 to 5 minutes) stays well under 20 minutes.
-# RACE= runs without it.
+# on the shared 2-core VM (other engineers' builds and tests beside it):
+# `go test -race -count=1 ./...` took 6m31s at load 2 to 5, and `make test`
+# with -race 7m48s at load 12 to 15 and 9m55s at load 10 to 18; without
+# -race, 7m55s at load 14 to 18. The long pole either way is cmd/flashd
+# (the real binaries, built without -race: 4 to 9 minutes), then
+# cmd/flashctl, deploy/chaos/sim and the settler, about a minute each, run
+# two at a time beside it; -race makes fsm 4s -> 30s. So no package is left
+# out or split: CI (this, then deploy/chaos/ci.sh, 3 to 5 minutes) stays
+# under 20 minutes even on this loaded machine. RACE= runs without it.
 RACE ?= -race
 test: fmt-check vet proto-check build ## run every test under the race detector (what CI runs)
 	$(GO) test $(RACE) -count=1 -timeout 20m ./...
