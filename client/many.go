@@ -130,6 +130,15 @@ func (b *batcher[E, A]) send(ctx context.Context, e E, deadline time.Time) (A, e
 		// request ID learns the outcome from the store.
 		q.state.CompareAndSwap(attemptQueued, attemptAbandoned)
 		return zero, status.FromContextError(ctx.Err()).Err()
+	case <-b.stop:
+		// Closed: an attempt queued after the dispatcher's last look at
+		// the queue would wait for ctx. One not yet sent is never sent;
+		// one in a call gets that call's answer (its connection is closed).
+		if q.state.CompareAndSwap(attemptQueued, attemptAbandoned) {
+			return zero, ErrClosed
+		}
+		a := <-q.done
+		return a.value, a.err
 	}
 }
 

@@ -36,6 +36,7 @@ type cardCollect struct {
 	split           bool
 	payouts         []Payout // by user ID
 	holders         map[string]*cardHolder
+	fullSetHolders  int // holders with at least one full set: the pot's shares, were it split now
 }
 
 type cardType struct {
@@ -101,7 +102,8 @@ func splitmix64(x uint64) uint64 {
 func (cc *cardCollect) view(campaignID string) CardCollect {
 	v := CardCollect{
 		CampaignID: campaignID, RewardPool: cc.rewardPool, RewardsGiven: cc.rewardsGiven, PotCents: cc.potCents,
-		DrawsPerUserMax: cc.drawsPerUserMax, Holders: len(cc.holders), Split: cc.split, Payouts: slices.Clone(cc.payouts),
+		DrawsPerUserMax: cc.drawsPerUserMax, Holders: len(cc.holders), FullSetHolders: cc.fullSetHolders,
+		Split: cc.split, Payouts: slices.Clone(cc.payouts),
 	}
 	for _, t := range cc.types {
 		v.Types = append(v.Types, CardType{ID: t.id, Weight: t.weight, Cap: t.cap, Issued: t.issued})
@@ -265,7 +267,11 @@ func (s *state) applyDrawCard(b *fsmpb.DrawCard, seed uint64) *Result {
 		return refusal(ReasonSoldOut, msgCardsExhausted)
 	}
 	h.drawsLeft--
+	hadSet := cc.fullSets(h) > 0
 	h.cards[t] = addCounter(h.cards[t], 1)
+	if !hadSet && cc.fullSets(h) > 0 {
+		cc.fullSetHolders++
+	}
 	cc.types[t].issued = addCounter(cc.types[t].issued, 1)
 	v := cc.holderView(c.id, b.GetUserId(), h)
 	return &Result{Outcomes: []Outcome{{}}, Holder: &v, CardType: cc.types[t].id, detail: uint64(t) + 1}
@@ -325,6 +331,9 @@ func (s *state) applyRedeemSet(b *fsmpb.RedeemSet) *Result {
 	}
 	for _, t := range cc.setTypes {
 		h.cards[t]--
+	}
+	if cc.fullSets(h) == 0 {
+		cc.fullSetHolders--
 	}
 	h.rewards++
 	cc.rewardsGiven++
@@ -396,6 +405,7 @@ func (s *state) checkCards(c *campaign) error {
 	}
 	held := make([]uint64, len(cc.types))
 	var rewards uint64
+	fullSetHolders := 0
 	for _, user := range cc.sortedHolders() {
 		h := cc.holders[user]
 		if len(h.cards) != len(cc.types) {
@@ -411,6 +421,12 @@ func (s *state) checkCards(c *campaign) error {
 				c.id, user, h.drawsLeft, drawn, h.drawsGranted, cc.drawsPerUserMax)
 		}
 		rewards += h.rewards
+		if cc.fullSets(h) > 0 {
+			fullSetHolders++
+		}
+	}
+	if fullSetHolders != cc.fullSetHolders {
+		return fmt.Errorf("campaign %q: %d users hold a full set, counted %d", c.id, fullSetHolders, cc.fullSetHolders)
 	}
 	for i, t := range cc.types {
 		spent := uint64(0)
@@ -532,8 +548,12 @@ func (s *state) restoreCardHolder(rec *fsmpb.CardHolderRecord) error {
 		len(rec.GetCards()) != len(c.cards.types) {
 		return fmt.Errorf("card holder record %v", rec)
 	}
-	c.cards.holders[rec.GetUserId()] = &cardHolder{
+	h := &cardHolder{
 		drawsLeft: rec.GetDrawsLeft(), drawsGranted: rec.GetDrawsGranted(), cards: slices.Clone(rec.GetCards()), rewards: rec.GetRewards(),
+	}
+	c.cards.holders[rec.GetUserId()] = h
+	if c.cards.fullSets(h) > 0 {
+		c.cards.fullSetHolders++
 	}
 	return nil
 }

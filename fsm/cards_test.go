@@ -350,3 +350,39 @@ func withSeed(seed uint64, cmd *fsmpb.Command) *fsmpb.Command {
 	cmd.Seed = seed
 	return cmd
 }
+
+// TestFullSetHolders: the pot is split among the users holding a full set,
+// not among every user with draws or cards; the view counts both, as the
+// draws and redemptions change them, and after a restore.
+func TestFullSetHolders(t *testing.T) {
+	h := newHarness(t)
+	h.openCards(threeCards())
+	rng := rand.New(rand.NewPCG(3, 4))
+	counts := func(x *harness) string {
+		cc, _ := x.f.CardCollect("cc")
+		return fmt.Sprintf("%d holders, %d with a full set", cc.Holders, cc.FullSetHolders)
+	}
+	h.mustOK(grantDraws("cc", "carol", 2)) // draws, no card yet
+	h.mustOK(drawCard("cc", "carol", 1))
+	h.giveSets("alice", 1, rng)
+	h.mustOK(grantDraws("cc", "bob", 1))
+	if got := counts(h); got != "3 holders, 1 with a full set" {
+		t.Fatalf("%s, want 3 holders, 1 with a full set", got)
+	}
+	h.giveSets("bob", 2, rng)
+	if got := counts(h); got != "3 holders, 2 with a full set" {
+		t.Fatalf("after bob's sets: %s", got)
+	}
+	h.mustOK(redeemSet("cc", "alice")) // her only set
+	if got := counts(h); got != "3 holders, 1 with a full set" {
+		t.Fatalf("after alice redeemed her set: %s", got)
+	}
+	r := &harness{t: t, f: restored(t, persist(t, h.f), Config{}), index: h.index, now: h.now}
+	if got := counts(r); got != counts(h) {
+		t.Fatalf("restored: %s, want %s", got, counts(h))
+	}
+	res := h.mustOK(closeAndSplit("cc"))
+	if len(res.Cards.Payouts) != int(res.Cards.FullSetHolders) || res.Cards.FullSetHolders != 1 {
+		t.Fatalf("split among %d, %d with a full set", len(res.Cards.Payouts), res.Cards.FullSetHolders)
+	}
+}

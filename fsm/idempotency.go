@@ -305,6 +305,9 @@ func commandPayloadHash(cmd *fsmpb.Command) uint64 {
 		h = hashText(h, b.GetWorker())
 		h = hashUint(h, uint64(b.GetMax()))
 		h = hashUint(h, uint64(b.GetLeaseNanos()))
+		for _, c := range b.GetCampaigns() { // none: the hash of before the field
+			h = hashText(h, c)
+		}
 	}
 	return h
 }

@@ -215,6 +215,7 @@ type CardCollect struct {
 	PotCents        uint64
 	DrawsPerUserMax uint64 // 0: no limit
 	Holders         int    // users with draws or cards
+	FullSetHolders  int    // users with at least one full set: the pot's shares, were it split now
 	Split           bool   // CloseAndSplit has run
 	Payouts         []Payout
 }

@@ -149,12 +149,18 @@ func (s *StoreServer) LeaseClaims(ctx context.Context, req *pb.LeaseClaimsReques
 	if err := pb.ValidateID("worker", req.GetWorker()); err != nil {
 		return nil, invalidArgument(err)
 	}
+	for _, id := range req.GetCampaigns() {
+		if err := pb.ValidateID("campaign id", id); err != nil {
+			return nil, invalidArgument(err)
+		}
+	}
 	// No request ID: a retried lease leases again, and the claims of a lost
 	// answer come back to the feed when their lease ends.
 	_, res, err := proposeOne(ctx, s.node, &fsmpb.Command{
 		Type: fsmpb.CommandType_COMMAND_TYPE_LEASE_CLAIMS,
 		LeaseClaims: &fsmpb.LeaseClaims{
 			Group: req.GetGroup(), Worker: req.GetWorker(), Max: req.GetMax(), LeaseNanos: req.GetLease().AsDuration().Nanoseconds(),
+			Campaigns: req.GetCampaigns(),
 		},
 	})
 	if err != nil {
@@ -249,7 +255,8 @@ func holderToPB(h *fsm.CardHolder) *pb.CardHolder {
 func cardCollectToPB(cc *fsm.CardCollect) *pb.CardCollect {
 	out := &pb.CardCollect{
 		CampaignId: cc.CampaignID, SetTypes: cc.SetTypes, RewardPool: cc.RewardPool, RewardsGiven: cc.RewardsGiven,
-		PotCents: cc.PotCents, DrawsPerUserMax: cc.DrawsPerUserMax, Holders: uint64(cc.Holders), Split: cc.Split,
+		PotCents: cc.PotCents, DrawsPerUserMax: cc.DrawsPerUserMax, Holders: uint64(cc.Holders),
+		FullSetHolders: uint64(cc.FullSetHolders), Split: cc.Split,
 	}
 	for _, t := range cc.Types {
 		out.Types = append(out.Types, &pb.CardType{Id: t.ID, Weight: t.Weight, Cap: t.Cap, Issued: t.Issued})

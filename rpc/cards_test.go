@@ -170,8 +170,10 @@ func TestLeaseClaimsOnACluster(t *testing.T) {
 	if _, err := store.ClaimBatch(ctx, claimBatch("u", 6)); err != nil {
 		t.Fatal(err)
 	}
-	lease := func(group, worker string) []uint64 {
-		res, err := store.LeaseClaims(ctx, &pb.LeaseClaimsRequest{Group: group, Worker: worker, Max: 4, Lease: durationpb.New(time.Minute)})
+	lease := func(group, worker string, campaigns ...string) []uint64 {
+		res, err := store.LeaseClaims(ctx, &pb.LeaseClaimsRequest{
+			Group: group, Worker: worker, Max: 4, Lease: durationpb.New(time.Minute), Campaigns: campaigns,
+		})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -183,6 +185,17 @@ func TestLeaseClaimsOnACluster(t *testing.T) {
 	}
 	if a, b, other := lease("g", "a"), lease("g", "b"), lease("h", "x"); fmt.Sprint(a, b, other) != "[1 2 3 4] [5 6] [1 2 3 4]" {
 		t.Fatalf("leased a %v, b %v, other group %v", a, b, other)
+	}
+	// A worker of other campaigns gets none of spring's claims; one of
+	// spring gets them.
+	if none, some := lease("k", "x", "autumn"), lease("k", "y", "autumn", "spring"); fmt.Sprint(none, some) != "[] [1 2 3 4]" {
+		t.Fatalf("leased for autumn %v, for autumn and spring %v", none, some)
+	}
+	for _, bad := range []string{"", "bad id\n"} {
+		_, err := store.LeaseClaims(ctx, &pb.LeaseClaimsRequest{Group: "g", Worker: "a", Max: 1, Lease: durationpb.New(time.Minute), Campaigns: []string{bad}})
+		if status.Code(err) != codes.InvalidArgument {
+			t.Fatalf("lease for campaign %q: %v", bad, err)
+		}
 	}
 	_, err := store.LeaseClaims(ctx, &pb.LeaseClaimsRequest{Group: "g", Worker: "a", Max: 1})
 	if status.Code(err) != codes.InvalidArgument {

@@ -55,7 +55,11 @@ func startTunedCluster(tb testing.TB, n int, tune raftnode.Config) *loopbackClus
 			ID: fmt.Sprintf("n%d", i+1), Region: fmt.Sprintf("region-%d", i+1), DataDir: tb.TempDir(),
 			RaftAddr: freeAddr(tb), GRPCAddr: grpcAddr, Bootstrap: i == 0, Logger: quiet, RaftLog: io.Discard,
 			FSM: tune.FSM, MaxAppendEntries: tune.MaxAppendEntries, NoBatchApplyCh: tune.NoBatchApplyCh,
-			HeartbeatTimeout: 500 * time.Millisecond, ElectionTimeout: 500 * time.Millisecond,
+			// The defaults, not 500ms: with two copies of the package
+			// under -race at load 25, 500ms timers lost leaders mid-test
+			// (tests talk to the leader they found); it costs the tests
+			// about half a second each to elect the first leader.
+			HeartbeatTimeout: time.Second, ElectionTimeout: time.Second,
 		})
 		if err != nil {
 			tb.Fatalf("open node %d: %v", i+1, err)
@@ -76,17 +80,30 @@ func startTunedCluster(tb testing.TB, n int, tune raftnode.Config) *loopbackClus
 	return c
 }
 
+// joinAll joins every node but the first through whoever leads: on a
+// loaded machine leadership may move while the cluster forms, and a join
+// refused NOT_LEADER is asked again of the next leader (a join of a member
+// already there changes nothing).
 func (c *loopbackCluster) joinAll(tb testing.TB) {
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	waitFor(tb, ctx, "first leader", func() bool { return c.nodes[0].IsLeader() })
 	for i, node := range c.nodes[1:] {
 		st := node.Status()
-		_, err := pb.NewAdminClient(c.conns[0]).Join(ctx, &pb.JoinRequest{
-			Id: st.ID, RaftAddr: c.raftAddr(i + 1), GrpcAddr: c.servers[i+1].GRPCAddr(), Region: st.Region,
-		})
-		if err != nil {
-			tb.Fatalf("join %s: %v", st.ID, err)
+		for {
+			l := c.leader(tb)
+			if l == i+1 {
+				break // a leader is a voter already
+			}
+			_, err := pb.NewAdminClient(c.conns[l]).Join(ctx, &pb.JoinRequest{
+				Id: st.ID, RaftAddr: c.raftAddr(i + 1), GrpcAddr: c.servers[i+1].GRPCAddr(), Region: st.Region,
+			})
+			if err == nil {
+				break
+			}
+			if r := reasonOf(err); r != "NOT_LEADER" && r != "LEADER_NOT_READY" || ctx.Err() != nil {
+				tb.Fatalf("join %s: %v", st.ID, err)
+			}
 		}
 	}
 }
@@ -172,8 +189,14 @@ func TestLoopbackClusterServesAndHintsLeader(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 
-	// A write to a follower is refused with the leader's gRPC address.
+	// A write to a follower is refused with the leader's gRPC address,
+	// once it has applied the leader's registration (openSale returns when
+	// the leader has applied; a follower may lag, on a loaded machine long
+	// enough to know the leader's ID but not yet its address).
 	f := (l + 1) % 3
+	waitFor(t, ctx, "the follower to catch up", func() bool {
+		return c.nodes[f].FSM().AppliedIndex() >= c.nodes[l].FSM().AppliedIndex()
+	})
 	_, err := pb.NewStoreClient(c.conns[f]).ClaimBatch(ctx, claimBatch("u1", 1))
 	info := errorInfo(t, err)
 	if status.Code(err) != codes.Unavailable || info.Reason != "NOT_LEADER" || info.Metadata["leader_addr"] != c.servers[l].GRPCAddr() {

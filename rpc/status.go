@@ -18,6 +18,9 @@ import (
 // peerStatusTimeout bounds how long ClusterStatus waits for one member.
 const peerStatusTimeout = 3 * time.Second
 
+// stateLeader is NodeStatusResponse.state of a node that leads.
+const stateLeader = "Leader"
+
 // NodeStatus is this node's own view.
 func (s *AdminServer) NodeStatus(context.Context, *pb.NodeStatusRequest) (*pb.NodeStatusResponse, error) {
 	return nodeStatusToPB(s.node.Status()), nil
@@ -42,15 +45,11 @@ func (s *AdminServer) ClusterStatus(ctx context.Context, _ *pb.ClusterStatusRequ
 		return nil, nodeError(s.node, err)
 	}
 	leaderID, leaderMeta := s.node.Leader()
-	out := &pb.ClusterStatusResponse{
-		LeaderId: leaderID, LeaderRegion: leaderMeta.Region, LeaderGrpcAddr: leaderMeta.GRPCAddr,
-		FrontDoorConfig: configToPB(s.node.FSM().FrontDoorConfig()),
-		FrontDoors:      s.liveFrontDoors(ctx, leaderMeta.GRPCAddr),
-	}
+	out := &pb.ClusterStatusResponse{FrontDoorConfig: configToPB(s.node.FSM().FrontDoorConfig())}
 	out.Members = make([]*pb.Member, len(members))
 	var wg sync.WaitGroup
 	for i, m := range members {
-		pm := &pb.Member{Id: m.ID, Region: m.Region, RaftAddr: m.RaftAddr, GrpcAddr: m.GRPCAddr, Voter: m.Voter, Leader: m.ID == leaderID}
+		pm := &pb.Member{Id: m.ID, Region: m.Region, RaftAddr: m.RaftAddr, GrpcAddr: m.GRPCAddr, Voter: m.Voter}
 		out.Members[i] = pm
 		wg.Add(1)
 		go func() {
@@ -59,7 +58,40 @@ func (s *AdminServer) ClusterStatus(ctx context.Context, _ *pb.ClusterStatusRequ
 		}()
 	}
 	wg.Wait()
+	out.LeaderId, out.LeaderRegion, out.LeaderGrpcAddr = leaderID, leaderMeta.Region, leaderMeta.GRPCAddr
+	if m := reportedLeader(out.Members); m != nil {
+		out.LeaderId, out.LeaderRegion, out.LeaderGrpcAddr = m.GetId(), m.GetRegion(), m.GetGrpcAddr()
+	}
+	for _, m := range out.Members {
+		m.Leader = m.GetId() == out.GetLeaderId()
+	}
+	out.FrontDoors = s.liveFrontDoors(ctx, out.GetLeaderGrpcAddr())
 	return out, nil
+}
+
+// reportedLeader is the member that reports itself leading at a term no
+// other member's report exceeds, or nil. Its own word beats this node's
+// view, which lags (a follower that has not heard of a new leader yet) or
+// is empty (a node removed from the cluster keeps serving and knows no
+// leader): so the leader named above the table is the one in it. A
+// deposed leader still reporting an older term is not it.
+func reportedLeader(members []*pb.Member) *pb.Member {
+	var leader *pb.Member
+	var term uint64
+	for _, m := range members {
+		st := m.GetStatus()
+		switch {
+		case st == nil:
+		case st.GetTerm() > term:
+			term, leader = st.GetTerm(), nil
+			if st.GetState() == stateLeader {
+				leader = m
+			}
+		case st.GetTerm() == term && st.GetState() == stateLeader:
+			leader = m
+		}
+	}
+	return leader
 }
 
 // liveFrontDoors is the leader's soft list of front doors: read here when

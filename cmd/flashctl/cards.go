@@ -206,8 +206,9 @@ func newCardsCloseSplitCmd(g *globals) *cobra.Command {
 		Short: "Close a card-collect campaign and split its pot among full-set holders",
 		Long: `Close a card-collect campaign and split its pot equally among the users
 holding at least one full set, one share each, in integer cents: each gets
-pot / holders rounded down, and the remainder cents go one each to the first
-holders in ascending user ID order. Running it again shows the same payouts.`,
+pot / full-set holders rounded down, and the remainder cents go one each to the
+first of them in ascending user ID order. Running it again shows the same
+payouts.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			req.CampaignId = args[0]
@@ -230,7 +231,7 @@ func cardCollectTable(w io.Writer, cc *pb.CardCollect) {
 	row(w, "full set:", strings.Join(cc.GetSetTypes(), ", "))
 	row(w, "rewards:", fmt.Sprintf("%d of %d given", cc.GetRewardsGiven(), cc.GetRewardPool()))
 	row(w, "pot:", formatCents(cc.GetPotCents()))
-	row(w, "holders:", cc.GetHolders())
+	row(w, "holders:", fmt.Sprintf("%d with draws or cards, %d with a full set (the pot's shares)", cc.GetHolders(), cc.GetFullSetHolders()))
 	row(w, "split:", cc.GetSplit())
 	row(w)
 	row(w, "TYPE", "WEIGHT", "CAP", "ISSUED")

@@ -32,6 +32,25 @@ func (f *fakeCluster) GrantDraws(_ context.Context, req *pb.GrantDrawsRequest) (
 	return &pb.GrantDrawsResponse{Holder: &pb.CardHolder{UserId: req.GetUserId(), DrawsLeft: uint64(req.GetCount())}}, nil
 }
 
+func (f *fakeCluster) GetCardCollect(_ context.Context, req *pb.GetCardCollectRequest) (*pb.GetCardCollectResponse, error) {
+	if err := f.record("GetCardCollect", req); err != nil {
+		return nil, err
+	}
+	return &pb.GetCardCollectResponse{Cards: &pb.CardCollect{
+		CampaignId: req.GetCampaignId(), SetTypes: []string{"fu", "shou"}, PotCents: 1000, Holders: 3, FullSetHolders: 1,
+	}}, nil
+}
+
+// TestCardsShowCountsFullSetHolders: cards show tells the users with draws
+// or cards from those holding a full set, who share the pot.
+func TestCardsShowCountsFullSetHolders(t *testing.T) {
+	f := startFakeCluster(t)
+	out := flashctl(t, f, "cards", "show", "spring").ok(t).stdout
+	if !strings.Contains(out, "3 with draws or cards, 1 with a full set (the pot's shares)") {
+		t.Errorf("cards show, 3 holders and 1 full set:\n%s", out)
+	}
+}
+
 func TestCardsCommands(t *testing.T) {
 	f := startFakeCluster(t)
 	flashctl(t, f, "cards", "define", "spring", "--type", "fu:60", "--type", "shou:10:500", "--set", "fu,shou",

@@ -24,8 +24,12 @@ import (
 type proc struct {
 	args []string
 	cmd  *exec.Cmd
+	done chan struct{} // closed once cmd has exited and been waited for
 	log  string
 }
+
+// wait returns once the process has exited (its only Wait is start's).
+func (p *proc) wait() { <-p.done }
 
 type binCluster struct {
 	t       testing.TB
@@ -87,20 +91,31 @@ func startBinCluster(t testing.TB, extraFlags ...string) *binCluster {
 	return c
 }
 
+// start starts p, after its previous run (if any) has exited, so that a
+// restart never overlaps the process it replaces.
 func (c *binCluster) start(p *proc) {
 	c.t.Helper()
+	if p.done != nil {
+		p.wait()
+	}
 	logf, err := os.OpenFile(p.log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	p.cmd = exec.Command(filepath.Join(c.bin, "flashd"), p.args...)
-	p.cmd.Stdout, p.cmd.Stderr = logf, logf
+	cmd := exec.Command(filepath.Join(c.bin, "flashd"), p.args...)
+	cmd.Stdout, cmd.Stderr = logf, logf
 	// The node dies with the test binary, even if the test is killed.
-	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := p.cmd.Start(); err != nil {
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
 		c.t.Fatal(err)
 	}
-	go func() { p.cmd.Wait(); logf.Close() }()
+	done := make(chan struct{})
+	p.cmd, p.done = cmd, done
+	go func() {
+		defer close(done)
+		cmd.Wait()
+		logf.Close()
+	}()
 }
 
 func (c *binCluster) stop() {
@@ -465,5 +480,63 @@ func TestMembershipThroughFlashctl(t *testing.T) {
 	}
 	if _, err := c.ctl("cluster", "remove", "n9"); err == nil {
 		t.Fatal("removing an unknown node succeeded")
+	}
+}
+
+// TestRestartWithJoin: --join on a node that has raft state. A member
+// restarted with its flags finds itself in its own copy of the membership
+// and asks no one; a node removed since asks to join again and comes back
+// with its log (joining a member that is already there changes nothing but
+// its address, so asking again is harmless).
+func TestRestartWithJoin(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the binaries")
+	}
+	c := startBinCluster(t)
+	c.mustCtl("campaign", "create", "spring", "--kind", "flash-sale", "--start", "now")
+	s := c.client()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	joins := func(p *proc) int {
+		out, err := os.ReadFile(p.log)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return strings.Count(string(out), "joined cluster")
+	}
+	restart := func(p *proc) {
+		p.cmd.Process.Signal(syscall.SIGTERM)
+		p.wait()
+		c.start(p)
+	}
+	// n2 and n3 were started with --join; restart and remove followers.
+	leader := c.leaderIndex(ctx, s)
+	var followers []int
+	for i := 1; i <= 2; i++ {
+		if i != leader {
+			followers = append(followers, i)
+		}
+	}
+	member, removed := followers[0], followers[len(followers)-1]
+	if joins(c.nodes[member]) != 1 {
+		t.Fatalf("n%d logged %d joins at start, want 1", member+1, joins(c.nodes[member]))
+	}
+	restart(c.nodes[member])
+	c.converged(ctx, s)
+	if n := joins(c.nodes[member]); n != 1 {
+		t.Fatalf("a member restarted with --join asked to join again (%d joins logged)", n)
+	}
+
+	id := fmt.Sprintf("n%d", removed+1)
+	c.mustCtl("cluster", "remove", id)
+	if out := c.mustCtl("-o", "json", "cluster", "status"); strings.Contains(out, `"id": "`+id+`"`) {
+		t.Fatalf("%s still listed after remove:\n%s", id, out)
+	}
+	c.mustCtl("campaign", "create", "autumn", "--kind", "flash-sale", "--start", "now") // written while it is out
+	restart(c.nodes[removed])
+	c.waitMembers(3)
+	c.converged(ctx, s)
+	if n := joins(c.nodes[removed]); n != 2 {
+		t.Fatalf("the removed node, restarted with --join, logged %d joins, want 2", n)
 	}
 }

@@ -54,7 +54,7 @@ func BenchmarkRestartWithMillionClaims(b *testing.B) {
 		}
 	}
 	c.nodes[victim].cmd.Process.Kill()
-	c.nodes[victim].cmd.Wait()
+	c.nodes[victim].wait()
 
 	b.ResetTimer()
 	start := time.Now()

@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -25,29 +26,34 @@ func newSettlerCmd() *cobra.Command {
 	var f settlerFlags
 	cmd := &cobra.Command{
 		Use:   "settler",
-		Short: "Run a settlement worker: reserved claims become orders, then settled or released",
-		Long: `Run a settlement worker. It leases open claims from the store's settlement
-feed (in claim ID order, from a cursor kept in the store for its --group). For a
-reserved claim it first marks the claim as ordering in the store, then POSTs it
-as a JSON order to --order-url with the claim ID as the Idempotency-Key header,
-and then settles the claim on a 2xx answer (also after its reservation deadline:
-a marked claim is not released at its deadline), retries 5xx, 408, 429,
-timeouts and connection errors with backoff, and releases the claim (its stock
-goes back on sale) on any other 4xx. A marked claim whose deadline passed
-without a settle comes back from the feed to be compensated: the worker marks
-it cancelling (no settle is taken after that), POSTs the same body with the
-same Idempotency-Key to --cancel-url (a 404 means there was no order), and
-releases it. Several workers may run at once: a leased claim is one worker's
-until its lease ends. A replacement worker resumes from the group's cursor, and
-finishes what a dead one left marked. Stops on SIGINT or SIGTERM.`,
-		Example: `  flashd settler --store 127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003 \
-    --order-url http://orders.internal/v1/orders --concurrency 16`,
+		Short: "Run a settlement worker: the --campaign campaigns' reserved claims become orders, then settled or released",
+		Long: `Run a settlement worker for the campaigns named by --campaign (one or more,
+required): it settles their claims and no other campaign's. It leases their
+open claims from the store's settlement feed (in claim ID order, from a cursor
+kept in the store for its --group; workers of other campaigns may share the
+group, each leasing only its own campaigns' claims). For a reserved claim it
+first marks the claim as ordering in the store, then POSTs it as a JSON order
+to --order-url with the claim ID as the Idempotency-Key header, and then
+settles the claim on a 2xx answer (also after its reservation deadline: a
+marked claim is not released at its deadline), retries 5xx, 408, 429, timeouts
+and connection errors with backoff, and releases the claim (its stock goes back
+on sale) on any other 4xx. A marked claim whose deadline passed without a
+settle comes back from the feed to be compensated: the worker marks it
+cancelling (no settle is taken after that), POSTs the same body with the same
+Idempotency-Key to --cancel-url (a 404 means there was no order), and releases
+it. Several workers may run at once: a leased claim is one worker's until its
+lease ends. A replacement worker resumes from the group's cursor, and finishes
+what a dead one left marked. Stops on SIGINT or SIGTERM.`,
+		Example: `  flashd settler --store 127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003 --campaign spring \
+    --order-url http://orders.internal/v1/orders --concurrency 16
+  flashd settler --store 127.0.0.1:7001 --campaign spring,autumn --order-url http://orders.internal/v1/orders`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runSettler(cmd, f) },
 	}
 	host, _ := os.Hostname()
 	fl := cmd.Flags()
 	fl.StringVar(&f.store, "store", "", "gRPC addresses of store nodes, comma-separated (required)")
+	fl.StringSliceVar(&f.cfg.Campaigns, "campaign", nil, "the campaigns whose claims this worker settles, comma-separated or repeated, 1 to 64 (required)")
 	fl.StringVar(&f.cfg.OrderURL, "order-url", "", "the order service's URL (required)")
 	fl.StringVar(&f.cfg.CancelURL, "cancel-url", "", "where an order accepted for an expired reservation is cancelled (default: --order-url + /cancel)")
 	fl.StringVar(&f.httpAddr, "http-addr", "", "HTTP address for /metrics (flashd_settler_*; empty: none)")
@@ -57,6 +63,7 @@ finishes what a dead one left marked. Stops on SIGINT or SIGTERM.`,
 	fl.DurationVar(&f.cfg.Lease, "lease", settler.DefaultLease, "how long a leased claim is this worker's")
 	fl.DurationVar(&f.cfg.OrderTimeout, "order-timeout", 0, "deadline of one order call (default: 5s, at most a fifth of --lease)")
 	cmd.MarkFlagRequired("store")
+	cmd.MarkFlagRequired("campaign")
 	cmd.MarkFlagRequired("order-url")
 	return cmd
 }
@@ -81,7 +88,7 @@ func runSettler(cmd *cobra.Command, f settlerFlags) error {
 		}
 		defer stop()
 	}
-	f.cfg.Logger.Info("settler running", "group", f.cfg.Group, "order_url", f.cfg.OrderURL)
+	f.cfg.Logger.Info("settler running", "campaigns", strings.Join(f.cfg.Campaigns, ","), "group", f.cfg.Group, "order_url", f.cfg.OrderURL)
 	err = w.Run(cmd.Context())
 	s := w.Stats()
 	f.cfg.Logger.Info("settler stopped", "settled", s.Settled, "released", s.Released, "retries", s.Retries,

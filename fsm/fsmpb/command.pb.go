@@ -1853,13 +1853,17 @@ func (x *CloseAndSplit) GetCampaignId() string {
 // LeaseClaims hands up to max reserved claims, in claim ID order from the
 // group's cursor, to worker until the command's time plus lease_nanos. A
 // claim leased to another worker of the group and not yet past its lease
-// deadline is passed over.
+// deadline is passed over, and so is a claim of a campaign not in
+// campaigns when campaigns is not empty (empty: every campaign, as before
+// the field existed). A lease naming campaigns walks from the lowest of
+// their cursors in the group (SettlementFeedRecord.campaign_cursors).
 type LeaseClaims struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Group         string                 `protobuf:"bytes,1,opt,name=group,proto3" json:"group,omitempty"`
 	Worker        string                 `protobuf:"bytes,2,opt,name=worker,proto3" json:"worker,omitempty"`
 	Max           uint32                 `protobuf:"varint,3,opt,name=max,proto3" json:"max,omitempty"`
 	LeaseNanos    int64                  `protobuf:"varint,4,opt,name=lease_nanos,json=leaseNanos,proto3" json:"lease_nanos,omitempty"`
+	Campaigns     []string               `protobuf:"bytes,5,rep,name=campaigns,proto3" json:"campaigns,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1920,6 +1924,13 @@ func (x *LeaseClaims) GetLeaseNanos() int64 {
 		return x.LeaseNanos
 	}
 	return 0
+}
+
+func (x *LeaseClaims) GetCampaigns() []string {
+	if x != nil {
+		return x.Campaigns
+	}
+	return nil
 }
 
 // SnapshotHeader opens every snapshot. A restore refuses a format_version it
@@ -2793,12 +2804,16 @@ func (x *Lease) GetDeadlineUnixNano() int64 {
 
 // SettlementFeedRecord is one worker group's cursor and live leases.
 type SettlementFeedRecord struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Group         string                 `protobuf:"bytes,1,opt,name=group,proto3" json:"group,omitempty"`
-	Cursor        uint64                 `protobuf:"varint,2,opt,name=cursor,proto3" json:"cursor,omitempty"`
-	Leases        []*Lease               `protobuf:"bytes,3,rep,name=leases,proto3" json:"leases,omitempty"` // by claim ID
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Group  string                 `protobuf:"bytes,1,opt,name=group,proto3" json:"group,omitempty"`
+	Cursor uint64                 `protobuf:"varint,2,opt,name=cursor,proto3" json:"cursor,omitempty"`
+	Leases []*Lease               `protobuf:"bytes,3,rep,name=leases,proto3" json:"leases,omitempty"` // by claim ID
+	// The cursors of the campaigns leases named, each past cursor, by
+	// campaign ID: every claim of the campaign below one is settled or
+	// released. None in a snapshot written before leases named campaigns.
+	CampaignCursors []*CampaignCursor `protobuf:"bytes,4,rep,name=campaign_cursors,json=campaignCursors,proto3" json:"campaign_cursors,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *SettlementFeedRecord) Reset() {
@@ -2850,6 +2865,65 @@ func (x *SettlementFeedRecord) GetLeases() []*Lease {
 		return x.Leases
 	}
 	return nil
+}
+
+func (x *SettlementFeedRecord) GetCampaignCursors() []*CampaignCursor {
+	if x != nil {
+		return x.CampaignCursors
+	}
+	return nil
+}
+
+type CampaignCursor struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	CampaignId    string                 `protobuf:"bytes,1,opt,name=campaign_id,json=campaignId,proto3" json:"campaign_id,omitempty"`
+	Cursor        uint64                 `protobuf:"varint,2,opt,name=cursor,proto3" json:"cursor,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CampaignCursor) Reset() {
+	*x = CampaignCursor{}
+	mi := &file_command_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CampaignCursor) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CampaignCursor) ProtoMessage() {}
+
+func (x *CampaignCursor) ProtoReflect() protoreflect.Message {
+	mi := &file_command_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CampaignCursor.ProtoReflect.Descriptor instead.
+func (*CampaignCursor) Descriptor() ([]byte, []int) {
+	return file_command_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *CampaignCursor) GetCampaignId() string {
+	if x != nil {
+		return x.CampaignId
+	}
+	return ""
+}
+
+func (x *CampaignCursor) GetCursor() uint64 {
+	if x != nil {
+		return x.Cursor
+	}
+	return 0
 }
 
 var File_command_proto protoreflect.FileDescriptor
@@ -2993,13 +3067,14 @@ const file_command_proto_rawDesc = "" +
 	"\auser_id\x18\x02 \x01(\tR\x06userId\"0\n" +
 	"\rCloseAndSplit\x12\x1f\n" +
 	"\vcampaign_id\x18\x01 \x01(\tR\n" +
-	"campaignId\"n\n" +
+	"campaignId\"\x8c\x01\n" +
 	"\vLeaseClaims\x12\x14\n" +
 	"\x05group\x18\x01 \x01(\tR\x05group\x12\x16\n" +
 	"\x06worker\x18\x02 \x01(\tR\x06worker\x12\x10\n" +
 	"\x03max\x18\x03 \x01(\rR\x03max\x12\x1f\n" +
 	"\vlease_nanos\x18\x04 \x01(\x03R\n" +
-	"leaseNanos\"\x87\x04\n" +
+	"leaseNanos\x12\x1c\n" +
+	"\tcampaigns\x18\x05 \x03(\tR\tcampaigns\"\x87\x04\n" +
 	"\x0eSnapshotHeader\x12%\n" +
 	"\x0eformat_version\x18\x01 \x01(\rR\rformatVersion\x12\x1c\n" +
 	"\tcampaigns\x18\x02 \x01(\x04R\tcampaigns\x12\x14\n" +
@@ -3082,11 +3157,16 @@ const file_command_proto_rawDesc = "" +
 	"\x05Lease\x12\x19\n" +
 	"\bclaim_id\x18\x01 \x01(\x04R\aclaimId\x12\x16\n" +
 	"\x06worker\x18\x02 \x01(\tR\x06worker\x12,\n" +
-	"\x12deadline_unix_nano\x18\x03 \x01(\x03R\x10deadlineUnixNano\"r\n" +
+	"\x12deadline_unix_nano\x18\x03 \x01(\x03R\x10deadlineUnixNano\"\xbc\x01\n" +
 	"\x14SettlementFeedRecord\x12\x14\n" +
 	"\x05group\x18\x01 \x01(\tR\x05group\x12\x16\n" +
 	"\x06cursor\x18\x02 \x01(\x04R\x06cursor\x12,\n" +
-	"\x06leases\x18\x03 \x03(\v2\x14.flashd.fsm.v1.LeaseR\x06leases*\xf2\x04\n" +
+	"\x06leases\x18\x03 \x03(\v2\x14.flashd.fsm.v1.LeaseR\x06leases\x12H\n" +
+	"\x10campaign_cursors\x18\x04 \x03(\v2\x1d.flashd.fsm.v1.CampaignCursorR\x0fcampaignCursors\"I\n" +
+	"\x0eCampaignCursor\x12\x1f\n" +
+	"\vcampaign_id\x18\x01 \x01(\tR\n" +
+	"campaignId\x12\x16\n" +
+	"\x06cursor\x18\x02 \x01(\x04R\x06cursor*\xf2\x04\n" +
 	"\vCommandType\x12\x18\n" +
 	"\x14COMMAND_TYPE_UNKNOWN\x10\x00\x12 \n" +
 	"\x1cCOMMAND_TYPE_CREATE_CAMPAIGN\x10\x01\x12 \n" +
@@ -3141,7 +3221,7 @@ func file_command_proto_rawDescGZIP() []byte {
 }
 
 var file_command_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_command_proto_msgTypes = make([]protoimpl.MessageInfo, 35)
+var file_command_proto_msgTypes = make([]protoimpl.MessageInfo, 36)
 var file_command_proto_goTypes = []any{
 	(CommandType)(0),             // 0: flashd.fsm.v1.CommandType
 	(CampaignKind)(0),            // 1: flashd.fsm.v1.CampaignKind
@@ -3182,6 +3262,7 @@ var file_command_proto_goTypes = []any{
 	(*CardHolderRecord)(nil),     // 36: flashd.fsm.v1.CardHolderRecord
 	(*Lease)(nil),                // 37: flashd.fsm.v1.Lease
 	(*SettlementFeedRecord)(nil), // 38: flashd.fsm.v1.SettlementFeedRecord
+	(*CampaignCursor)(nil),       // 39: flashd.fsm.v1.CampaignCursor
 }
 var file_command_proto_depIdxs = []int32{
 	0,  // 0: flashd.fsm.v1.Command.type:type_name -> flashd.fsm.v1.CommandType
@@ -3225,11 +3306,12 @@ var file_command_proto_depIdxs = []int32{
 	20, // 38: flashd.fsm.v1.CardCollectRecord.definition:type_name -> flashd.fsm.v1.DefineCards
 	34, // 39: flashd.fsm.v1.CardCollectRecord.payouts:type_name -> flashd.fsm.v1.Payout
 	37, // 40: flashd.fsm.v1.SettlementFeedRecord.leases:type_name -> flashd.fsm.v1.Lease
-	41, // [41:41] is the sub-list for method output_type
-	41, // [41:41] is the sub-list for method input_type
-	41, // [41:41] is the sub-list for extension type_name
-	41, // [41:41] is the sub-list for extension extendee
-	0,  // [0:41] is the sub-list for field type_name
+	39, // 41: flashd.fsm.v1.SettlementFeedRecord.campaign_cursors:type_name -> flashd.fsm.v1.CampaignCursor
+	42, // [42:42] is the sub-list for method output_type
+	42, // [42:42] is the sub-list for method input_type
+	42, // [42:42] is the sub-list for extension type_name
+	42, // [42:42] is the sub-list for extension extendee
+	0,  // [0:42] is the sub-list for field type_name
 }
 
 func init() { file_command_proto_init() }
@@ -3244,7 +3326,7 @@ func file_command_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_command_proto_rawDesc), len(file_command_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   35,
+			NumMessages:   36,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -750,11 +750,14 @@ func (x *GetCardCollectResponse) GetIndex() uint64 {
 }
 
 type LeaseClaimsRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Group         string                 `protobuf:"bytes,1,opt,name=group,proto3" json:"group,omitempty"`   // workers sharing one cursor
-	Worker        string                 `protobuf:"bytes,2,opt,name=worker,proto3" json:"worker,omitempty"` // this worker's ID
-	Max           uint32                 `protobuf:"varint,3,opt,name=max,proto3" json:"max,omitempty"`      // 1 to 1000
-	Lease         *durationpb.Duration   `protobuf:"bytes,4,opt,name=lease,proto3" json:"lease,omitempty"`   // up to an hour
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Group  string                 `protobuf:"bytes,1,opt,name=group,proto3" json:"group,omitempty"`   // workers sharing one cursor
+	Worker string                 `protobuf:"bytes,2,opt,name=worker,proto3" json:"worker,omitempty"` // this worker's ID
+	Max    uint32                 `protobuf:"varint,3,opt,name=max,proto3" json:"max,omitempty"`      // 1 to 1000
+	Lease  *durationpb.Duration   `protobuf:"bytes,4,opt,name=lease,proto3" json:"lease,omitempty"`   // up to an hour
+	// campaigns: only claims of these campaigns are leased (1 to 64 IDs);
+	// empty: claims of every campaign.
+	Campaigns     []string `protobuf:"bytes,5,rep,name=campaigns,proto3" json:"campaigns,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -817,11 +820,18 @@ func (x *LeaseClaimsRequest) GetLease() *durationpb.Duration {
 	return nil
 }
 
+func (x *LeaseClaimsRequest) GetCampaigns() []string {
+	if x != nil {
+		return x.Campaigns
+	}
+	return nil
+}
+
 type LeaseClaimsResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Claims        []*Claim               `protobuf:"bytes,1,rep,name=claims,proto3" json:"claims,omitempty"`
 	LeaseDeadline *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=lease_deadline,json=leaseDeadline,proto3" json:"lease_deadline,omitempty"` // by the leader's clock
-	Cursor        uint64                 `protobuf:"varint,3,opt,name=cursor,proto3" json:"cursor,omitempty"`                                   // first claim that may still be reserved
+	Cursor        uint64                 `protobuf:"varint,3,opt,name=cursor,proto3" json:"cursor,omitempty"`                                   // first claim that may still be open (of the campaigns named, if any)
 	Index         uint64                 `protobuf:"varint,4,opt,name=index,proto3" json:"index,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -2205,12 +2215,13 @@ const file_flashd_v1_store_proto_rawDesc = "" +
 	"\vconsistency\x18\x02 \x01(\x0e2\x16.flashd.v1.ConsistencyR\vconsistency\"\\\n" +
 	"\x16GetCardCollectResponse\x12,\n" +
 	"\x05cards\x18\x01 \x01(\v2\x16.flashd.v1.CardCollectR\x05cards\x12\x14\n" +
-	"\x05index\x18\x02 \x01(\x04R\x05index\"\x85\x01\n" +
+	"\x05index\x18\x02 \x01(\x04R\x05index\"\xa3\x01\n" +
 	"\x12LeaseClaimsRequest\x12\x14\n" +
 	"\x05group\x18\x01 \x01(\tR\x05group\x12\x16\n" +
 	"\x06worker\x18\x02 \x01(\tR\x06worker\x12\x10\n" +
 	"\x03max\x18\x03 \x01(\rR\x03max\x12/\n" +
-	"\x05lease\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\x05lease\"\xb0\x01\n" +
+	"\x05lease\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\x05lease\x12\x1c\n" +
+	"\tcampaigns\x18\x05 \x03(\tR\tcampaigns\"\xb0\x01\n" +
 	"\x13LeaseClaimsResponse\x12(\n" +
 	"\x06claims\x18\x01 \x03(\v2\x10.flashd.v1.ClaimR\x06claims\x12A\n" +
 	"\x0elease_deadline\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\rleaseDeadline\x12\x16\n" +

@@ -90,8 +90,9 @@ type StoreClient interface {
 	GetCards(ctx context.Context, in *GetCardsRequest, opts ...grpc.CallOption) (*GetCardsResponse, error)
 	GetCardCollect(ctx context.Context, in *GetCardCollectRequest, opts ...grpc.CallOption) (*GetCardCollectResponse, error)
 	// LeaseClaims is the settlement feed: up to max reserved claims in claim
-	// ID order from the group's cursor, each leased to worker until
-	// lease_deadline so no other worker of the group gets it meanwhile.
+	// ID order from the group's cursor (of the named campaigns only, when
+	// campaigns is set), each leased to worker until lease_deadline so no
+	// other worker of the group gets it meanwhile.
 	LeaseClaims(ctx context.Context, in *LeaseClaimsRequest, opts ...grpc.CallOption) (*LeaseClaimsResponse, error)
 }
 
@@ -332,8 +333,9 @@ type StoreServer interface {
 	GetCards(context.Context, *GetCardsRequest) (*GetCardsResponse, error)
 	GetCardCollect(context.Context, *GetCardCollectRequest) (*GetCardCollectResponse, error)
 	// LeaseClaims is the settlement feed: up to max reserved claims in claim
-	// ID order from the group's cursor, each leased to worker until
-	// lease_deadline so no other worker of the group gets it meanwhile.
+	// ID order from the group's cursor (of the named campaigns only, when
+	// campaigns is set), each leased to worker until lease_deadline so no
+	// other worker of the group gets it meanwhile.
 	LeaseClaims(context.Context, *LeaseClaimsRequest) (*LeaseClaimsResponse, error)
 	mustEmbedUnimplementedStoreServer()
 }

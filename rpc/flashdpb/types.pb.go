@@ -789,11 +789,14 @@ type CardCollect struct {
 	DrawsPerUserMax uint64                 `protobuf:"varint,7,opt,name=draws_per_user_max,json=drawsPerUserMax,proto3" json:"draws_per_user_max,omitempty"` // 0: no limit
 	Holders         uint64                 `protobuf:"varint,8,opt,name=holders,proto3" json:"holders,omitempty"`                                            // users with draws or cards
 	Split           bool                   `protobuf:"varint,9,opt,name=split,proto3" json:"split,omitempty"`                                                // closed and split
-	// payouts, in user ID order: pot / holders each, and the remainder one
-	// cent each to the first holders in user ID order.
-	Payouts       []*Payout `protobuf:"bytes,10,rep,name=payouts,proto3" json:"payouts,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// payouts, in user ID order: pot / full-set holders each, and the
+	// remainder one cent each to the first of them in user ID order.
+	Payouts []*Payout `protobuf:"bytes,10,rep,name=payouts,proto3" json:"payouts,omitempty"`
+	// full_set_holders: users holding at least one full set, among whom the
+	// pot is split (is, once split).
+	FullSetHolders uint64 `protobuf:"varint,11,opt,name=full_set_holders,json=fullSetHolders,proto3" json:"full_set_holders,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *CardCollect) Reset() {
@@ -894,6 +897,13 @@ func (x *CardCollect) GetPayouts() []*Payout {
 		return x.Payouts
 	}
 	return nil
+}
+
+func (x *CardCollect) GetFullSetHolders() uint64 {
+	if x != nil {
+		return x.FullSetHolders
+	}
+	return 0
 }
 
 type CardCount struct {
@@ -1179,7 +1189,7 @@ const file_flashd_v1_types_proto_rawDesc = "" +
 	"\x06issued\x18\x04 \x01(\x04R\x06issued\"7\n" +
 	"\x06Payout\x12\x17\n" +
 	"\auser_id\x18\x01 \x01(\tR\x06userId\x12\x14\n" +
-	"\x05cents\x18\x02 \x01(\x04R\x05cents\"\xe3\x02\n" +
+	"\x05cents\x18\x02 \x01(\x04R\x05cents\"\x8d\x03\n" +
 	"\vCardCollect\x12\x1f\n" +
 	"\vcampaign_id\x18\x01 \x01(\tR\n" +
 	"campaignId\x12)\n" +
@@ -1193,7 +1203,8 @@ const file_flashd_v1_types_proto_rawDesc = "" +
 	"\aholders\x18\b \x01(\x04R\aholders\x12\x14\n" +
 	"\x05split\x18\t \x01(\bR\x05split\x12+\n" +
 	"\apayouts\x18\n" +
-	" \x03(\v2\x11.flashd.v1.PayoutR\apayouts\":\n" +
+	" \x03(\v2\x11.flashd.v1.PayoutR\apayouts\x12(\n" +
+	"\x10full_set_holders\x18\v \x01(\x04R\x0efullSetHolders\":\n" +
 	"\tCardCount\x12\x17\n" +
 	"\atype_id\x18\x01 \x01(\tR\x06typeId\x12\x14\n" +
 	"\x05count\x18\x02 \x01(\x04R\x05count\"\xed\x01\n" +

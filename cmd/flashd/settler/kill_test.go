@@ -197,7 +197,7 @@ func TestNoOrderLostWhenWorkersDie(t *testing.T) {
 	const claims = batches * perBatch
 	addrs, nodes := cluster(t, 3)
 	st := storeClient(t, addrs)
-	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), testDeadline)
 	defer cancel()
 	_, err := st.CreateCampaign(ctx, &pb.CreateCampaignRequest{Campaign: &pb.Campaign{
 		Id: "spring", Kind: pb.CampaignKind_CAMPAIGN_KIND_FLASH_SALE, Start: timestamppb.New(time.Now().Add(-time.Minute)),
@@ -237,7 +237,7 @@ func TestNoOrderLostWhenWorkersDie(t *testing.T) {
 		k := newKillSwitch()
 		name := fmt.Sprint("w", len(workers))
 		w, err := New(killableStore{st: st, k: k}, Config{
-			Worker: name, OrderURL: "http://" + orderAddr + "/orders", Concurrency: 3,
+			Worker: name, Campaigns: []string{"spring"}, OrderURL: "http://" + orderAddr + "/orders", Concurrency: 3,
 			Lease: 2500 * time.Millisecond, OrderTimeout: 400 * time.Millisecond, PollInterval: 50 * time.Millisecond,
 			HTTPClient: &http.Client{Transport: k.transport()},
 		})

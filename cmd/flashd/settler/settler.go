@@ -19,6 +19,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -41,6 +42,7 @@ const (
 	backoffMin          = 50 * time.Millisecond
 	backoffMax          = 2 * time.Second
 	concurrencyMax      = 1000 // one lease takes at most this many claims
+	campaignsMax        = 64   // campaigns one worker serves (the store's bound on a lease)
 	// leaseMargin is the share of a lease kept free at its end: a claim
 	// whose lease is this close to its end is dropped (another lease picks
 	// it up), so that no two workers ever call about it at once.
@@ -67,6 +69,7 @@ type Store interface {
 type Config struct {
 	Group        string                // workers sharing one cursor; "" : DefaultGroup
 	Worker       string                // this worker's ID, unique in the group (required)
+	Campaigns    []string              // the campaigns whose claims it settles, 1 to 64 (required)
 	OrderURL     string                // the order service's endpoint, POSTed one order at a time (required)
 	CancelURL    string                // where an accepted order is cancelled (POST, same body and key); "": OrderURL + "/cancel"
 	Concurrency  int                   // claims handled at once; 0: DefaultConcurrency
@@ -110,6 +113,8 @@ func (c Config) withDefaults() (Config, error) {
 	switch {
 	case c.Worker == "":
 		return c, errors.New("settler: a worker ID is required")
+	case len(c.Campaigns) == 0 || len(c.Campaigns) > campaignsMax:
+		return c, fmt.Errorf("settler: %d campaigns: want 1 to %d, the campaigns whose claims the worker settles", len(c.Campaigns), campaignsMax)
 	case c.OrderURL == "":
 		return c, errors.New("settler: an order URL is required")
 	case !validURL(c.OrderURL) || !validURL(c.CancelURL):
@@ -123,6 +128,12 @@ func (c Config) withDefaults() (Config, error) {
 	case c.PollInterval < 0:
 		return c, fmt.Errorf("settler: poll interval %v is negative", c.PollInterval)
 	}
+	for _, id := range c.Campaigns {
+		if err := pb.ValidateID("campaign id", id); err != nil {
+			return c, fmt.Errorf("settler: %w", err)
+		}
+	}
+	c.Campaigns = slices.Clone(c.Campaigns)
 	return c, nil
 }
 
@@ -224,6 +235,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	var mu sync.Mutex
 	inHand := make(map[uint64]bool) // a lease may hand back a claim this worker still holds
 	backoff := backoffMin
+	warned := false
 	for ctx.Err() == nil {
 		free := cap(slots) - len(slots)
 		if free == 0 {
@@ -235,6 +247,7 @@ func (w *Worker) Run(ctx context.Context) error {
 		}
 		resp, err := w.store.LeaseClaims(ctx, &pb.LeaseClaimsRequest{
 			Group: w.cfg.Group, Worker: w.cfg.Worker, Max: uint32(free), Lease: durationpb.New(w.cfg.Lease),
+			Campaigns: w.cfg.Campaigns,
 		})
 		// The lease runs from the leader's clock at apply; counting it from
 		// before the call keeps the local deadline on the safe side.
@@ -251,6 +264,17 @@ func (w *Worker) Run(ctx context.Context) error {
 		backoff = backoffMin
 		started := 0
 		for _, c := range resp.GetClaims() {
+			if !slices.Contains(w.cfg.Campaigns, c.GetCampaignId()) {
+				// A store that predates the campaign filter leases every
+				// campaign's claims: this one is left to its lease's end.
+				w.stats.dropped.Add(1)
+				if !warned {
+					warned = true
+					w.cfg.Logger.Warn("the store leased a claim of a campaign this worker does not serve (a store without the campaign filter?); left to the feed",
+						"claim", c.GetId(), "campaign", c.GetCampaignId())
+				}
+				continue
+			}
 			mu.Lock()
 			busy := inHand[c.GetId()]
 			inHand[c.GetId()] = true

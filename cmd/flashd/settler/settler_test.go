@@ -164,9 +164,38 @@ func cluster(t *testing.T, n int) ([]string, []*raftnode.Node) {
 	return addrs, nodes
 }
 
+const storeAttemptsMax = 1000
+
+// testDeadline bounds a whole test: generous, so that a loaded machine
+// slows a test down without failing it (at load 25 one took two minutes).
+const testDeadline = 5 * time.Minute
+
+// caughtUp waits until node has applied every entry any node had applied
+// when called, so that its state shows every write acknowledged before (a
+// follower may lag the leader that answered).
+func caughtUp(ctx context.Context, t *testing.T, nodes []*raftnode.Node, node *raftnode.Node) {
+	t.Helper()
+	var index uint64
+	for _, n := range nodes {
+		index = max(index, n.FSM().AppliedIndex())
+	}
+	for node.FSM().AppliedIndex() < index {
+		if ctx.Err() != nil {
+			t.Fatalf("node %s applied %d, not %d", node.ID(), node.FSM().AppliedIndex(), index)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// storeClient is the tests' and the workers' store client. It retries
+// until the caller's deadline, not the default 10 attempts: on a loaded
+// machine (two copies of these tests under -race at load 25) an election
+// can outlast those, and a test's setup call then failed "gave up after 10
+// attempts: not the leader". Every call it makes carries a request ID, so
+// a retry is answered as the first attempt was.
 func storeClient(t *testing.T, addrs []string) *client.Store {
 	t.Helper()
-	st, err := client.NewStore(addrs)
+	st, err := client.NewStore(addrs, client.WithMaxAttempts(storeAttemptsMax))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -197,7 +226,7 @@ func TestSettlementUnderFaults(t *testing.T) {
 	const claims = 200
 	addrs, nodes := cluster(t, 3)
 	st := storeClient(t, addrs)
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), testDeadline)
 	defer cancel()
 	_, err := st.CreateCampaign(ctx, &pb.CreateCampaignRequest{Campaign: &pb.Campaign{
 		Id: "spring", Kind: pb.CampaignKind_CAMPAIGN_KIND_FLASH_SALE, Start: timestamppb.New(time.Now().Add(-time.Minute)),
@@ -227,7 +256,7 @@ func TestSettlementUnderFaults(t *testing.T) {
 	stopOrders := orders.serve(t, orderAddr)
 	start := func(name string) (*Worker, func()) {
 		w, err := New(st, Config{
-			Worker: name, OrderURL: "http://" + orderAddr + "/orders", Concurrency: 4,
+			Worker: name, Campaigns: []string{"spring"}, OrderURL: "http://" + orderAddr + "/orders", Concurrency: 4,
 			Lease: 2 * time.Second, OrderTimeout: 300 * time.Millisecond, PollInterval: 50 * time.Millisecond,
 			HTTPClient: &http.Client{Transport: calls.transport(name)},
 		})
@@ -274,6 +303,7 @@ func TestSettlementUnderFaults(t *testing.T) {
 	c, stopC := start("c")
 	defer stopC()
 	waitUntil("every claim settled or released", func() bool { return item().Reserved == 0 })
+	caughtUp(ctx, t, nodes, nodes[0])
 
 	orders.mu.Lock()
 	defer orders.mu.Unlock()
@@ -328,17 +358,21 @@ func TestSettlementUnderFaults(t *testing.T) {
 }
 
 func TestConfigValidation(t *testing.T) {
+	c := []string{"spring"}
 	for _, cfg := range []Config{
-		{OrderURL: "http://x"}, {Worker: "w"},
-		{Worker: "w", OrderURL: "http://x", Concurrency: -1},
-		{Worker: "w", OrderURL: "http://x", Lease: time.Millisecond},
-		{Worker: "w", OrderURL: "http://x", Lease: 5 * time.Second, OrderTimeout: 2 * time.Second},
+		{OrderURL: "http://x", Campaigns: c}, {Worker: "w", Campaigns: c},
+		{Worker: "w", OrderURL: "http://x"}, // no campaign
+		{Worker: "w", OrderURL: "http://x", Campaigns: []string{"spring", ""}},
+		{Worker: "w", OrderURL: "http://x", Campaigns: make([]string, campaignsMax+1)},
+		{Worker: "w", OrderURL: "http://x", Campaigns: c, Concurrency: -1},
+		{Worker: "w", OrderURL: "http://x", Campaigns: c, Lease: time.Millisecond},
+		{Worker: "w", OrderURL: "http://x", Campaigns: c, Lease: 5 * time.Second, OrderTimeout: 2 * time.Second},
 	} {
 		if _, err := New(nil, cfg); err == nil {
 			t.Errorf("New(%+v) accepted", cfg)
 		}
 	}
-	if _, err := New(nil, Config{Worker: "w", OrderURL: "http://x"}); err != nil {
+	if _, err := New(nil, Config{Worker: "w", OrderURL: "http://x", Campaigns: c}); err != nil {
 		t.Error(err)
 	}
 }
@@ -478,7 +512,7 @@ func TestOrdersPlacedPastTheDeadline(t *testing.T) {
 	const claims = batches * perBatch
 	addrs, nodes := cluster(t, 3)
 	st := storeClient(t, addrs)
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), testDeadline)
 	defer cancel()
 	_, err := st.CreateCampaign(ctx, &pb.CreateCampaignRequest{Campaign: &pb.Campaign{
 		Id: "spring", Kind: pb.CampaignKind_CAMPAIGN_KIND_FLASH_SALE, Start: timestamppb.New(time.Now().Add(-time.Minute)),
@@ -504,7 +538,7 @@ func TestOrdersPlacedPastTheDeadline(t *testing.T) {
 	for _, name := range []string{"a", "b"} {
 		reg := prometheus.NewRegistry()
 		w, err := New(st, Config{
-			Worker: name, OrderURL: "http://" + orderAddr + "/orders", Concurrency: 3,
+			Worker: name, Campaigns: []string{"spring"}, OrderURL: "http://" + orderAddr + "/orders", Concurrency: 3,
 			Lease: 2500 * time.Millisecond, OrderTimeout: 500 * time.Millisecond, PollInterval: 50 * time.Millisecond,
 			Metrics: reg,
 		})
@@ -556,6 +590,7 @@ func TestOrdersPlacedPastTheDeadline(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	stopWorkers()
+	caughtUp(ctx, t, nodes, nodes[0])
 
 	orders.mu.Lock()
 	defer orders.mu.Unlock()

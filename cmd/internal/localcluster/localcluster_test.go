@@ -3,6 +3,7 @@ package localcluster
 import (
 	"os"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -30,12 +31,29 @@ process_cpu_seconds_total 1.5
 	}
 }
 
+// TestProcCPUSecondsCountsWork: ProcCPUSeconds counts the CPU a process
+// used, as getrusage does. The work is measured in CPU time, not wall time
+// (on a loaded machine 200 ms of spinning may get a few ms of CPU): spin
+// until getrusage says a fifth of a second was used, then /proc must say
+// about as much (both count in the kernel; /proc in clock ticks).
 func TestProcCPUSecondsCountsWork(t *testing.T) {
-	before := ProcCPUSeconds(os.Getpid())
-	for end := time.Now().Add(200 * time.Millisecond); time.Now().Before(end); {
+	const work = 0.2 // CPU seconds
+	used := func() float64 {
+		var ru syscall.Rusage
+		if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+			t.Fatal(err)
+		}
+		return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
 	}
-	if after := ProcCPUSeconds(os.Getpid()); after-before < 0.05 {
-		t.Errorf("CPU %v then %v after 200ms of spinning", before, after)
+	before, start := ProcCPUSeconds(os.Getpid()), used()
+	deadline := time.Now().Add(2 * time.Minute) // only against a counter that never moves
+	for used()-start < work {
+		if time.Now().After(deadline) {
+			t.Fatalf("getrusage counted %.3fs of CPU in two minutes of spinning", used()-start)
+		}
+	}
+	if after := ProcCPUSeconds(os.Getpid()); after-before < work-3.0/clockTicksPerSecond {
+		t.Errorf("CPU %v then %v after %.1fs of CPU by getrusage", before, after, work)
 	}
 	if ProcCPUSeconds(-1) != 0 {
 		t.Error("a process that does not exist used CPU")

@@ -10,9 +10,15 @@ import (
 	"github.com/flashd/flashd/deploy/chaos/runner"
 )
 
-// transferAttempts: a leadership transfer fails when its target is behind;
-// it is tried again, as an operator would.
-const transferAttempts = 3
+// transferAttempts: a leadership transfer fails when its target is behind,
+// or while another is in progress (for up to an election timeout: on a
+// loaded machine three attempts back to back all found the one before
+// still in progress); it is tried again after transferPause, as an
+// operator would.
+const (
+	transferAttempts = 10
+	transferPause    = 2 * electionTimeout
+)
 
 // Inject makes a fault. One fault is active at a time (the runner's
 // schedules do not overlap), so Heal undoes every cut.
@@ -46,7 +52,13 @@ func (c *Cluster) Inject(ctx context.Context, f runner.Fault) (string, error) {
 		return n.id, nil
 	case runner.FaultLeaderTransfer:
 		var err error
-		for i := 0; i < transferAttempts; i++ {
+		for i := 0; i < transferAttempts && ctx.Err() == nil; i++ {
+			if i > 0 {
+				select {
+				case <-ctx.Done():
+				case <-time.After(transferPause):
+				}
+			}
 			var leader *node
 			if leader, err = c.resolveNode(ctx, runner.Leader); err != nil {
 				continue
@@ -61,6 +73,9 @@ func (c *Cluster) Inject(ctx context.Context, f runner.Fault) (string, error) {
 			if to, err = store.TransferLeadership(ctx, "", ""); err == nil {
 				return to, nil
 			}
+		}
+		if err == nil {
+			err = ctx.Err()
 		}
 		return "", fmt.Errorf("leadership transfer: %w", err)
 	}

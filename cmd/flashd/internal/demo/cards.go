@@ -119,7 +119,8 @@ type cardEvent struct {
 	unknownDraws         atomic.Int64 // outcomes never learnt
 	unknownRedeems       atomic.Int64
 	answers              [cardAnswerCount]atomic.Int64
-	poolEmptyAt          atomic.Int64 // first POOL_EMPTY answer, ns since open
+	poolEmptyAt          atomic.Int64  // first POOL_EMPTY answer, ns since open
+	poolEmptied          func(bar int) // told at the first POOL_EMPTY answer, of bar 0; nil: no one
 
 	mu      sync.Mutex
 	latency [][]time.Duration // per worker, calls that were sent
@@ -154,6 +155,10 @@ func newCardEvent(st *client.Store, c *client.Client, types []*pb.CardType, pool
 	}
 	return ev
 }
+
+// watchEmpty: bar 0 is the reward pool; the caps and the draws are
+// learnt from the store's counts.
+func (ev *cardEvent) watchEmpty(fn func(bar int)) { ev.poolEmptied = fn }
 
 func (ev *cardEvent) bars(ctx context.Context) []itemView {
 	out := []itemView{{name: "rewards", total: ev.pool, empty: "pool empty", soldOutAt: time.Duration(ev.poolEmptyAt.Load())}}
@@ -302,7 +307,9 @@ func (ev *cardEvent) call(ctx context.Context, worker int, fn func(context.Conte
 			a = answerNoFullSet
 		case errors.Is(err, client.ErrPoolEmpty):
 			a = answerPoolEmpty
-			ev.poolEmptyAt.CompareAndSwap(0, int64(max(time.Since(ev.open), 1)))
+			if ev.poolEmptyAt.CompareAndSwap(0, int64(max(time.Since(ev.open), 1))) && ev.poolEmptied != nil {
+				ev.poolEmptied(0)
+			}
 		case errors.Is(err, client.ErrSoldOut):
 			a = answerSoldOut
 		case errors.Is(err, client.ErrFailedPrecondition):

@@ -110,6 +110,7 @@ type crowd struct {
 	outcomes   [outcomeCount]atomic.Int64
 	perItem    []atomic.Int64 // grants per item
 	soldOutAt  []atomic.Int64 // first SOLD_OUT answer per item, ns since open (0: none yet)
+	emptied    func(item int) // told at an item's first SOLD_OUT answer; nil: no one
 	otherError atomic.Pointer[string]
 
 	mu        sync.Mutex
@@ -220,7 +221,9 @@ func (w *crowd) press(u *user, worker int, r *rand.Rand) bool {
 		w.mu.Unlock()
 		again = false
 	case outSoldOut:
-		w.soldOutAt[u.item].CompareAndSwap(0, int64(max(time.Since(w.open), 1)))
+		if w.soldOutAt[u.item].CompareAndSwap(0, int64(max(time.Since(w.open), 1))) && w.emptied != nil {
+			w.emptied(u.item)
+		}
 		u.tried |= 1 << u.item
 		u.requestID, u.resume = "", false
 		next := w.untried(u)

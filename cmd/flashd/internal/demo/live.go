@@ -26,6 +26,10 @@ type workload interface {
 	// summaryHead prints the summary's first part: the crowd, the stock,
 	// the answers.
 	summaryHead(p func(format string, args ...any), ended time.Duration)
+	// watchEmpty has f called with a bar's position when the crowd first
+	// finds that bar empty (a SOLD_OUT or POOL_EMPTY answer), from the
+	// crowd's goroutines; it is called before the crowd runs.
+	watchEmpty(f func(bar int))
 }
 
 // progress is a crowd's progress, as the view and chaos read it.
@@ -85,6 +89,7 @@ func (s *liveRun) run(ctx context.Context, drive func(ctx context.Context)) {
 	crowdCtx, stopCrowd := context.WithDeadline(ctx, s.open.Add(s.cfg.Duration))
 	defer stopCrowd()
 	s.itemsNow = s.work.bars(ctx)
+	s.watchEmpty()
 	monitorCtx, stopMonitors := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	wg.Go(func() { s.pollItems(monitorCtx) })
@@ -116,18 +121,42 @@ func sleepUntil(ctx context.Context, t time.Time) {
 	}
 }
 
-// event records something for the viewer; plain output prints it at once.
+// event records something for the viewer, at the time it is recorded;
+// plain output prints it at once. Stamped and printed under the lock,
+// events are printed in time order: a source that learns of something late
+// (the stock poll) tells it when it learns it, and the crowd tells a
+// sell-out at its first SOLD_OUT answer (watchEmpty).
 func (s *liveRun) event(text string) {
-	s.eventAt(max(0, time.Since(s.open)), text)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.eventLocked(text)
 }
 
-func (s *liveRun) eventAt(at time.Duration, text string) {
-	s.mu.Lock()
+func (s *liveRun) eventLocked(text string) {
+	at := max(0, time.Since(s.open))
 	s.events = append(s.events, event{at: at, text: text})
-	s.mu.Unlock()
 	if !s.cfg.Live {
 		fmt.Fprintf(s.cfg.Out, "%5.1fs  %s\n", at.Seconds(), text)
 	}
+}
+
+// watchEmpty has the crowd tell the viewer when it first finds a bar
+// empty.
+func (s *liveRun) watchEmpty() {
+	s.work.watchEmpty(func(bar int) {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		s.emptiedLocked(bar)
+	})
+}
+
+// emptiedLocked tells the viewer that a bar ran out, once.
+func (s *liveRun) emptiedLocked(bar int) {
+	if bar < 0 || bar >= len(s.itemsNow) || s.itemsNow[bar].reported {
+		return
+	}
+	s.itemsNow[bar].reported = true
+	s.eventLocked(s.itemsNow[bar].name + " " + s.itemsNow[bar].emptyWord())
 }
 
 // pollItems reads the stock bars from the store.
@@ -142,12 +171,14 @@ func (s *liveRun) pollItems(ctx context.Context) {
 	}
 }
 
-// pollItemsOnce refreshes the bars and tells the viewer when one runs
-// out. A bar the store did not answer for keeps its last value.
+// pollItemsOnce refreshes the bars and tells the viewer when one runs out
+// that the crowd has not told of (a bar it does not watch, or one the
+// store emptied first). A bar the store did not answer for keeps its last
+// value.
 func (s *liveRun) pollItemsOnce(ctx context.Context) {
 	bars := s.work.bars(ctx)
-	var out []event
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	for i, b := range bars {
 		if i >= len(s.itemsNow) {
 			break
@@ -162,15 +193,11 @@ func (s *liveRun) pollItemsOnce(ctx context.Context) {
 		if b.soldOutAt == 0 && b.known && b.available == 0 {
 			b.soldOutAt = max(time.Since(s.open), 1)
 		}
-		if b.soldOutAt > 0 && !was.reported {
-			out = append(out, event{at: b.soldOutAt, text: b.name + " " + b.emptyWord()})
-		}
-		b.reported = b.soldOutAt > 0
+		b.reported = was.reported
 		s.itemsNow[i] = b
-	}
-	s.mu.Unlock()
-	for _, e := range out {
-		s.eventAt(e.at, e.text)
+		if b.soldOutAt > 0 {
+			s.emptiedLocked(i)
+		}
 	}
 }
 

@@ -52,4 +52,7 @@ func (f *flashSale) progress() progress {
 
 func (f *flashSale) stages() []localcluster.FunnelStage { return localcluster.FunnelStages }
 
+// watchEmpty: bar i is item i.
+func (f *flashSale) watchEmpty(fn func(bar int)) { f.crowd.emptied = fn }
+
 func (f *flashSale) latencies() []time.Duration { return f.crowd.allLatencies() }
